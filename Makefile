@@ -1,0 +1,38 @@
+# The two commands of a fresh Debian machine with Python 3.11:
+#   make run    run the worker (embedded PostgreSQL when nothing is configured)
+#   make test   lint, type-check and run the whole test suite (installs what it needs)
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint unit integration services bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev,embedded]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/financial worker
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy -p financial -p tests
+
+unit: $(STAMP)
+	$(BIN)/pytest -q tests/unit
+
+services:
+	./scripts/ensure-services.sh
+
+integration: $(STAMP) services
+	$(BIN)/pytest -q tests/integration
+
+test: $(STAMP) services lint
+	$(BIN)/pytest -q tests
+
+clean:
+	rm -rf $(VENV) .data .mypy_cache .ruff_cache .pytest_cache

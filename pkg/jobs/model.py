@@ -1,0 +1,108 @@
+"""Names shared by jobs, the scheduler and the run store: overlap policies, triggers, statuses."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+from enum import StrEnum
+
+from financial.pkg.jobs.retry import RetryPolicy
+
+NAME_PATTERN = re.compile(r"^[a-z0-9_.-]+$")
+
+
+class Overlap(StrEnum):
+    """What a tick does when the job's previous run is still going."""
+
+    SKIP = "skip"
+    """Record the tick `skipped` (the default)."""
+    QUEUE = "queue"
+    """Wait for the running one; at most one tick waits."""
+    ALLOW = "allow"
+    """Run in parallel."""
+    REPLACE = "replace"
+    """Cancel the running one and start this tick."""
+
+
+class Trigger(StrEnum):
+    """Why a run exists."""
+
+    SCHEDULE = "schedule"
+    CATCHUP = "catchup"
+    MANUAL = "manual"
+    RETRY = "retry"
+
+
+class RunStatus(StrEnum):
+    """A run's state; every run ends in exactly one of the final ones."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    SKIPPED = "skipped"
+    MISSED = "missed"
+    INTERRUPTED = "interrupted"
+    ABANDONED = "abandoned"
+
+    @property
+    def is_final(self) -> bool:
+        return self not in (RunStatus.PENDING, RunStatus.RUNNING)
+
+
+class JobDefinitionError(ValueError):
+    """A job that cannot be registered: bad name, bad option, duplicate, invalid schedule."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobOptions:
+    """Per-job options; `None` means "use the worker's default from settings"."""
+
+    timeout: timedelta | None = None
+    overlap: Overlap = Overlap.SKIP
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    timezone: str | None = None
+    start_deadline: timedelta = timedelta(seconds=60)
+    catchup_window: timedelta = timedelta(0)
+    jitter: timedelta = timedelta(0)
+    recover: bool = False
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("timeout", "start_deadline", "catchup_window", "jitter"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if not isinstance(value, timedelta):
+                raise JobDefinitionError(f"option {name}={value!r}: expected a timedelta")
+            if value < timedelta(0) or (name == "timeout" and value == timedelta(0)):
+                raise JobDefinitionError(f"option {name}={value}: expected a positive duration")
+        object.__setattr__(self, "overlap", parse_overlap(self.overlap))
+
+
+def parse_overlap(value: object) -> Overlap:
+    """An `Overlap` from itself or its name, or a JobDefinitionError listing the choices."""
+    try:
+        return Overlap(str(value))
+    except ValueError:
+        allowed = ", ".join(o.value for o in Overlap)
+        raise JobDefinitionError(f"option overlap={value!r}: expected one of {allowed}") from None
+
+
+def seconds(value: float | timedelta | None) -> timedelta | None:
+    """Accept a number of seconds or a timedelta, as the decorator and class attributes do."""
+    if value is None or isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise JobDefinitionError(f"duration {value!r}: expected seconds or a timedelta")
+    return timedelta(seconds=value)
+
+
+def validate_name(name: object) -> str:
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        raise JobDefinitionError(
+            f"job name {name!r}: expected lowercase letters, digits, '_', '.' or '-'"
+        )
+    return name

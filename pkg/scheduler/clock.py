@@ -1,0 +1,130 @@
+"""The one seam for time: `Clock.now()` and a wakeable `sleep_until`.
+
+Nothing else in the scheduler reads the wall clock. Unit tests use `FakeClock`, which moves only
+when the test says so, so no test waits for a real cron tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+from abc import ABC, abstractmethod
+from datetime import UTC, datetime, timedelta
+
+# Re-read the wall clock at least this often while sleeping, so a clock step or a suspend
+# cannot make the scheduler sleep through a tick.
+MAX_SLEEP = timedelta(seconds=30)
+
+
+class Clock(ABC):
+    """Wall-clock time as aware UTC datetimes, and sleeping until an instant."""
+
+    @abstractmethod
+    def now(self) -> datetime:
+        """The current instant, timezone-aware, in UTC."""
+
+    @abstractmethod
+    async def sleep_until(self, deadline: datetime, wake: asyncio.Event | None = None) -> bool:
+        """Sleep until `deadline` or until `wake` is set; True when the deadline was reached.
+
+        Never returns True before `now() >= deadline`.
+        """
+
+    async def sleep(self, delay: timedelta) -> None:
+        await self.sleep_until(self.now() + delay)
+
+
+class SystemClock(Clock):
+    """The real clock. Sleeps in slices of at most `MAX_SLEEP`, re-reading the wall clock."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    async def sleep_until(self, deadline: datetime, wake: asyncio.Event | None = None) -> bool:
+        while True:
+            remaining = (deadline - self.now()).total_seconds()
+            if remaining <= 0:
+                return True
+            if wake is not None and wake.is_set():
+                return False
+            timeout_s = min(remaining, MAX_SLEEP.total_seconds())
+            if wake is None:
+                await asyncio.sleep(timeout_s)
+                continue
+            try:
+                await asyncio.wait_for(wake.wait(), timeout_s)
+            except TimeoutError:
+                continue
+            return self.now() >= deadline
+
+
+class FakeClock(Clock):
+    """A clock that moves only through `advance()` / `set()`; sleepers wake in deadline order.
+
+    `advance` lets every task that became due run (by yielding to the loop until it is idle)
+    before it moves time further, so a test reads like a timeline.
+    """
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._now = start or datetime(2026, 1, 5, 0, 0, tzinfo=UTC)
+        self._sleepers: list[tuple[datetime, int, asyncio.Future[None]]] = []
+        self._seq = itertools.count()
+
+    def now(self) -> datetime:
+        return self._now
+
+    async def sleep_until(self, deadline: datetime, wake: asyncio.Event | None = None) -> bool:
+        if self._now >= deadline:
+            await asyncio.sleep(0)
+            return True
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (deadline, next(self._seq), fut))
+        if wake is None:
+            await fut
+            return True
+        waker = asyncio.ensure_future(wake.wait())
+        try:
+            await asyncio.wait((fut, waker), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waker.cancel()
+            if not fut.done():
+                fut.cancel()
+        return self._now >= deadline
+
+    @property
+    def next_deadline(self) -> datetime | None:
+        """The earliest instant a sleeper waits for, if any."""
+        self._drop_cancelled()
+        return self._sleepers[0][0] if self._sleepers else None
+
+    async def settle(self) -> None:
+        """Let the event loop run until nothing more is ready (tasks blocked on time or I/O)."""
+        for _ in range(200):
+            await asyncio.sleep(0)
+
+    async def advance(self, delta: timedelta | float) -> None:
+        """Move time forward by `delta`, waking sleepers one deadline at a time."""
+        step = delta if isinstance(delta, timedelta) else timedelta(seconds=delta)
+        await self.set(self._now + step)
+
+    async def set(self, target: datetime) -> None:
+        """Move time forward to `target`, stopping at each sleeper's deadline on the way."""
+        await self.settle()
+        while True:
+            self._drop_cancelled()
+            if not self._sleepers or self._sleepers[0][0] > target:
+                break
+            deadline = self._sleepers[0][0]
+            self._now = max(self._now, deadline)
+            while self._sleepers and self._sleepers[0][0] <= self._now:
+                _, _, fut = heapq.heappop(self._sleepers)
+                if not fut.done():
+                    fut.set_result(None)
+            await self.settle()
+        self._now = max(self._now, target)
+        await self.settle()
+
+    def _drop_cancelled(self) -> None:
+        while self._sleepers and self._sleepers[0][2].done():
+            heapq.heappop(self._sleepers)
