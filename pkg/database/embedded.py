@@ -1,0 +1,93 @@
+"""An embedded PostgreSQL for trying the worker out with no database configured (DESIGN section 10).
+
+It runs the PostgreSQL binaries shipped in the `pgserver` wheel (an optional extra:
+`pip install 'financial[embedded]'`) on a data folder of ours, listening on a Unix socket inside
+it only (no TCP port). Never a production mode.
+
+Under root, pgserver runs the server as a system user `pgserver` (created with `useradd` when
+missing, since PostgreSQL refuses to run as root), hands the data folder to that user and adds
+group/other read+execute permission to the folders above it so that user can reach it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import structlog
+
+log = structlog.get_logger()
+
+INSTALL_HINT = "install the extra with: pip install 'financial[embedded]'"
+
+
+class EmbeddedPostgresError(RuntimeError):
+    """The embedded PostgreSQL is not installed or could not start."""
+
+
+@dataclass(slots=True)
+class EmbeddedPostgres:
+    """A running embedded server: `dsn` for asyncpg, and `stop()` to shut it down."""
+
+    dsn: str
+    data_dir: Path
+    _server: Any = field(repr=False)
+    _stopped: bool = field(default=False, repr=False)
+
+    def stop(self) -> None:
+        """Stop the server if this process is the last one using it (pgserver counts users).
+
+        Idempotent. pgserver also stops it at interpreter exit should this never be called.
+        """
+        if self._stopped:
+            return
+        self._stopped = True
+        self._server.cleanup()
+        log.info("embedded_postgres_stopped", data_dir=str(self.data_dir))
+
+
+def _import_pgserver() -> ModuleType:
+    try:
+        with warnings.catch_warnings():
+            # platformdirs warns when XDG_RUNTIME_DIR is unset (services, containers) and falls
+            # back to /tmp/runtime-<uid>, which is fine for pgserver's lock file.
+            warnings.simplefilter("ignore")
+            import pgserver  # type: ignore[import-untyped, unused-ignore]
+    except ImportError as exc:
+        raise EmbeddedPostgresError(
+            f"no database is configured and the embedded PostgreSQL is not installed "
+            f"(import pgserver failed: {exc}); {INSTALL_HINT}, or set DATABASE_URL"
+        ) from exc
+    return pgserver
+
+
+def start_embedded(data_dir: str | Path) -> EmbeddedPostgres:
+    """Start (or attach to) an embedded PostgreSQL on `data_dir`, initialising it on first use.
+
+    Blocking (initdb takes a few seconds the first time, a start under a second): call it from a
+    thread in async code, or use `start_embedded_async`. The DSN is a `postgresql://` URI on the
+    server's Unix socket (database and user `postgres`, trust authentication, no password).
+    """
+    pgserver = _import_pgserver()
+    path = Path(data_dir).expanduser().resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        server = pgserver.get_server(path, cleanup_mode="stop")
+        dsn = str(server.get_uri())
+    except Exception as exc:
+        log_file = path / "log"
+        raise EmbeddedPostgresError(
+            f"the embedded PostgreSQL in {path} did not start: {type(exc).__name__}: {exc}; "
+            f"expected a data folder it can own and initialise (see {log_file})"
+        ) from exc
+    log.info("embedded_postgres_started", data_dir=str(path))
+    return EmbeddedPostgres(dsn=dsn, data_dir=path, _server=server)
+
+
+async def start_embedded_async(data_dir: str | Path) -> EmbeddedPostgres:
+    """`start_embedded` run in a worker thread, so the event loop keeps going meanwhile."""
+    return await asyncio.to_thread(start_embedded, data_dir)
