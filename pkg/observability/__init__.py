@@ -1,0 +1,1 @@
+"""Observability: structured logging (`financial.pkg.observability.logging`), traces, metrics."""
