@@ -1,0 +1,374 @@
+"""Settings: the one place that reads the environment, `.env` and secret files.
+
+Every field is named after its environment variable, lowercased (`WORKER_MAX_CONCURRENT_JOBS` is
+`settings.worker_max_concurrent_jobs`); the names are the Go worker's where it had one. Sources,
+strongest first: keyword overrides, the environment, `.env`, secret files. An empty variable
+means "use the default", except `WORKER_HEALTH_ADDR`, where empty turns the health server off.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
+from urllib.parse import quote, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import pydantic_settings
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from financial.configs.errors import (
+    SettingsError,
+    problem_from_source_error,
+    problems_from_validation,
+)
+
+__all__ = ["JobOverride", "Settings", "SettingsError", "job_key", "load_settings"]
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+LogFormat = Literal["json", "console", "auto"]
+LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
+# NoDecode: pydantic-settings would otherwise demand JSON for a list read from the environment.
+CommaList = Annotated[list[str], NoDecode]
+
+_MODULE_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+_SYSTEM_SECRETS_DIR = Path("/run/secrets")
+
+
+def _default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def job_key(name: str) -> str:
+    """The key a job's overrides live under: lowercased, `.` and `-` as `_`.
+
+    Environment variable names cannot hold `.` or `-`, so `reports.weekly` is configured as
+    `WORKER_JOBS__REPORTS_WEEKLY__SCHEDULE`.
+    """
+    return name.strip().lower().replace(".", "_").replace("-", "_")
+
+
+def parse_host_port(value: str) -> tuple[str, int]:
+    """Split `host:port` (`[::1]:8080` for IPv6; an empty host means every interface)."""
+    host, sep, port = value.strip().rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ValueError("host:port such as 127.0.0.1:8080, or empty to turn it off")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host or any(c.isspace() for c in host):
+        raise ValueError("host:port such as 127.0.0.1:8080 ([::1]:8080 for IPv6), or empty")
+    return host, int(port)
+
+
+class JobOverride(BaseModel):
+    """What an operator changed for one job from the environment; `None` keeps the job's own."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schedule: str | None = None
+    enabled: bool | None = None
+    timeout_seconds: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_means_unset(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if not (isinstance(v, str) and not v.strip())}
+        return data
+
+    @field_validator("schedule")
+    @classmethod
+    def _strip_schedule(cls, value: str | None) -> str | None:
+        return value.strip() if value is not None else None
+
+
+class Settings(BaseSettings):
+    """Every setting of the worker, validated; build it with `load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_nested_delimiter="__",
+        env_file_encoding="utf-8",
+        case_sensitive=False,
+        extra="ignore",
+        frozen=True,
+        # A rejected secret must not reach a traceback through pydantic's own message.
+        hide_input_in_errors=True,
+    )
+
+    # Worker
+    service_name_worker: str = Field(default="financial-worker", min_length=1)
+    worker_id: str = Field(default_factory=_default_worker_id, min_length=1)
+    worker_default_timeout_seconds: float = Field(default=300, gt=0)
+    worker_max_concurrent_jobs: int = Field(default=10, ge=1)
+    worker_shutdown_timeout_seconds: float = Field(default=30, ge=0)
+    worker_timezone: str = "UTC"
+    worker_start_deadline_seconds: float = Field(default=60, gt=0)
+    worker_job_modules: CommaList = Field(default_factory=list)
+    worker_auto_migrate: bool = True
+    worker_history_retention_days: int = Field(default=30, ge=1)
+    worker_health_addr: str = "127.0.0.1:8080"
+    worker_data_dir: Path = Path(".data")
+    worker_jobs: dict[str, JobOverride] = Field(default_factory=dict)
+
+    # Logging
+    log_level: LogLevel = "INFO"
+    log_format: LogFormat = "auto"
+
+    # PostgreSQL: DATABASE_URL wins over the DB_* parts.
+    database_url: SecretStr | None = None
+    db_host: str | None = None
+    db_port: int = Field(default=5432, ge=1, le=65535)
+    db_user: str | None = None
+    db_password: SecretStr | None = None
+    db_name: str | None = None
+    db_pool_min_size: int = Field(default=1, ge=0)
+    db_pool_max_size: int = Field(default=10, ge=1)
+    db_command_timeout_seconds: float = Field(default=30, gt=0)
+    db_connect_timeout_seconds: float = Field(default=10, gt=0)
+
+    # RabbitMQ
+    rabbitmq_url: SecretStr | None = None
+    rabbitmq_exchange: str = Field(default="financial.events", min_length=1)
+    rabbitmq_publish_timeout_seconds: float = Field(default=5, gt=0)
+
+    # Outbox
+    outbox_retention_days: int = Field(default=7, ge=1)
+    outbox_batch_size: int = Field(default=100, ge=1)
+
+    # Jobs
+    cleanup_retention_days: int = Field(default=90, ge=1)
+    cleanup_tables: CommaList = Field(default_factory=lambda: ["categories"])
+    cleanup_batch_size: int = Field(default=1000, ge=1)
+
+    # Telemetry
+    otel_service_name: str = Field(default="", validate_default=True)
+    otel_exporter_otlp_endpoint: str | None = None
+    otel_sdk_disabled: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_means_default(cls, data: Any) -> Any:
+        # `.env.example` lists every variable; a copy with blanks left in must still load.
+        if not isinstance(data, dict):
+            return data
+        return {
+            key: value
+            for key, value in data.items()
+            if key == "worker_health_addr" or not (isinstance(value, str) and not value.strip())
+        }
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _normalize_level(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        level = value.strip().upper()
+        level = "WARNING" if level == "WARN" else level
+        if level not in LOG_LEVELS:
+            raise ValueError(f"one of {', '.join(LOG_LEVELS)} (any case)")
+        return level
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _normalize_format(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("worker_job_modules", "cleanup_tables", mode="before")
+    @classmethod
+    def _split_comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("worker_job_modules")
+    @classmethod
+    def _check_module_paths(cls, value: list[str]) -> list[str]:
+        bad = [item for item in value if not _MODULE_PATH.match(item)]
+        if bad:
+            raise ValueError(f"dotted module paths such as myapp.jobs (not {', '.join(bad)})")
+        return value
+
+    @field_validator("worker_timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        value = value.strip()
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("an IANA time zone such as UTC or Europe/Paris") from None
+        return value
+
+    @field_validator("worker_health_addr")
+    @classmethod
+    def _check_health_addr(cls, value: str) -> str:
+        value = value.strip()
+        if value:
+            parse_host_port(value)
+        return value
+
+    @field_validator("worker_jobs", mode="before")
+    @classmethod
+    def _normalize_job_keys(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {job_key(str(name)): override for name, override in value.items()}
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            _check_url(value.get_secret_value(), ("postgresql", "postgres"))
+        return value
+
+    @field_validator("rabbitmq_url")
+    @classmethod
+    def _check_rabbitmq_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            _check_url(value.get_secret_value(), ("amqp", "amqps"))
+        return value
+
+    @field_validator("otel_exporter_otlp_endpoint")
+    @classmethod
+    def _check_otlp_endpoint(cls, value: str | None) -> str | None:
+        if value is not None:
+            _check_url(value, ("http", "https"))
+        return value
+
+    @field_validator("otel_service_name")
+    @classmethod
+    def _default_otel_service_name(cls, value: str, info: ValidationInfo) -> str:
+        # Declared after service_name_worker, so that one is already validated here.
+        return value.strip() or str(info.data.get("service_name_worker", "financial-worker"))
+
+    @model_validator(mode="after")
+    def _check_pool_sizes(self) -> Settings:
+        if self.db_pool_max_size < self.db_pool_min_size:
+            raise ValueError(
+                f"DB_POOL_MAX_SIZE='{self.db_pool_max_size}': expected an integer >= "
+                f"DB_POOL_MIN_SIZE ({self.db_pool_min_size})"
+            )
+        return self
+
+    @property
+    def jobs(self) -> dict[str, JobOverride]:
+        """Per-job overrides by job key (see `job_key`)."""
+        return self.worker_jobs
+
+    def job_override(self, name: str) -> JobOverride | None:
+        """The overrides for job `name` (any case, `.`/`-` as `_`), or `None`."""
+        return self.worker_jobs.get(job_key(name))
+
+    @property
+    def timezone(self) -> ZoneInfo:
+        """`WORKER_TIMEZONE` as a `ZoneInfo`: the default zone for jobs that set none."""
+        return ZoneInfo(self.worker_timezone)
+
+    @property
+    def health_address(self) -> tuple[str, int] | None:
+        """`WORKER_HEALTH_ADDR` as (host, port), or `None` when the health server is off."""
+        return parse_host_port(self.worker_health_addr) if self.worker_health_addr else None
+
+    @property
+    def database_configured(self) -> bool:
+        """Whether an external PostgreSQL is configured (else the embedded one is used)."""
+        return self.database_url is not None or self.db_host is not None
+
+    def database_dsn(self) -> str | None:
+        """The PostgreSQL DSN, with the password in clear: hand it to the driver, never log it.
+
+        `DATABASE_URL` when set; else one built from the `DB_*` parts, user and password
+        URL-quoted; `None` when neither is configured.
+        """
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        if self.db_host is None:
+            return None
+        userinfo = ""
+        if self.db_user is not None:
+            userinfo = quote(self.db_user, safe="")
+            if self.db_password is not None:
+                userinfo += ":" + quote(self.db_password.get_secret_value(), safe="")
+            userinfo += "@"
+        host, query = self.db_host, ""
+        if host.startswith("/"):
+            # A Unix socket folder goes in the query string, where libpq and asyncpg look.
+            host, query = "", "?host=" + quote(host, safe="/")
+        elif ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        name = quote(self.db_name, safe="") if self.db_name is not None else ""
+        return f"postgresql://{userinfo}{host}:{self.db_port}/{name}{query}"
+
+    def __repr_args__(self) -> Iterable[tuple[str | None, Any]]:
+        # Secrets are SecretStr already; this also covers a credential pasted into a plain URL.
+        from financial.pkg.observability.logging import mask_secrets
+
+        for name, value in super().__repr_args__():
+            yield name, mask_secrets(value) if isinstance(value, str) else value
+
+
+def _check_url(value: str, schemes: Sequence[str]) -> None:
+    try:
+        parts = urlsplit(value.strip())
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme.lower() not in schemes:
+        raise ValueError(f"a URL starting with {' or '.join(s + '://' for s in schemes)}")
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port only when asked for it
+    except ValueError:
+        raise ValueError(f"a {schemes[0]}:// URL whose port is a number from 0 to 65535") from None
+
+
+def _default_secrets_dirs() -> list[Path]:
+    # Later folders win: systemd's credentials over a mounted /run/secrets.
+    candidates = [_SYSTEM_SECRETS_DIR]
+    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+    if credentials:
+        candidates.append(Path(credentials))
+    return [path for path in candidates if path.is_dir()]
+
+
+def load_settings(
+    env_file: str | os.PathLike[str] | None = ".env",
+    *,
+    secrets_dirs: Sequence[str | os.PathLike[str]] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Read and validate every setting; raise `SettingsError` naming each bad variable.
+
+    `env_file` is read if it exists (`None` reads no file). Secret files (a file per variable,
+    named like it in lower or upper case, e.g. `db_password`) come from `secrets_dirs`, or by
+    default from `/run/secrets` and `$CREDENTIALS_DIRECTORY` (systemd `LoadCredential=`),
+    whichever exist now. The environment wins over `.env`, which wins over secret files;
+    `overrides` (field names) win over all.
+    """
+    if secrets_dirs is None:
+        dirs = _default_secrets_dirs()
+    else:
+        dirs = [Path(d) for d in secrets_dirs]
+        missing = [str(d) for d in dirs if not d.is_dir()]
+        if missing:
+            raise SettingsError([f"secrets folder {d!r}: expected a directory" for d in missing])
+    fields = Settings.model_fields
+    # pydantic-settings' own keywords, passed as a mapping: the __init__ that type checkers
+    # derive from the fields does not list them.
+    sources: dict[str, Any] = {"_env_file": env_file, "_secrets_dir": dirs or None}
+    try:
+        return Settings(**sources, **overrides)
+    except ValidationError as exc:
+        raise SettingsError(problems_from_validation(exc.errors(), fields)) from None
+    except pydantic_settings.SettingsError as exc:
+        raise SettingsError([problem_from_source_error(str(exc), fields)]) from None
