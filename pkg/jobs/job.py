@@ -6,7 +6,7 @@ import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 from financial.pkg.jobs.context import JobContext
 from financial.pkg.jobs.model import (
@@ -57,11 +57,17 @@ def options_of(job: Job) -> JobOptions:
         raise JobDefinitionError(f"job {getattr(job, 'name', job)!r}: {exc}") from None
 
 
+def _is_async_callable(fn: object) -> bool:
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004 - an object with an async __call__
+    )
+
+
 async def call_job(job: Job, ctx: JobContext) -> None:
     """Run one attempt of `job`: awaited when async, in a worker thread when blocking."""
     run = job.run
-    if inspect.iscoroutinefunction(run):
-        await run(ctx)
+    if _is_async_callable(run):
+        await cast(Awaitable[None], run(ctx))
         return
     result = await asyncio.to_thread(run, ctx)
     if inspect.isawaitable(result):
@@ -91,7 +97,7 @@ class FunctionJob:
         self.schedule = schedule
         self.options = options
         self._takes_ctx = bool(inspect.signature(func).parameters)
-        self._is_async = inspect.iscoroutinefunction(func)
+        self._is_async = _is_async_callable(func)
         self.__doc__ = func.__doc__
         self.__wrapped__ = func
 
@@ -99,8 +105,10 @@ class FunctionJob:
         args = (ctx,) if self._takes_ctx else ()
         if self._is_async:
             await self.func(*args)  # type: ignore[misc]
-        else:
-            await asyncio.to_thread(self.func, *args)
+            return
+        result = await asyncio.to_thread(self.func, *args)
+        if inspect.isawaitable(result):
+            await result
 
     def __repr__(self) -> str:
         return f"FunctionJob(name={self.name!r}, schedule={self.schedule!r})"
@@ -114,7 +122,7 @@ def cron_job(
     overlap: Overlap | str = Overlap.SKIP,
     retry: RetryPolicy | None = None,
     timezone: str | None = None,
-    start_deadline: float | timedelta = timedelta(seconds=60),
+    start_deadline: float | timedelta | None = None,
     catchup_window: float | timedelta = timedelta(0),
     jitter: float | timedelta = timedelta(0),
     recover: bool = False,
@@ -132,12 +140,13 @@ def cron_job(
             overlap=parse_overlap(overlap),
             retry=retry or RetryPolicy(),
             timezone=timezone,
-            start_deadline=seconds(start_deadline) or timedelta(0),
+            start_deadline=seconds(start_deadline),
             catchup_window=seconds(catchup_window) or timedelta(0),
             jitter=seconds(jitter) or timedelta(0),
             recover=recover,
             enabled=enabled,
         )
-        return FunctionJob(func, name=name or func.__name__, schedule=schedule, options=options)
+        job_name = func.__name__ if name is None else name
+        return FunctionJob(func, name=job_name, schedule=schedule, options=options)
 
     return decorate

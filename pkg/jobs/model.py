@@ -64,7 +64,7 @@ class JobOptions:
     overlap: Overlap = Overlap.SKIP
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timezone: str | None = None
-    start_deadline: timedelta = timedelta(seconds=60)
+    start_deadline: timedelta | None = None
     catchup_window: timedelta = timedelta(0)
     jitter: timedelta = timedelta(0)
     recover: bool = False

@@ -11,6 +11,7 @@ import heapq
 import itertools
 from abc import ABC, abstractmethod
 from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 
 # Re-read the wall clock at least this often while sleeping, so a clock step or a suspend
 # cannot make the scheduler sleep through a tick.
@@ -34,12 +35,31 @@ class Clock(ABC):
     async def sleep(self, delay: timedelta) -> None:
         await self.sleep_until(self.now() + delay)
 
+    @abstractmethod
+    def timeout_at(self, deadline: datetime) -> TimeoutScope:
+        """An async context manager that cancels its body at `deadline` and raises TimeoutError.
+
+        Its `expired()` tells a timeout from a TimeoutError the body raised itself.
+        """
+
+
+class TimeoutScope(Protocol):
+    """What `Clock.timeout_at` returns: `asyncio.Timeout`'s shape."""
+
+    async def __aenter__(self) -> Any: ...
+    async def __aexit__(self, *exc_info: Any) -> bool | None: ...
+    def expired(self) -> bool: ...
+
 
 class SystemClock(Clock):
     """The real clock. Sleeps in slices of at most `MAX_SLEEP`, re-reading the wall clock."""
 
     def now(self) -> datetime:
         return datetime.now(UTC)
+
+    def timeout_at(self, deadline: datetime) -> TimeoutScope:
+        loop = asyncio.get_running_loop()
+        return asyncio.timeout_at(loop.time() + (deadline - self.now()).total_seconds())
 
     async def sleep_until(self, deadline: datetime, wake: asyncio.Event | None = None) -> bool:
         while True:
@@ -92,6 +112,18 @@ class FakeClock(Clock):
                 fut.cancel()
         return self._now >= deadline
 
+    def timeout_at(self, deadline: datetime) -> TimeoutScope:
+        return _FakeTimeout(self, deadline)
+
+    def _alarm(self, deadline: datetime) -> asyncio.Future[None]:
+        """A future resolved when fake time reaches `deadline`."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._now >= deadline:
+            fut.set_result(None)
+        else:
+            heapq.heappush(self._sleepers, (deadline, next(self._seq), fut))
+        return fut
+
     @property
     def next_deadline(self) -> datetime | None:
         """The earliest instant a sleeper waits for, if any."""
@@ -128,3 +160,32 @@ class FakeClock(Clock):
     def _drop_cancelled(self) -> None:
         while self._sleepers and self._sleepers[0][2].done():
             heapq.heappop(self._sleepers)
+
+
+class _FakeTimeout:
+    """`asyncio.Timeout` driven by fake time: expires when the fake clock reaches the deadline."""
+
+    def __init__(self, clock: FakeClock, deadline: datetime) -> None:
+        self._clock = clock
+        self._deadline = deadline
+        self._timeout = asyncio.Timeout(None)
+        self._alarm: asyncio.Future[None] | None = None
+
+    async def __aenter__(self) -> _FakeTimeout:
+        await self._timeout.__aenter__()
+        self._alarm = self._clock._alarm(self._deadline)
+        self._alarm.add_done_callback(self._expire)
+        return self
+
+    def _expire(self, alarm: asyncio.Future[None]) -> None:
+        if not alarm.cancelled():
+            self._timeout.reschedule(asyncio.get_running_loop().time())
+
+    async def __aexit__(self, *exc_info: Any) -> bool | None:
+        if self._alarm is not None and not self._alarm.done():
+            self._alarm.cancel()
+        await self._timeout.__aexit__(*exc_info)
+        return None
+
+    def expired(self) -> bool:
+        return self._timeout.expired()

@@ -1,0 +1,137 @@
+"""Wrappers around one attempt of a job, composed in one declared order.
+
+Each wrapper takes a `Step` (an attempt that returns an `Outcome`) and returns one. The order,
+outermost first, is `DEFAULT_CHAIN` below: logging sees the final outcome of the attempt,
+recovery turns any exception into a `failed` outcome, the timeout cancels the body at the run's
+deadline. Tracing and metrics slot in as further wrappers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from financial.pkg.jobs.context import JobContext
+from financial.pkg.jobs.job import Job, call_job
+from financial.pkg.jobs.model import RunStatus
+from financial.pkg.scheduler.clock import Clock
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one attempt ended; `error` holds the exception of a failed or timed-out attempt."""
+
+    status: RunStatus
+    error: BaseException | None = None
+
+
+SUCCEEDED = Outcome(RunStatus.SUCCEEDED)
+
+Step = Callable[[JobContext], Awaitable[Outcome]]
+Wrapper = Callable[[Step], Step]
+
+
+class RunTimeoutError(TimeoutError):
+    """The run went past its deadline and was cancelled."""
+
+
+def invoke(job: Job) -> Step:
+    """The innermost step: run the job; exceptions propagate to the wrappers."""
+
+    async def step(ctx: JobContext) -> Outcome:
+        await call_job(job, ctx)
+        return SUCCEEDED
+
+    return step
+
+
+def with_timeout(clock: Clock) -> Wrapper:
+    """Cancel the attempt at `ctx.deadline`: outcome `timed_out`.
+
+    A blocking job in a worker thread cannot be cancelled: its await is abandoned, the run is
+    recorded `timed_out`, and the thread finishes on its own.
+    """
+
+    def wrap(step: Step) -> Step:
+        async def timed(ctx: JobContext) -> Outcome:
+            scope = clock.timeout_at(ctx.deadline)
+            try:
+                async with scope:
+                    outcome = await step(ctx)
+            except TimeoutError as exc:
+                if not scope.expired():
+                    raise  # the job's own TimeoutError: a failure, not our timeout
+                return Outcome(RunStatus.TIMED_OUT, _timeout_error(ctx, exc))
+            if scope.expired():
+                # The body swallowed the cancellation and returned after its deadline.
+                return Outcome(RunStatus.TIMED_OUT, _timeout_error(ctx, None))
+            return outcome
+
+        return timed
+
+    return wrap
+
+
+def _timeout_error(ctx: JobContext, cause: BaseException | None) -> RunTimeoutError:
+    err = RunTimeoutError(f"run of {ctx.job_name!r} passed its deadline {ctx.deadline.isoformat()}")
+    err.__cause__ = cause
+    return err
+
+
+def with_recovery() -> Wrapper:
+    """Any exception from the job (not only the expected ones) becomes a `failed` outcome.
+
+    Cancellation is not an error of the job: it propagates (shutdown, `replace` overlap).
+    """
+
+    def wrap(step: Step) -> Step:
+        async def recovered(ctx: JobContext) -> Outcome:
+            try:
+                return await step(ctx)
+            except Exception as exc:
+                return Outcome(RunStatus.FAILED, exc)
+
+        return recovered
+
+    return wrap
+
+
+def with_logging() -> Wrapper:
+    """`job_started`, then `job_succeeded` / `job_failed` (with traceback) / `job_timed_out`."""
+
+    def wrap(step: Step) -> Step:
+        async def logged(ctx: JobContext) -> Outcome:
+            ctx.log.info("job_started", trigger=ctx.trigger.value)
+            started = time.perf_counter()
+            outcome = await step(ctx)
+            duration_ms = round((time.perf_counter() - started) * 1000.0, 3)
+            if outcome.status is RunStatus.SUCCEEDED:
+                ctx.log.info("job_succeeded", duration_ms=duration_ms)
+            elif outcome.status is RunStatus.TIMED_OUT:
+                ctx.log.error("job_timed_out", duration_ms=duration_ms, error=str(outcome.error))
+            else:
+                ctx.log.error(
+                    "job_failed",
+                    duration_ms=duration_ms,
+                    error_type=type(outcome.error).__name__,
+                    error=str(outcome.error),
+                    exc_info=outcome.error,
+                )
+            return outcome
+
+        return logged
+
+    return wrap
+
+
+def compose(step: Step, wrappers: Sequence[Wrapper]) -> Step:
+    """Wrap `step` so that `wrappers[0]` is the outermost."""
+    for wrapper in reversed(wrappers):
+        step = wrapper(step)
+    return step
+
+
+def default_chain(clock: Clock, extra: Sequence[Wrapper] = ()) -> list[Wrapper]:
+    """The declared order: extra (tracing, metrics) outermost, then logging, recovery, timeout."""
+    return [*extra, with_logging(), with_recovery(), with_timeout(clock)]

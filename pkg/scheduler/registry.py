@@ -1,0 +1,165 @@
+"""Registered jobs: each job with its parsed schedule and options resolved against settings."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from types import ModuleType
+from typing import Protocol
+
+from financial.pkg.jobs.job import FunctionJob, Job, options_of
+from financial.pkg.jobs.model import JobDefinitionError, JobOptions, validate_name
+from financial.pkg.scheduler.schedule import Schedule, ScheduleError, parse_schedule
+
+
+class JobOverride(Protocol):
+    """What an operator may change per job from the environment."""
+
+    @property
+    def schedule(self) -> str | None: ...
+    @property
+    def enabled(self) -> bool | None: ...
+    @property
+    def timeout_seconds(self) -> float | None: ...
+
+
+DEFAULT_TIMEOUT = timedelta(seconds=300)
+DEFAULT_START_DEADLINE = timedelta(seconds=60)
+
+
+@dataclass(frozen=True, slots=True)
+class Defaults:
+    """Worker-wide defaults for options a job leaves unset."""
+
+    timezone: str = "UTC"
+    timeout: timedelta = DEFAULT_TIMEOUT
+    start_deadline: timedelta = DEFAULT_START_DEADLINE
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """A job as the scheduler runs it: parsed schedule, options with every default filled in."""
+
+    job: Job
+    name: str
+    schedule: Schedule
+    options: JobOptions
+
+    # Registration fills these in; the fallbacks only serve specs built by hand.
+    @property
+    def timeout(self) -> timedelta:
+        return self.options.timeout or DEFAULT_TIMEOUT
+
+    @property
+    def start_deadline(self) -> timedelta:
+        if self.options.start_deadline is None:
+            return DEFAULT_START_DEADLINE
+        return self.options.start_deadline
+
+    @property
+    def zone_name(self) -> str:
+        return str(self.schedule.zone)
+
+
+class UnknownJobError(LookupError):
+    """A job name the registry does not hold; the message lists the known names."""
+
+    def __init__(self, name: str, known: Iterable[str]) -> None:
+        names = ", ".join(sorted(known)) or "(none registered)"
+        super().__init__(f"unknown job {name!r}; known jobs: {names}")
+        self.name = name
+
+
+class JobRegistry:
+    """The jobs of one worker. Refuses duplicate names, invalid names and invalid schedules."""
+
+    def __init__(
+        self,
+        defaults: Defaults | None = None,
+        overrides: Callable[[str], JobOverride | None] | None = None,
+    ) -> None:
+        self._defaults = defaults or Defaults()
+        self._overrides = overrides or _no_override
+        self._specs: dict[str, JobSpec] = {}
+
+    def add(self, job: Job) -> JobSpec:
+        """Register a job; raises JobDefinitionError naming the job and what is wrong."""
+        name = validate_name(getattr(job, "name", None))
+        if name in self._specs:
+            raise JobDefinitionError(f"job {name!r} is registered twice: names must be unique")
+        if not callable(getattr(job, "run", None)):
+            raise JobDefinitionError(f"job {name!r}: expected a run(ctx) method")
+        options = options_of(job)
+        expression = getattr(job, "schedule", None)
+        override = self._overrides(name)
+        if override is not None:
+            if override.schedule is not None:
+                expression = override.schedule
+            if override.enabled is not None:
+                options = replace(options, enabled=override.enabled)
+            if override.timeout_seconds is not None:
+                options = replace(options, timeout=timedelta(seconds=override.timeout_seconds))
+        if options.timeout is None:
+            options = replace(options, timeout=self._defaults.timeout)
+        if options.start_deadline is None:
+            options = replace(options, start_deadline=self._defaults.start_deadline)
+        zone = options.timezone or self._defaults.timezone
+        if not isinstance(expression, str):
+            raise JobDefinitionError(f"job {name!r}: schedule {expression!r}: expected a string")
+        try:
+            schedule = parse_schedule(expression, zone)
+        except ScheduleError as exc:
+            raise JobDefinitionError(f"job {name!r}: schedule {expression!r}: {exc}") from None
+        spec = JobSpec(job=job, name=name, schedule=schedule, options=options)
+        self._specs[name] = spec
+        return spec
+
+    def add_all(self, jobs: Iterable[Job]) -> None:
+        for job in jobs:
+            self.add(job)
+
+    def get(self, name: str) -> JobSpec:
+        try:
+            return self._specs[name]
+        except KeyError:
+            raise UnknownJobError(name, self._specs) from None
+
+    def enabled(self) -> list[JobSpec]:
+        return [spec for spec in self._specs.values() if spec.options.enabled]
+
+    def __iter__(self) -> Iterator[JobSpec]:
+        return iter(sorted(self._specs.values(), key=lambda s: s.name))
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._specs
+
+
+def _no_override(name: str) -> None:
+    return None
+
+
+class JobModuleError(ImportError):
+    """A module listed in WORKER_JOB_MODULES that cannot be imported."""
+
+
+def discover_jobs(module_names: Iterable[str]) -> list[Job]:
+    """Import each module and return the `@cron_job` functions it declares at module level."""
+    found: list[Job] = []
+    for module_name in module_names:
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as exc:
+            raise JobModuleError(
+                f"WORKER_JOB_MODULES: cannot import {module_name!r}: {type(exc).__name__}: {exc}"
+            ) from exc
+        found.extend(_module_jobs(module))
+    return found
+
+
+def _module_jobs(module: ModuleType) -> list[Job]:
+    return [value for value in vars(module).values() if isinstance(value, FunctionJob)]

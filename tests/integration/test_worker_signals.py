@@ -1,0 +1,115 @@
+"""Real `financial worker` processes and real signals: drain, interrupt, force, exit codes."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.worker_process import WorkerProcess
+
+pytestmark = pytest.mark.integration
+
+JOBS = {"WORKER_JOB_MODULES": "tests.fixtures.worker_jobs"}
+
+
+Spawn = Callable[..., WorkerProcess]
+
+
+@pytest.fixture
+def spawn(tmp_path: Path) -> Iterator[Spawn]:
+    started: list[WorkerProcess] = []
+
+    def start(*args: str, **env: str) -> WorkerProcess:
+        proc = WorkerProcess(*args, env={"TEST_MARKS_DIR": str(tmp_path), **env}, cwd=tmp_path)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.kill()
+
+
+def test_sigterm_drains_a_job_that_honours_stopping_and_exits_0(
+    spawn: Spawn, tmp_path: Path
+) -> None:
+    worker = spawn("worker", **JOBS, WORKER_JOBS__BATCHES__ENABLED="true")
+    worker.wait_event("job_started", job="batches", timeout_s=20)
+    worker.signal(signal.SIGTERM)
+    assert worker.wait_exit() == 0
+    names = [e["event"] for e in worker.events]
+    assert names.index("shutdown_requested") < names.index("drain_finished")
+    assert worker.wait_event("job_succeeded", job="batches")
+    assert (tmp_path / "batches_stopped_early.log").exists()
+    # No tick is started after the signal.
+    after = names[names.index("shutdown_requested") :]
+    assert "job_started" not in after
+
+
+def test_sigint_interrupts_a_stubborn_job_at_the_shutdown_timeout_and_exits_1(
+    spawn: Spawn,
+) -> None:
+    worker = spawn(
+        "worker",
+        **JOBS,
+        WORKER_JOBS__STUBBORN__ENABLED="true",
+        WORKER_SHUTDOWN_TIMEOUT_SECONDS="1",
+    )
+    worker.wait_event("job_started", job="stubborn")
+    worker.signal(signal.SIGINT)
+    assert worker.wait_exit() == 1
+    interrupted = worker.wait_event("job_interrupted", job="stubborn")
+    assert "shutdown" in interrupted["reason"]
+    assert worker.wait_event("drain_finished")["interrupted"] >= 1
+
+
+def test_second_signal_cancels_at_once(spawn: Spawn) -> None:
+    worker = spawn(
+        "worker",
+        **JOBS,
+        WORKER_JOBS__STUBBORN__ENABLED="true",
+        WORKER_SHUTDOWN_TIMEOUT_SECONDS="120",
+    )
+    worker.wait_event("job_started", job="stubborn")
+    worker.signal(signal.SIGTERM)
+    worker.wait_event("drain_started")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait_exit(timeout_s=15) == 1
+    assert worker.wait_event("shutdown_forced")
+
+
+def test_blocking_job_runs_and_the_worker_stops_cleanly(spawn: Spawn, tmp_path: Path) -> None:
+    worker = spawn("worker", **JOBS, WORKER_JOBS__BLOCKING__ENABLED="true")
+    worker.wait_event("job_succeeded", job="blocking")
+    worker.wait_event("job_succeeded", job="tick")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait_exit() == 0
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"WORKER_MAX_CONCURRENT_JOBS": "ten"}, "WORKER_MAX_CONCURRENT_JOBS"),
+        ({**JOBS, "WORKER_JOBS__TICK__SCHEDULE": "61 * * * *"}, "'tick'"),
+        ({"WORKER_JOB_MODULES": "tests.fixtures.no_such_module"}, "no_such_module"),
+        ({**JOBS, "WORKER_JOBS__NOPE__ENABLED": "true"}, "'nope'"),
+    ],
+)
+def test_configuration_errors_exit_78_before_anything_starts(
+    spawn: Spawn, env: dict[str, str], expected: str
+) -> None:
+    worker = spawn("worker", **env)
+    assert worker.wait_exit(timeout_s=20) == 78
+    err = worker.stderr()
+    assert expected in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert not any(e.get("event") == "worker_started" for e in worker.events)
+
+
+def test_jobs_run_unknown_name_exits_2_with_the_known_names(spawn: Spawn) -> None:
+    worker = spawn("jobs", "run", "nope", **JOBS)
+    assert worker.wait_exit() == 2
+    err = worker.stderr()
+    assert "nope" in err and "tick" in err and "stubborn" in err

@@ -1,0 +1,99 @@
+"""Test helpers: a fake-clock scheduler harness and small jobs with observable behaviour."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from financial.pkg.jobs import JobContext, cron_job
+from financial.pkg.jobs.job import Job
+from financial.pkg.jobs.model import RunStatus
+from financial.pkg.scheduler.clock import FakeClock
+from financial.pkg.scheduler.registry import JobRegistry, JobSpec
+from financial.pkg.scheduler.runner import FinalFailure
+from financial.pkg.scheduler.scheduler import Scheduler, SchedulerConfig
+from financial.pkg.scheduler.store import MemoryRunStore, RunRecord
+
+T0 = datetime(2026, 1, 5, 0, 0, 0, tzinfo=UTC)
+
+
+class Recorder:
+    """A job body that records each start (fake time) and can take fake time to run."""
+
+    def __init__(self, clock: FakeClock, duration: timedelta = timedelta(0)) -> None:
+        self.clock = clock
+        self.duration = duration
+        self.starts: list[datetime] = []
+        self.contexts: list[JobContext] = []
+        self.finished = 0
+        self.fail_first = 0
+        self.error: type[Exception] = RuntimeError
+
+    async def __call__(self, ctx: JobContext) -> None:
+        self.starts.append(self.clock.now())
+        self.contexts.append(ctx)
+        if len(self.starts) <= self.fail_first:
+            raise self.error(f"attempt {ctx.attempt} failed")
+        if self.duration:
+            await self.clock.sleep(self.duration)
+        self.finished += 1
+
+
+def job_of(schedule: str, body: Callable[[JobContext], Awaitable[None]], **options: Any) -> Job:
+    options.setdefault("name", "probe")
+    return cron_job(schedule, **options)(body)
+
+
+class Harness:
+    """A scheduler on a fake clock and an in-memory store, with the loop running in a task."""
+
+    def __init__(self, *jobs: Job, clock: FakeClock, max_concurrent: int = 10) -> None:
+        self.clock = clock
+        self.store = MemoryRunStore()
+        self.registry = JobRegistry()
+        self.registry.add_all(jobs)
+        self.failures: list[FinalFailure] = []
+        self.scheduler = Scheduler(
+            self.registry,
+            store=self.store,
+            clock=self.clock,
+            config=SchedulerConfig(worker_id="test-worker", max_concurrent_jobs=max_concurrent),
+            on_final_failure=self._on_failure,
+        )
+        self._loop_task: asyncio.Task[None] | None = None
+
+    async def _on_failure(self, failure: FinalFailure) -> None:
+        self.failures.append(failure)
+
+    def spec(self, name: str = "probe") -> JobSpec:
+        return self.registry.get(name)
+
+    async def __aenter__(self) -> Harness:
+        self._loop_task = asyncio.create_task(self.scheduler.run())
+        await self.clock.settle()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.scheduler.stop()
+        await self.scheduler.drain(timedelta(0))
+        if self._loop_task is not None:
+            await self._loop_task
+
+    async def advance_to(self, seconds_after_start: float) -> None:
+        await self.clock.set(T0 + timedelta(seconds=seconds_after_start))
+
+    async def history(self, job: str | None = None) -> list[RunRecord]:
+        return list(reversed(await self.store.history(job, limit=10_000)))
+
+    async def statuses(self, job: str | None = None) -> list[tuple[float, int, RunStatus]]:
+        """(seconds after T0, attempt, status) per run, oldest first."""
+        return [
+            ((r.scheduled_at - T0).total_seconds(), r.attempt, r.status)
+            for r in await self.history(job)
+        ]
+
+
+def secs(*values: float) -> list[datetime]:
+    return [T0 + timedelta(seconds=v) for v in values]
