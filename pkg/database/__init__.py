@@ -1,4 +1,4 @@
-"""PostgreSQL building blocks: the connection pool, versioned migrations, an embedded server.
+"""PostgreSQL building blocks: the pool, versioned migrations, named queries, an embedded server.
 
 from financial.pkg.database import create_pool, migrate, DatabaseUnavailable, mask_dsn
 """
@@ -20,6 +20,8 @@ from financial.pkg.database.migrator import (
     migrate,
 )
 from financial.pkg.database.pool import Connection, DatabaseUnavailable, create_pool
+from financial.pkg.database.queries import QueryFileError, load_queries
+from financial.pkg.database.schema import schema_differences
 
 __all__ = [
     "Connection",
@@ -28,12 +30,15 @@ __all__ = [
     "EmbeddedPostgresError",
     "Migration",
     "MigrationError",
+    "QueryFileError",
     "applied_migrations",
     "create_pool",
     "describe_dsn",
     "load_migrations",
+    "load_queries",
     "mask_dsn",
     "migrate",
+    "schema_differences",
     "start_embedded",
     "start_embedded_async",
 ]

@@ -29,8 +29,9 @@ log = structlog.get_logger()
 
 _SQL = load_queries("financial.pkg.outbox", "queries.sql")
 _MAX_ERROR_CHARS = 2000
-# user:password@ in any URL or DSN that made its way into an error message.
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][\w+.-]*://)(?P<user>[^:/@\s]*):[^@\s]*@")
+# user:password@ in any URL or DSN that made its way into an error message; greedy up to the
+# last @ of the authority, since a careless password may hold a raw "@".
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][\w+.-]*://)(?P<user>[^:/@\s]*):[^\s/]*@")
 _PASSWORD_PAIR = re.compile(r"(?i)\b(password|passwd|pwd)\s*=\s*('[^']*'|\S+)")
 
 
