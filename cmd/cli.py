@@ -1,4 +1,4 @@
-"""The `financial` command line: worker, jobs (list, run), schedule."""
+"""The `financial` command line: worker, jobs (list, run), schedule, migrate."""
 
 from __future__ import annotations
 
@@ -12,8 +12,11 @@ from typing import TypedDict
 from zoneinfo import ZoneInfo
 
 from financial.cmd import worker
-from financial.cmd.wiring import ConfigError
+from financial.cmd.wiring import ConfigError, build_clients
 from financial.configs import Settings, SettingsError, load_settings
+from financial.pkg.database.embedded import EmbeddedPostgresError
+from financial.pkg.database.migrator import MigrationError
+from financial.pkg.database.pool import DatabaseUnavailable
 from financial.pkg.observability.logging import configure_logging
 from financial.pkg.scheduler.registry import JobSpec, UnknownJobError
 from financial.pkg.scheduler.schedule import ScheduleError, parse_schedule
@@ -60,6 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     run = jobs.add_parser("run", help="run one job once now, with retries and timeout")
     run.add_argument("name")
     run.set_defaults(command=_jobs_run)
+
+    migrate = sub.add_parser("migrate", help="apply the database migrations")
+    migrate.set_defaults(command=_migrate)
 
     schedule = sub.add_parser("schedule", help="the next fire times of a cron expression")
     schedule.add_argument("expression", help="e.g. '0 2 * * *', '@every 5s', 'CRON_TZ=... ...'")
@@ -128,13 +134,28 @@ def _job_row(spec: JobSpec, now: datetime) -> JobRow:
 
 
 def _jobs_run(args: argparse.Namespace, settings: Settings) -> int:
-    registry = worker.registry_for(settings)
+    clients = build_clients(settings)
+    registry = worker.registry_for(settings, clients)
     try:
         spec = registry.get(args.name)
     except UnknownJobError as exc:
         print(f"financial: {exc}", file=sys.stderr)
         return EX_USAGE
-    return asyncio.run(worker.run_once(settings, spec))
+    try:
+        return asyncio.run(worker.run_once(settings, spec, clients))
+    except (DatabaseUnavailable, EmbeddedPostgresError) as exc:
+        print(f"financial: {exc}", file=sys.stderr)
+        return EX_FAILED
+
+
+def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        applied = asyncio.run(worker.run_migrations(settings))
+    except (DatabaseUnavailable, EmbeddedPostgresError, MigrationError) as exc:
+        print(f"financial: {exc}", file=sys.stderr)
+        return EX_FAILED
+    print(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""))
+    return EX_OK
 
 
 def _schedule(args: argparse.Namespace, settings: Settings) -> int:

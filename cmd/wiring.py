@@ -1,21 +1,77 @@
-"""The composition root: which jobs this worker runs, and the registry built from settings.
+"""The composition root: the clients, the jobs they are handed to, and the registry.
 
 This is the one place that builds clients and hands them to jobs (as the Go worker's
-`jobsToRegister` list did). A job added by a team without editing the worker comes in through
-`WORKER_JOB_MODULES`.
+`jobsToRegister` list did). Jobs get their clients before any connection opens, so
+`financial jobs list` builds the same jobs without connecting to anything. A job added by a
+team without editing the worker comes in through `WORKER_JOB_MODULES`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 
 from financial.configs import Settings, job_key
+from financial.internal.worker.jobs.database_cleanup import DatabaseCleanupJob
+from financial.internal.worker.jobs.outbox_relay import OutboxRelayJob
+from financial.internal.worker.jobs.report_generator import ReportGeneratorJob
+from financial.pkg import outbox
+from financial.pkg.database.handle import Database
 from financial.pkg.jobs.job import Job
+from financial.pkg.messaging.rabbit import RabbitPublisher
 from financial.pkg.scheduler.registry import Defaults, JobRegistry, discover_jobs
+from financial.pkg.scheduler.runner import FailureHandler, FinalFailure
+
+JOB_FAILED_ROUTING_KEY = "job.failed"
 
 
 class ConfigError(Exception):
     """A configuration problem found before anything starts (exit 78)."""
+
+
+@dataclass(slots=True)
+class Clients:
+    """The shared clients, built once: PostgreSQL always, RabbitMQ when RABBITMQ_URL is set."""
+
+    db: Database
+    publisher: RabbitPublisher | None
+
+
+def build_clients(settings: Settings) -> Clients:
+    publisher = None
+    if settings.rabbitmq_url is not None:
+        publisher = RabbitPublisher(
+            settings.rabbitmq_url.get_secret_value(),
+            settings.rabbitmq_exchange,
+            publish_timeout_s=settings.rabbitmq_publish_timeout_seconds,
+        )
+    return Clients(db=Database(), publisher=publisher)
+
+
+def financial_jobs(settings: Settings, clients: Clients) -> list[Job]:
+    """The worker's own jobs, each given the clients it needs."""
+    try:
+        jobs: list[Job] = [
+            DatabaseCleanupJob(
+                clients.db,
+                tables=settings.cleanup_tables,
+                retention=timedelta(days=settings.cleanup_retention_days),
+                batch_size=settings.cleanup_batch_size,
+            ),
+            ReportGeneratorJob(clients.db),
+        ]
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    if clients.publisher is not None:
+        jobs.append(
+            OutboxRelayJob(
+                clients.db,
+                clients.publisher,
+                batch_size=settings.outbox_batch_size,
+                retention=timedelta(days=settings.outbox_retention_days),
+            )
+        )
+    return jobs
 
 
 def registry_defaults(settings: Settings) -> Defaults:
@@ -27,7 +83,7 @@ def registry_defaults(settings: Settings) -> Defaults:
 
 
 def build_registry(settings: Settings, jobs: list[Job]) -> JobRegistry:
-    """Register the worker's own jobs and those of WORKER_JOB_MODULES (ConfigError on a fault)."""
+    """Register `jobs` and those of WORKER_JOB_MODULES; ConfigError on any fault."""
     registry = JobRegistry(registry_defaults(settings), overrides=settings.job_override)
     try:
         registry.add_all([*jobs, *discover_jobs(settings.worker_job_modules)])
@@ -40,3 +96,26 @@ def build_registry(settings: Settings, jobs: list[Job]) -> JobRegistry:
             f"known jobs: {', '.join(spec.name for spec in registry) or '(none)'}"
         )
     return registry
+
+
+def dead_letter(db: Database) -> FailureHandler:
+    """Write a `job.failed` event to the outbox for a run that failed after its last attempt."""
+
+    async def record(failure: FinalFailure) -> None:
+        async with db.pool.acquire() as conn, conn.transaction():
+            await outbox.add(
+                conn,
+                JOB_FAILED_ROUTING_KEY,
+                {
+                    "job": failure.job,
+                    "run_id": failure.run_id,
+                    "scheduled_at": failure.scheduled_at.isoformat(),
+                    "attempts": failure.attempts,
+                    "status": failure.status.value,
+                    "error_type": failure.error.type,
+                    "error_message": failure.error.message,
+                },
+                message_id=failure.run_id,
+            )
+
+    return record

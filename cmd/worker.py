@@ -8,14 +8,26 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from datetime import timedelta
 
+import asyncpg
 import structlog
 
-from financial.cmd.wiring import build_registry
+from financial.cmd.wiring import (
+    Clients,
+    build_clients,
+    build_registry,
+    dead_letter,
+    financial_jobs,
+)
 from financial.configs import Settings
+from financial.pkg.database.embedded import start_embedded_async
+from financial.pkg.database.migrator import migrate
+from financial.pkg.database.pool import DatabaseUnavailable, create_pool
 from financial.pkg.jobs.model import RunStatus
+from financial.pkg.messaging.publisher import BrokerUnavailable
 from financial.pkg.observability.systemd import SystemdNotifier
 from financial.pkg.scheduler.clock import SystemClock
 from financial.pkg.scheduler.registry import JobRegistry, JobSpec
@@ -24,10 +36,15 @@ from financial.pkg.scheduler.store import MemoryRunStore, RunStore
 
 log = structlog.get_logger("financial.worker")
 
+# Waits between attempts to reach PostgreSQL at start, so a worker started before its database
+# (a reboot, a rollout) comes up on its own instead of restart-looping.
+CONNECT_BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
 
-def registry_for(settings: Settings) -> JobRegistry:
+
+def registry_for(settings: Settings, clients: Clients | None = None) -> JobRegistry:
     """Every job this worker knows, validated against settings (ConfigError when invalid)."""
-    return build_registry(settings, [])
+    clients = clients or build_clients(settings)
+    return build_registry(settings, financial_jobs(settings, clients))
 
 
 def scheduler_config(settings: Settings) -> SchedulerConfig:
@@ -38,7 +55,111 @@ def scheduler_config(settings: Settings) -> SchedulerConfig:
     )
 
 
-async def open_store(settings: Settings, stack: AsyncExitStack) -> RunStore:
+class Signals:
+    """SIGTERM/SIGINT: the first asks for a drain, the second forces it."""
+
+    def __init__(self) -> None:
+        self.stop = asyncio.Event()
+        self._on_stop: list[Callable[[], None]] = []
+        self._on_force: list[Callable[[], None]] = []
+        self._received = 0
+
+    def install(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._handle, sig)
+
+    def subscribe(self, on_stop: Callable[[], None], on_force: Callable[[], None]) -> None:
+        self._on_stop.append(on_stop)
+        self._on_force.append(on_force)
+        if self._received:
+            on_stop()
+        if self._received > 1:
+            on_force()
+
+    def _handle(self, sig: signal.Signals) -> None:
+        self._received += 1
+        if self._received == 1:
+            log.info("shutdown_requested", signal=sig.name)
+            self.stop.set()
+            callbacks = self._on_stop
+        else:
+            log.warning("shutdown_forced", signal=sig.name)
+            callbacks = self._on_force
+        for callback in callbacks:
+            callback()
+
+
+async def open_database(
+    settings: Settings,
+    clients: Clients,
+    stack: AsyncExitStack,
+    *,
+    retry_until: asyncio.Event | None,
+) -> bool:
+    """Start the embedded PostgreSQL when none is configured, open the pool, migrate.
+
+    With `retry_until`, an unreachable database is retried with back-off until it answers or
+    the event is set (then False); without it, DatabaseUnavailable propagates.
+    """
+    dsn = settings.database_dsn()
+    if dsn is None:
+        embedded = await start_embedded_async(settings.worker_data_dir / "postgres")
+        stack.callback(embedded.stop)
+        log.warning(
+            "embedded_database_started",
+            data_dir=str(embedded.data_dir),
+            reason="no DATABASE_URL or DB_HOST is set; for trying the worker out, not production",
+        )
+        dsn = embedded.dsn
+    attempt = 0
+    while True:
+        try:
+            pool = await create_pool(
+                dsn,
+                min_size=settings.db_pool_min_size,
+                max_size=settings.db_pool_max_size,
+                command_timeout_s=settings.db_command_timeout_seconds,
+                connect_timeout_s=settings.db_connect_timeout_seconds,
+                application_name=settings.service_name_worker,
+            )
+            break
+        except DatabaseUnavailable as exc:
+            if retry_until is None:
+                raise
+            delay_s = CONNECT_BACKOFF_S[min(attempt, len(CONNECT_BACKOFF_S) - 1)]
+            attempt += 1
+            log.warning("database_unavailable", error=str(exc), retry_in_s=delay_s)
+            try:
+                await asyncio.wait_for(retry_until.wait(), delay_s)
+            except TimeoutError:
+                continue
+            return False
+    clients.db.attach(pool)
+    stack.push_async_callback(clients.db.close)
+    if settings.worker_auto_migrate:
+        applied = await migrate(pool)
+        log.info("migrations_applied", applied=applied)
+    return True
+
+
+async def open_broker(settings: Settings, clients: Clients, stack: AsyncExitStack) -> None:
+    """Connect the publisher when RabbitMQ is configured; a broker that is down is not fatal."""
+    if clients.publisher is None:
+        log.warning(
+            "outbox_relay_disabled",
+            reason="RABBITMQ_URL is not set: events are kept in the outbox until it is",
+        )
+        return
+    stack.push_async_callback(clients.publisher.close)
+    try:
+        await clients.publisher.connect()
+    except BrokerUnavailable as exc:
+        # Events wait in the outbox; the relay connects on its next pass once the broker is back.
+        log.warning("broker_unavailable", error=str(exc))
+
+
+async def open_store(settings: Settings, clients: Clients, stack: AsyncExitStack) -> RunStore:
     store = MemoryRunStore()
     stack.push_async_callback(store.close)
     return store
@@ -46,14 +167,24 @@ async def open_store(settings: Settings, stack: AsyncExitStack) -> RunStore:
 
 async def serve(settings: Settings) -> int:
     """Run until SIGTERM/SIGINT; 0 when every run finished by itself, 1 when any was interrupted."""
-    registry = registry_for(settings)
+    clients = build_clients(settings)
+    registry = registry_for(settings, clients)
     notifier = SystemdNotifier()
+    signals = Signals()
+    signals.install()
     async with AsyncExitStack() as stack:
-        store = await open_store(settings, stack)
+        if not await open_database(settings, clients, stack, retry_until=signals.stop):
+            return 0
+        await open_broker(settings, clients, stack)
+        store = await open_store(settings, clients, stack)
         scheduler = Scheduler(
-            registry, store=store, clock=SystemClock(), config=scheduler_config(settings)
+            registry,
+            store=store,
+            clock=SystemClock(),
+            config=scheduler_config(settings),
+            on_final_failure=dead_letter(clients.db),
         )
-        _install_signal_handlers(scheduler)
+        signals.subscribe(scheduler.stop, scheduler.abort)
         loop_task = asyncio.create_task(scheduler.run())
         notifier.ready(f"running {len(scheduler.jobs)} jobs")
         log.info(
@@ -69,35 +200,34 @@ async def serve(settings: Settings) -> int:
     return 0 if result.clean else 1
 
 
-def _install_signal_handlers(scheduler: Scheduler) -> None:
-    loop = asyncio.get_running_loop()
-    received: list[signal.Signals] = []
-
-    def on_signal(sig: signal.Signals) -> None:
-        received.append(sig)
-        if len(received) == 1:
-            log.info("shutdown_requested", signal=sig.name)
-            scheduler.stop()
-        else:
-            log.warning("shutdown_forced", signal=sig.name)
-            scheduler.abort()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal, sig)
-
-
-async def run_once(settings: Settings, spec: JobSpec) -> int:
+async def run_once(settings: Settings, spec: JobSpec, clients: Clients) -> int:
     """`financial jobs run NAME`: one run now through the whole chain; 0 on success, else 1."""
+    signals = Signals()
+    signals.install()
     async with AsyncExitStack() as stack:
-        store = await open_store(settings, stack)
+        await open_database(settings, clients, stack, retry_until=None)
+        await open_broker(settings, clients, stack)
+        store = await open_store(settings, clients, stack)
         scheduler = Scheduler(
-            [spec], store=store, clock=SystemClock(), config=scheduler_config(settings)
+            [spec],
+            store=store,
+            clock=SystemClock(),
+            config=scheduler_config(settings),
+            on_final_failure=dead_letter(clients.db),
         )
-        _install_signal_handlers(scheduler)
+        signals.subscribe(scheduler.stop, scheduler.abort)
         record = await scheduler.run_now(spec)
     status = record.status if record is not None else RunStatus.SKIPPED
-    print(
-        f"{spec.name}: {status.value}"
-        + (f" ({record.error.message})" if record and record.error else "")
-    )
+    detail = f" ({record.error.type}: {record.error.message})" if record and record.error else ""
+    print(f"{spec.name}: {status.value}{detail}")
     return 0 if status is RunStatus.SUCCEEDED else 1
+
+
+async def run_migrations(settings: Settings) -> list[str]:
+    """`financial migrate`: apply pending migrations to the configured (or embedded) database."""
+    clients = Clients(db=build_clients(settings).db, publisher=None)
+    async with AsyncExitStack() as stack:
+        migrating = settings.model_copy(update={"worker_auto_migrate": False})
+        await open_database(migrating, clients, stack, retry_until=None)
+        pool: asyncpg.Pool = clients.db.pool
+        return await migrate(pool)
