@@ -84,7 +84,7 @@ class Schedule(ABC):
         while True:  # widen the window until a tick falls in it
             try:
                 best = self.next_after(before - span)
-            except OverflowError:
+            except (OverflowError, ScheduleError):  # searched back past year 1
                 return None
             if best < before:
                 break

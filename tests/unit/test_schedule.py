@@ -303,3 +303,11 @@ def test_fixed_time_or_elapsed_time(expression: str, fixed: bool) -> None:
     schedule = parse_schedule(expression)
     assert isinstance(schedule, CronSchedule)
     assert schedule.fields.fixed_hour is fixed
+
+
+@pytest.mark.parametrize("zone", ["UTC", "America/New_York", "Asia/Tokyo"])
+def test_edges_of_the_datetime_range(zone: str) -> None:
+    schedule = parse_schedule("0 0 1 1 *", zone)
+    with pytest.raises(ScheduleError, match="has no fire time after 9999-06-01"):
+        schedule.next_after(utc(9999, 6, 1))
+    assert schedule.previous_before(utc(1, 1, 1, 5)) is None
