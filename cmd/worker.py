@@ -29,6 +29,7 @@ from financial.pkg.database.pool import DatabaseUnavailable, create_pool
 from financial.pkg.jobs.model import RunStatus
 from financial.pkg.messaging.publisher import BrokerUnavailable
 from financial.pkg.observability.systemd import SystemdNotifier
+from financial.pkg.observability.tracing import Telemetry, setup_tracing, with_tracing
 from financial.pkg.scheduler.clock import SystemClock
 from financial.pkg.scheduler.registry import JobRegistry, JobSpec
 from financial.pkg.scheduler.scheduler import Scheduler, SchedulerConfig
@@ -88,6 +89,18 @@ class Signals:
             callbacks = self._on_force
         for callback in callbacks:
             callback()
+
+
+def open_telemetry(settings: Settings, stack: AsyncExitStack) -> Telemetry:
+    """Tracing first on the stack, so its flush is the last thing shutdown does."""
+    telemetry = setup_tracing(
+        settings.otel_service_name,
+        endpoint=settings.otel_exporter_otlp_endpoint,
+        disabled=settings.otel_sdk_disabled,
+        instance_id=settings.worker_id,
+    )
+    stack.push_async_callback(telemetry.shutdown)
+    return telemetry
 
 
 async def open_database(
@@ -173,6 +186,7 @@ async def serve(settings: Settings) -> int:
     signals = Signals()
     signals.install()
     async with AsyncExitStack() as stack:
+        telemetry = open_telemetry(settings, stack)
         if not await open_database(settings, clients, stack, retry_until=signals.stop):
             return 0
         await open_broker(settings, clients, stack)
@@ -182,6 +196,7 @@ async def serve(settings: Settings) -> int:
             store=store,
             clock=SystemClock(),
             config=scheduler_config(settings),
+            wrappers=[with_tracing(telemetry.tracer)],
             on_final_failure=dead_letter(clients.db),
         )
         signals.subscribe(scheduler.stop, scheduler.abort)
@@ -205,6 +220,7 @@ async def run_once(settings: Settings, spec: JobSpec, clients: Clients) -> int:
     signals = Signals()
     signals.install()
     async with AsyncExitStack() as stack:
+        telemetry = open_telemetry(settings, stack)
         await open_database(settings, clients, stack, retry_until=None)
         await open_broker(settings, clients, stack)
         store = await open_store(settings, clients, stack)
@@ -213,6 +229,7 @@ async def run_once(settings: Settings, spec: JobSpec, clients: Clients) -> int:
             store=store,
             clock=SystemClock(),
             config=scheduler_config(settings),
+            wrappers=[with_tracing(telemetry.tracer)],
             on_final_failure=dead_letter(clients.db),
         )
         signals.subscribe(scheduler.stop, scheduler.abort)

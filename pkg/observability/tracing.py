@@ -38,6 +38,7 @@ from opentelemetry.util.types import Attributes, AttributeValue
 from financial.pkg.jobs.context import JobContext
 from financial.pkg.jobs.model import RunStatus
 from financial.pkg.observability.logging import mask_secrets
+from financial.pkg.observability.trace_ids import current_span_id, current_trace_id
 from financial.pkg.scheduler.chain import Outcome, Step, Wrapper
 
 __all__ = [
@@ -321,18 +322,6 @@ def child_span(
         except BaseException as exc:
             _record_error(span, exc)
             raise
-
-
-def current_trace_id() -> str | None:
-    """The current span's trace id (32 hex characters), or None outside any valid span."""
-    ids = trace.get_current_span().get_span_context()
-    return trace.format_trace_id(ids.trace_id) if ids.is_valid else None
-
-
-def current_span_id() -> str | None:
-    """The current span's id (16 hex characters), or None outside any valid span."""
-    ids = trace.get_current_span().get_span_context()
-    return trace.format_span_id(ids.span_id) if ids.is_valid else None
 
 
 def _record_error(span: Span, exc: BaseException) -> None:

@@ -1,7 +1,7 @@
 """Wrappers around one attempt of a job, composed in one declared order.
 
 Each wrapper takes a `Step` (an attempt that returns an `Outcome`) and returns one. The order,
-outermost first, is `DEFAULT_CHAIN` below: logging sees the final outcome of the attempt,
+outermost first, is `default_chain` below: logging sees the final outcome of the attempt,
 recovery turns any exception into a `failed` outcome, the timeout cancels the body at the run's
 deadline. Tracing and metrics slot in as further wrappers.
 """
@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from financial.pkg.jobs.context import JobContext
 from financial.pkg.jobs.job import Job, call_job
 from financial.pkg.jobs.model import RunStatus
+from financial.pkg.observability.trace_ids import current_trace_id
 from financial.pkg.scheduler.clock import Clock
+from financial.pkg.scheduler.store import RunStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +127,19 @@ def with_logging() -> Wrapper:
     return wrap
 
 
+def with_run_started(store: RunStore, clock: Clock) -> Wrapper:
+    """Mark the run `running`, with the trace id of the span around it when tracing is on."""
+
+    def wrap(step: Step) -> Step:
+        async def started(ctx: JobContext) -> Outcome:
+            await store.start(ctx.run_id, at=clock.now(), trace_id=current_trace_id())
+            return await step(ctx)
+
+        return started
+
+    return wrap
+
+
 def compose(step: Step, wrappers: Sequence[Wrapper]) -> Step:
     """Wrap `step` so that `wrappers[0]` is the outermost."""
     for wrapper in reversed(wrappers):
@@ -132,6 +147,13 @@ def compose(step: Step, wrappers: Sequence[Wrapper]) -> Step:
     return step
 
 
-def default_chain(clock: Clock, extra: Sequence[Wrapper] = ()) -> list[Wrapper]:
-    """The declared order: extra (tracing, metrics) outermost, then logging, recovery, timeout."""
-    return [*extra, with_logging(), with_recovery(), with_timeout(clock)]
+def default_chain(store: RunStore, clock: Clock, extra: Sequence[Wrapper] = ()) -> list[Wrapper]:
+    """The declared order, outermost first: extra (tracing, metrics), recording the start,
+    logging, recovery, timeout."""
+    return [
+        *extra,
+        with_run_started(store, clock),
+        with_logging(),
+        with_recovery(),
+        with_timeout(clock),
+    ]

@@ -250,7 +250,6 @@ class TickRunner:
             log=log,
             stopping=self._stopping,
         )
-        await self._store.start(record.run_id, at=started)
         try:
             outcome = await self._step(spec)(ctx)
         except asyncio.CancelledError:

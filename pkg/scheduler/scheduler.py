@@ -77,7 +77,7 @@ class Scheduler:
             clock=clock,
             slots=self.slots,
             worker_id=config.worker_id,
-            chain=default_chain(clock, wrappers),
+            chain=default_chain(store, clock, wrappers),
             stopping=self.stopping,
             on_final_failure=on_final_failure,
         )

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from financial.pkg.jobs import JobContext, cron_job
 from financial.pkg.jobs.job import Job
 from financial.pkg.jobs.model import RunStatus
+from financial.pkg.scheduler.chain import Wrapper
 from financial.pkg.scheduler.clock import FakeClock
 from financial.pkg.scheduler.registry import JobRegistry, JobSpec
 from financial.pkg.scheduler.runner import FinalFailure
@@ -49,7 +50,13 @@ def job_of(schedule: str, body: Callable[[JobContext], Awaitable[None]], **optio
 class Harness:
     """A scheduler on a fake clock and an in-memory store, with the loop running in a task."""
 
-    def __init__(self, *jobs: Job, clock: FakeClock, max_concurrent: int = 10) -> None:
+    def __init__(
+        self,
+        *jobs: Job,
+        clock: FakeClock,
+        max_concurrent: int = 10,
+        wrappers: Sequence[Wrapper] = (),
+    ) -> None:
         self.clock = clock
         self.store = MemoryRunStore()
         self.registry = JobRegistry()
@@ -60,6 +67,7 @@ class Harness:
             store=self.store,
             clock=self.clock,
             config=SchedulerConfig(worker_id="test-worker", max_concurrent_jobs=max_concurrent),
+            wrappers=wrappers,
             on_final_failure=self._on_failure,
         )
         self._loop_task: asyncio.Task[None] | None = None

@@ -5,8 +5,12 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import format_trace_id
+
 from financial.pkg.jobs import JobContext, cron_job
 from financial.pkg.jobs.model import RunStatus, Trigger
+from financial.pkg.observability.tracing import setup_tracing, with_tracing
 from financial.pkg.scheduler.clock import FakeClock
 from tests.unit.scheduling import T0, Harness, Recorder, job_of, secs
 
@@ -124,3 +128,20 @@ async def test_context_carries_the_run_fields(clock: FakeClock) -> None:
     assert ctx.deadline == T0 + timedelta(seconds=14)
     runs = await h.history()
     assert ctx.run_id == runs[0].run_id
+
+
+async def test_the_run_record_carries_the_trace_id_of_the_run_span(clock: FakeClock) -> None:
+    exporter = InMemorySpanExporter()
+    telemetry = setup_tracing("test", endpoint=None, exporter=exporter, set_global=False)
+    h = Harness(
+        job_of("*/10 * * * * *", Recorder(clock)),
+        clock=clock,
+        wrappers=[with_tracing(telemetry.tracer)],
+    )
+    async with h:
+        await h.advance_to(10)
+    await telemetry.shutdown()
+    [span] = exporter.get_finished_spans()
+    [record] = await h.history()
+    assert span.context is not None
+    assert record.trace_id == format_trace_id(span.context.trace_id)
