@@ -10,7 +10,7 @@ import asyncio
 import signal
 from collections.abc import Callable
 from contextlib import AsyncExitStack
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import asyncpg
 import structlog
@@ -48,11 +48,21 @@ def registry_for(settings: Settings, clients: Clients | None = None) -> JobRegis
     return build_registry(settings, financial_jobs(settings, clients))
 
 
-def scheduler_config(settings: Settings) -> SchedulerConfig:
+# The loop beats at least this often (liveness), and faster when systemd's watchdog asks.
+HEARTBEAT_INTERVAL = timedelta(seconds=5)
+
+
+def scheduler_config(
+    settings: Settings, watchdog_interval: timedelta | None = None
+) -> SchedulerConfig:
+    heartbeat = HEARTBEAT_INTERVAL
+    if watchdog_interval is not None:
+        heartbeat = min(heartbeat, watchdog_interval)
     return SchedulerConfig(
         worker_id=settings.worker_id,
         max_concurrent_jobs=settings.worker_max_concurrent_jobs,
         shutdown_timeout=timedelta(seconds=settings.worker_shutdown_timeout_seconds),
+        heartbeat_interval=heartbeat,
     )
 
 
@@ -195,9 +205,10 @@ async def serve(settings: Settings) -> int:
             registry,
             store=store,
             clock=SystemClock(),
-            config=scheduler_config(settings),
+            config=scheduler_config(settings, notifier.watchdog_interval),
             wrappers=[with_tracing(telemetry.tracer)],
             on_final_failure=dead_letter(clients.db),
+            on_heartbeat=_watchdog(notifier),
         )
         signals.subscribe(scheduler.stop, scheduler.abort)
         loop_task = asyncio.create_task(scheduler.run())
@@ -213,6 +224,17 @@ async def serve(settings: Settings) -> int:
         result = await scheduler.drain()
     log.info("worker_stopped", interrupted=result.interrupted)
     return 0 if result.clean else 1
+
+
+def _watchdog(notifier: SystemdNotifier) -> Callable[[datetime], None] | None:
+    """WATCHDOG=1 on every heartbeat of the loop, when systemd's watchdog is on."""
+    if notifier.watchdog_interval is None:
+        return None
+
+    def beat(_at: datetime) -> None:
+        notifier.watchdog()
+
+    return beat
 
 
 async def run_once(settings: Settings, spec: JobSpec, clients: Clients) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -33,6 +33,9 @@ class SchedulerConfig:
     worker_id: str
     max_concurrent_jobs: int = 10
     shutdown_timeout: timedelta = timedelta(seconds=30)
+    # When set, the loop also wakes this often to beat (liveness probe, systemd watchdog), so a
+    # loop blocked by a job that hogs the event loop shows as a stale heartbeat.
+    heartbeat_interval: timedelta | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +67,7 @@ class Scheduler:
         config: SchedulerConfig,
         wrappers: Sequence[Wrapper] = (),
         on_final_failure: FailureHandler | None = None,
+        on_heartbeat: Callable[[datetime], None] | None = None,
     ) -> None:
         self._specs = [spec for spec in jobs if spec.options.enabled]
         self._clock = clock
@@ -88,6 +92,7 @@ class Scheduler:
         self._heap: list[tuple[datetime, int, JobSpec]] = []
         self._seq = itertools.count()
         self.last_heartbeat: datetime | None = None
+        self._on_heartbeat = on_heartbeat
 
     @property
     def jobs(self) -> list[JobSpec]:
@@ -107,11 +112,16 @@ class Scheduler:
         for spec in self._specs:
             self._push(spec, spec.schedule.next_after(now))
         log.info("scheduler_started", jobs=len(self._specs), worker_id=self._config.worker_id)
+        beat = self._config.heartbeat_interval
         while not self._stop.is_set():
             now = self._clock.now()
             self.last_heartbeat = now
+            if self._on_heartbeat is not None:
+                self._on_heartbeat(now)
             self._dispatch_due(now)
             deadline = self._heap[0][0] if self._heap else now + timedelta(days=1)
+            if beat is not None:
+                deadline = min(deadline, now + beat)
             self._wake.clear()
             await self._clock.sleep_until(deadline, self._wake)
         log.info("scheduler_stopped", running=len(self._tasks))

@@ -12,6 +12,7 @@ from financial.pkg.jobs import JobContext, cron_job
 from financial.pkg.jobs.model import RunStatus, Trigger
 from financial.pkg.observability.tracing import setup_tracing, with_tracing
 from financial.pkg.scheduler.clock import FakeClock
+from financial.pkg.scheduler.scheduler import Scheduler, SchedulerConfig
 from tests.unit.scheduling import T0, Harness, Recorder, job_of, secs
 
 
@@ -145,3 +146,19 @@ async def test_the_run_record_carries_the_trace_id_of_the_run_span(clock: FakeCl
     [record] = await h.history()
     assert span.context is not None
     assert record.trace_id == format_trace_id(span.context.trace_id)
+
+
+async def test_heartbeat_wakes_the_loop_at_its_interval(clock: FakeClock) -> None:
+    beats: list[float] = []
+    h = Harness(job_of("0 3 * * *", Recorder(clock)), clock=clock)
+    h.scheduler = Scheduler(
+        h.registry,
+        store=h.store,
+        clock=clock,
+        config=SchedulerConfig(worker_id="w", heartbeat_interval=timedelta(seconds=5)),
+        on_heartbeat=lambda at: beats.append((at - T0).total_seconds()),
+    )
+    async with h:
+        await h.advance_to(12)
+        assert h.scheduler.last_heartbeat == T0 + timedelta(seconds=10)
+    assert beats == [0, 5, 10]
