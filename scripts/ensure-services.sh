@@ -59,4 +59,12 @@ else
     "${SUDO[@]}" service rabbitmq-server stop >/dev/null 2>&1 || true
 fi
 
+# The package's maintainer scripts run rabbitmqctl, which leaves an epmd daemon listening on
+# 0.0.0.0:4369. The tests run their own on loopback; this one only holds a port open. With no
+# node registered, `epmd -kill` stops it.
+EPMD="$(command -v epmd || echo /usr/lib/erlang/bin/epmd)"
+if [ -x "$EPMD" ]; then
+    "$EPMD" -kill >/dev/null 2>&1 || true
+fi
+
 echo "ensure-services: rabbitmq-server installed" >&2

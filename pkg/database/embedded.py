@@ -12,6 +12,7 @@ group/other read+execute permission to the folders above it so that user can rea
 from __future__ import annotations
 
 import asyncio
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,10 +80,17 @@ def start_embedded(data_dir: str | Path) -> EmbeddedPostgres:
         server = pgserver.get_server(path, cleanup_mode="stop")
         dsn = str(server.get_uri())
     except Exception as exc:
-        log_file = path / "log"
+        hint = f"see {path / 'log'}"
+        if os.geteuid() == 0:
+            # The usual cause under root: a parent folder the `pgserver` user cannot enter (pgserver
+            # opens them up, but something may close one again, as pytest does with its 0700 tmp).
+            hint += (
+                "; under root the server runs as the user 'pgserver', which needs to enter every "
+                f"folder above {path}"
+            )
         raise EmbeddedPostgresError(
             f"the embedded PostgreSQL in {path} did not start: {type(exc).__name__}: {exc}; "
-            f"expected a data folder it can own and initialise (see {log_file})"
+            f"expected a data folder it can own and initialise ({hint})"
         ) from exc
     log.info("embedded_postgres_started", data_dir=str(path))
     return EmbeddedPostgres(dsn=dsn, data_dir=path, _server=server)

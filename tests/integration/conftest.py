@@ -209,15 +209,14 @@ class RabbitBroker:
             vm_pid = int(pid_file.read_text().strip())
         except (OSError, ValueError):
             vm_pid = None
+        # Signal the VM alone when its pid is known: the launcher script then reaps it and exits,
+        # which leaves no zombie behind even where PID 1 does not reap orphans.
+        sig = signal.SIGKILL if kill else signal.SIGTERM
         with contextlib.suppress(ProcessLookupError):
-            if kill:
-                os.killpg(server.pid, signal.SIGKILL)
-                if vm_pid is not None:
-                    os.kill(vm_pid, signal.SIGKILL)
-            elif vm_pid is not None:
-                os.kill(vm_pid, signal.SIGTERM)
+            if vm_pid is not None:
+                os.kill(vm_pid, sig)
             else:
-                os.killpg(server.pid, signal.SIGTERM)
+                os.killpg(server.pid, sig)
         try:
             server.wait(timeout=RABBITMQ_STOP_TIMEOUT_S)
         except subprocess.TimeoutExpired:
@@ -395,6 +394,20 @@ def amqp_url(rabbitmq: RabbitBroker) -> str:
 def exchange_name() -> str:
     """An exchange name of this test's own, so tests never see each other's messages."""
     return f"financial.test.{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def open_tmp_path() -> Iterator[Path]:
+    """A temporary folder (0755) outside pytest's private 0700 tree, removed afterwards.
+
+    For tests whose processes start the embedded PostgreSQL as root: pgserver runs the server as
+    the `pgserver` user, which must enter every parent folder, and pytest closes its base folder
+    again (0700) whenever a pytest session starts.
+    """
+    path = Path(tempfile.mkdtemp(prefix="financial-it-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture
