@@ -122,9 +122,9 @@ async def add(
 
 
 def _failure_delay(
-    exc: PublishError, attempts: int, retry_backoff: timedelta, max_retry_backoff: timedelta
+    connection_level: bool, attempts: int, retry_backoff: timedelta, max_retry_backoff: timedelta
 ) -> timedelta:
-    if exc.connection_level:
+    if connection_level:
         # The broker, not the message, is the problem: retry as soon as it is back.
         return timedelta(0)
     return min(retry_backoff * (1 << min(attempts, 30)), max_retry_backoff)
@@ -176,23 +176,33 @@ async def _relay(
                     headers=json.loads(row["headers"]) or None,
                 )
             except PublishError as exc:
-                failed += 1
-                error = mask_secrets(str(exc))[:_MAX_ERROR_CHARS]
-                delay = _failure_delay(exc, row["attempts"], retry_backoff, max_retry_backoff)
-                await conn.execute(_SQL["mark_failed"], row["id"], error, delay)
-                log.warning(
-                    "outbox_publish_failed",
-                    message_id=message_id,
-                    routing_key=row["routing_key"],
-                    reason=exc.reason.value,
-                    attempts=row["attempts"] + 1,
-                    error=error,
-                )
-                if exc.connection_level:
-                    stopped = True
-                    break
+                reason, connection_level, error = exc.reason.value, exc.connection_level, str(exc)
+            except Exception as exc:
+                # A bug, or an event no broker would take (a routing key over 255 bytes): it
+                # must not hold back the events behind it, so it fails like an unroutable one.
+                log.exception("outbox_publish_crashed", message_id=message_id)
+                reason, connection_level = "error", False
+                error = f"publish of message {message_id} failed: {type(exc).__name__}: {exc}"
             else:
                 sent_ids.append(row["id"])
+                continue
+            failed += 1
+            error = mask_secrets(error)[:_MAX_ERROR_CHARS]
+            delay = _failure_delay(
+                connection_level, row["attempts"], retry_backoff, max_retry_backoff
+            )
+            await conn.execute(_SQL["mark_failed"], row["id"], error, delay)
+            log.warning(
+                "outbox_publish_failed",
+                message_id=message_id,
+                routing_key=row["routing_key"],
+                reason=reason,
+                attempts=row["attempts"] + 1,
+                error=error,
+            )
+            if connection_level:
+                stopped = True
+                break
         if sent_ids:
             await conn.execute(_SQL["mark_sent"], sent_ids)
     if rows:

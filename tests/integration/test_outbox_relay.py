@@ -210,3 +210,18 @@ async def test_prune_sent_removes_only_old_sent_events(db_pool: asyncpg.Pool) ->
     assert await backlog(db_pool) == 2
     assert await prune_sent(db_pool, timedelta(0)) == 2
     assert await backlog(db_pool) == 2
+
+
+async def test_an_event_no_broker_accepts_does_not_hold_back_the_others(
+    db_pool: asyncpg.Pool,
+) -> None:
+    publisher = MemoryPublisher()
+    async with db_pool.acquire() as conn, conn.transaction():
+        poison = await add(conn, "x" * 300, {})  # AMQP routing keys stop at 255 bytes
+        fine = await add(conn, "users.created", {})
+
+    assert await relay_once(db_pool, publisher) == RelayResult(sent=1, failed=1)
+    assert [m.message_id for m in publisher.messages] == [fine]
+    row = await outbox_row(db_pool, poison)
+    assert row["attempts"] == 1
+    assert "ValueError" in row["last_error"]

@@ -119,7 +119,9 @@ def test_mask_secrets(text: str, masked: str) -> None:
 )
 def test_failure_delay(reason: PublishFailure, attempts: int, delay_s: int) -> None:
     error = PublishError(reason, "x", routing_key="k", message_id="m")
-    delay = _failure_delay(error, attempts, timedelta(seconds=5), timedelta(minutes=10))
+    delay = _failure_delay(
+        error.connection_level, attempts, timedelta(seconds=5), timedelta(minutes=10)
+    )
     assert delay == timedelta(seconds=delay_s)
 
 
