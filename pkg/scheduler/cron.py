@@ -1,9 +1,14 @@
 """Cron fields on the wall clock: parsing them and finding the next matching local time.
 
 This module knows nothing of time zones. `CronFields.next_match` walks naive local date-times;
-`financial.pkg.scheduler.dst` turns those into instants. croniter expands each field (names,
-ranges, lists, steps); we check the field text first so that an error names the field and the
-value, and refuse croniter extensions that robfig/cron (the Go worker's library) did not have.
+`financial.pkg.scheduler.dst` turns those into instants.
+
+The fields are expanded here rather than by `croniter.expand`, which croniter 7.0 gets wrong in
+ways a scheduler cannot live with: a single-value range becomes a wildcard (`0 3-3 * * *` runs
+every hour, day-of-week `0-0` every day), `15W` silently reads as `15`, and a 6-field expression
+is read with the seconds last. Parsing each item ourselves also lets every error name the field
+and the value. croniter's extensions that robfig/cron (the Go worker's library) did not have
+(`L`, `W`, `#`, `H`) are refused by name.
 """
 
 from __future__ import annotations
@@ -15,8 +20,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
-
-from croniter import croniter
 
 _MONTH_NAMES = {name.upper(): i for i, name in enumerate(calendar.month_abbr) if name}
 _DAY_NAMES = {"SUN": 0, "MON": 1, "TUE": 2, "WED": 3, "THU": 4, "FRI": 5, "SAT": 6}
@@ -150,36 +153,18 @@ def parse_fields(fields: Sequence[str]) -> CronFields:
     """
     if len(fields) not in (5, 6):
         raise ValueError(f"expected 5 or 6 fields, got {len(fields)}")
-    specs = [_MINUTE, _HOUR, _DOM, _MONTH, _DOW]
-    if len(fields) == 6:
-        specs.insert(0, _SECOND)
-    normalized = [_check_field(text, spec) for text, spec in zip(fields, specs, strict=True)]
-    try:
-        # croniter reads a 6-field expression with the seconds LAST unless told otherwise.
-        expanded, nth_weekday = croniter.expand(
-            " ".join(normalized), second_at_beginning=len(fields) == 6
-        )
-    except Exception as exc:  # croniter's own checks, should ours have let something through
-        raise ValueError(f"invalid expression: {exc}") from None
-    if nth_weekday:
-        raise ValueError("day-of-week field: '#' is not supported")
-    # croniter returns the seconds last whatever order it read them in.
-    if len(fields) == 6:
-        expanded.insert(0, expanded.pop())
-    else:
-        expanded.insert(0, [0])
-        specs.insert(0, _SECOND)
+    if len(fields) == 5:
         fields = ["0", *fields]
-    values = [_values(field, spec) for field, spec in zip(expanded, specs, strict=True)]
+    specs = (_SECOND, _MINUTE, _HOUR, _DOM, _MONTH, _DOW)
+    values = [_expand(text, spec) for text, spec in zip(fields, specs, strict=True)]
     seconds, minutes, hours, days, months, weekdays = values
-    weekdays = tuple(sorted({d % 7 for d in weekdays}))
     result = CronFields(
         seconds=seconds,
         minutes=minutes,
         hours=hours,
         days=days,
         months=months,
-        weekdays=weekdays,
+        weekdays=tuple(sorted({d % 7 for d in weekdays})),
         dom_any=_is_wildcard(fields[3]),
         dow_any=_is_wildcard(fields[5]),
         fixed_hour=not any(c in fields[2] for c in "*?/"),
@@ -188,32 +173,40 @@ def parse_fields(fields: Sequence[str]) -> CronFields:
     return result
 
 
-def _check_field(text: str, spec: _Field) -> str:
-    """Validate one field's text; return it with `?` read as `*` and names upper-cased."""
+def _expand(text: str, spec: _Field) -> tuple[int, ...]:
+    """The sorted values of one field; ValueError naming the field and what is wrong."""
     where = f"{spec.label} field {text!r}"
-    items = []
+    # Open ranges (`*`, `N/step`) end on 6 for day-of-week: 7 only repeats Sunday.
+    high = 6 if spec is _DOW else spec.high
+    values: set[int] = set()
     for item in text.split(","):
         if not item:
             raise ValueError(f"{where}: empty list item")
         if _EXTENSION.search(item):
             raise ValueError(f"{where}: 'L', 'W', '#' and 'H' are not supported")
-        item = item.replace("?", "*")
-        match = _ITEM.fullmatch(item)
+        match = _ITEM.fullmatch(item.replace("?", "*"))
         if match is None:
             raise ValueError(f"{where}: expected a value, range, list or step")
-        base = match["base"]
-        bounds = [] if base == "*" else [_value(v, spec, where) for v in base.split("-")]
-        if len(bounds) == 2 and bounds[0] > bounds[1]:
-            raise ValueError(f"{where}: range start {bounds[0]} is after its end {bounds[1]}")
-        if match["step"] is not None:
-            step = int(match["step"])
-            span = spec.high - spec.low + 1 - (spec is _DOW)  # 0-6, as 7 repeats 0
-            if not 1 <= step <= span:
-                raise ValueError(
-                    f"{where}: step {step} out of range 1-{span} (use @every for longer intervals)"
-                )
-        items.append(item.upper())
-    return ",".join(items)
+        base, step_text = match["base"], match["step"]
+        if base == "*":
+            start, end = spec.low, high
+        else:
+            bounds = [_value(token, spec, where) for token in base.split("-")]
+            start, end = bounds[0], bounds[-1]
+            if len(bounds) == 1 and step_text is not None:
+                end = max(high, start)  # `N/step` is `N-max/step` (robfig/cron, Vixie cron)
+            if spec is _DOW and start > end == 0 and base.upper().endswith("-SUN"):
+                end = 7  # `MON-SUN`: SUN is 0, yet the range means the whole week
+            if start > end:
+                raise ValueError(f"{where}: range start {start} is after its end {end}")
+        step = 1 if step_text is None else int(step_text)
+        span = high - spec.low + 1
+        if not 1 <= step <= span:
+            raise ValueError(
+                f"{where}: step {step} out of range 1-{span} (use @every for longer intervals)"
+            )
+        values.update(range(start, end + 1, step))
+    return tuple(sorted(values))
 
 
 def _value(token: str, spec: _Field, where: str) -> int:
@@ -228,13 +221,6 @@ def _value(token: str, spec: _Field, where: str) -> int:
     if not spec.low <= value <= spec.high:
         raise ValueError(f"{where}: value {value} out of range {spec.low}-{spec.high}")
     return value
-
-
-def _values(expanded: Sequence[int | str], spec: _Field) -> tuple[int, ...]:
-    if expanded == ["*"]:
-        high = 6 if spec is _DOW else spec.high
-        return tuple(range(spec.low, high + 1))
-    return tuple(sorted({int(v) for v in expanded}))
 
 
 def _is_wildcard(text: str) -> bool:
