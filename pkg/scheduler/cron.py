@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
 
-_MONTH_NAMES = {name.upper(): i for i, name in enumerate(calendar.month_abbr) if name}
+# Spelled out: calendar.month_abbr follows the process's locale.
+_MONTHS = "JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC"
+_MONTH_NAMES = {name: i for i, name in enumerate(_MONTHS.split(), start=1)}
 _DAY_NAMES = {"SUN": 0, "MON": 1, "TUE": 2, "WED": 3, "THU": 4, "FRI": 5, "SAT": 6}
 
 
