@@ -19,11 +19,13 @@ Spawn = Callable[..., WorkerProcess]
 
 
 @pytest.fixture
-def spawn(tmp_path: Path) -> Iterator[Spawn]:
+def spawn(open_tmp_path: Path, database_dsn: str) -> Iterator[Spawn]:
+    """Start `financial ...` on the test's database (DATABASE_URL="" for the embedded one)."""
     started: list[WorkerProcess] = []
 
     def start(*args: str, **env: str) -> WorkerProcess:
-        proc = WorkerProcess(*args, env={"TEST_MARKS_DIR": str(tmp_path), **env}, cwd=tmp_path)
+        env = {"TEST_MARKS_DIR": str(open_tmp_path), "DATABASE_URL": database_dsn, **env}
+        proc = WorkerProcess(*args, env=env, cwd=open_tmp_path)
         started.append(proc)
         return proc
 
@@ -33,7 +35,7 @@ def spawn(tmp_path: Path) -> Iterator[Spawn]:
 
 
 def test_sigterm_drains_a_job_that_honours_stopping_and_exits_0(
-    spawn: Spawn, tmp_path: Path
+    spawn: Spawn, open_tmp_path: Path
 ) -> None:
     worker = spawn("worker", **JOBS, WORKER_JOBS__BATCHES__ENABLED="true")
     worker.wait_event("job_started", job="batches", timeout_s=20)
@@ -42,7 +44,7 @@ def test_sigterm_drains_a_job_that_honours_stopping_and_exits_0(
     names = [e["event"] for e in worker.events]
     assert names.index("shutdown_requested") < names.index("drain_finished")
     assert worker.wait_event("job_succeeded", job="batches")
-    assert (tmp_path / "batches_stopped_early.log").exists()
+    assert (open_tmp_path / "batches_stopped_early.log").exists()
     # No tick is started after the signal.
     after = names[names.index("shutdown_requested") :]
     assert "job_started" not in after
@@ -80,10 +82,14 @@ def test_second_signal_cancels_at_once(spawn: Spawn) -> None:
     assert worker.wait_event("shutdown_forced")
 
 
-def test_blocking_job_runs_and_the_worker_stops_cleanly(spawn: Spawn, tmp_path: Path) -> None:
-    worker = spawn("worker", **JOBS, WORKER_JOBS__BLOCKING__ENABLED="true")
+def test_blocking_job_runs_on_the_embedded_database_and_the_worker_stops_cleanly(
+    spawn: Spawn, open_tmp_path: Path
+) -> None:
+    # DATABASE_URL empty: the worker starts its embedded PostgreSQL, as `make run` does.
+    worker = spawn("worker", **JOBS, WORKER_JOBS__BLOCKING__ENABLED="true", DATABASE_URL="")
     worker.wait_event("job_succeeded", job="blocking")
     worker.wait_event("job_succeeded", job="tick")
+    assert worker.wait_event("embedded_database_started")["data_dir"].startswith(str(open_tmp_path))
     worker.signal(signal.SIGTERM)
     assert worker.wait_exit() == 0
 
