@@ -10,7 +10,6 @@ commit publishes that event again).
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,15 +23,12 @@ import structlog
 from financial.pkg.database.pool import Connection
 from financial.pkg.database.queries import load_queries
 from financial.pkg.messaging.publisher import Publisher, PublishError
+from financial.pkg.observability.logging import mask_secrets
 
 log = structlog.get_logger()
 
 _SQL = load_queries("financial.pkg.outbox", "queries.sql")
 _MAX_ERROR_CHARS = 2000
-# user:password@ in any URL or DSN that made its way into an error message; greedy up to the
-# last @ of the authority, since a careless password may hold a raw "@".
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][\w+.-]*://)(?P<user>[^:/@\s]*):[^\s/]*@")
-_PASSWORD_PAIR = re.compile(r"(?i)\b(password|passwd|pwd)\s*=\s*('[^']*'|\S+)")
 
 
 class OutboxError(RuntimeError):
@@ -50,12 +46,6 @@ class RelayResult:
     sent: int
     failed: int
     stopped: bool = False
-
-
-def mask_secrets(text: str) -> str:
-    """`text` with URL credentials and `password=` values replaced by ***."""
-    text = _URL_CREDENTIALS.sub(r"\g<scheme>\g<user>:***@", text)
-    return _PASSWORD_PAIR.sub(lambda m: f"{m.group(1)}=***", text)
 
 
 def _json_default(value: object) -> str:
