@@ -10,7 +10,6 @@ from financial.pkg.outbox.outbox import (
     RelayResult,
     add,
     backlog,
-    mask_secrets,
     prune_sent,
     relay_once,
 )
@@ -20,7 +19,6 @@ __all__ = [
     "RelayResult",
     "add",
     "backlog",
-    "mask_secrets",
     "prune_sent",
     "relay_once",
 ]

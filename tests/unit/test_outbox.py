@@ -12,7 +12,8 @@ import pytest
 from financial.pkg.database.pool import Connection
 from financial.pkg.database.queries import QueryFileError, load_queries, parse_queries
 from financial.pkg.messaging import PublishError, PublishFailure
-from financial.pkg.outbox import OutboxError, add, mask_secrets
+from financial.pkg.observability.logging import mask_secrets
+from financial.pkg.outbox import OutboxError, add
 from financial.pkg.outbox.outbox import _failure_delay
 
 
