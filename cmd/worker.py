@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from datetime import datetime, timedelta
+from typing import Any
 
 import asyncpg
 import structlog
@@ -101,6 +102,18 @@ class Signals:
             callback()
 
 
+def _closing(
+    client: str, close: Callable[..., Awaitable[object]], *args: Any
+) -> Callable[[], Awaitable[None]]:
+    """A cleanup for the exit stack that logs `client_closed`, so the order is visible."""
+
+    async def run() -> None:
+        await close(*args)
+        log.info("client_closed", client=client)
+
+    return run
+
+
 def open_telemetry(settings: Settings, stack: AsyncExitStack) -> Telemetry:
     """Tracing first on the stack, so its flush is the last thing shutdown does."""
     telemetry = setup_tracing(
@@ -109,7 +122,7 @@ def open_telemetry(settings: Settings, stack: AsyncExitStack) -> Telemetry:
         disabled=settings.otel_sdk_disabled,
         instance_id=settings.worker_id,
     )
-    stack.push_async_callback(telemetry.shutdown)
+    stack.push_async_callback(_closing("telemetry", telemetry.shutdown))
     return telemetry
 
 
@@ -128,7 +141,7 @@ async def open_database(
     dsn = settings.database_dsn()
     if dsn is None:
         embedded = await start_embedded_async(settings.worker_data_dir / "postgres")
-        stack.callback(embedded.stop)
+        stack.push_async_callback(_closing("embedded_postgres", asyncio.to_thread, embedded.stop))
         log.warning(
             "embedded_database_started",
             data_dir=str(embedded.data_dir),
@@ -159,7 +172,7 @@ async def open_database(
                 continue
             return False
     clients.db.attach(pool)
-    stack.push_async_callback(clients.db.close)
+    stack.push_async_callback(_closing("postgres", clients.db.close))
     if settings.worker_auto_migrate:
         applied = await migrate(pool)
         log.info("migrations_applied", applied=applied)
@@ -174,7 +187,7 @@ async def open_broker(settings: Settings, clients: Clients, stack: AsyncExitStac
             reason="RABBITMQ_URL is not set: events are kept in the outbox until it is",
         )
         return
-    stack.push_async_callback(clients.publisher.close)
+    stack.push_async_callback(_closing("rabbitmq", clients.publisher.close))
     try:
         await clients.publisher.connect()
     except BrokerUnavailable as exc:

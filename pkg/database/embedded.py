@@ -92,7 +92,7 @@ def start_embedded(data_dir: str | Path) -> EmbeddedPostgres:
             f"the embedded PostgreSQL in {path} did not start: {type(exc).__name__}: {exc}; "
             f"expected a data folder it can own and initialise ({hint})"
         ) from exc
-    log.info("embedded_postgres_started", data_dir=str(path))
+    log.debug("embedded_postgres_started", data_dir=str(path))
     return EmbeddedPostgres(dsn=dsn, data_dir=path, _server=server)
 
 

@@ -52,7 +52,10 @@ class TimeoutScope(Protocol):
 
 
 class SystemClock(Clock):
-    """The real clock. Sleeps in slices of at most `MAX_SLEEP`, re-reading the wall clock."""
+    """The real clock. Sleeps in slices of at most `max_sleep`, re-reading the wall clock."""
+
+    def __init__(self, max_sleep: timedelta = MAX_SLEEP) -> None:
+        self._max_sleep_s = max_sleep.total_seconds()
 
     def now(self) -> datetime:
         return datetime.now(UTC)
@@ -68,7 +71,7 @@ class SystemClock(Clock):
                 return True
             if wake is not None and wake.is_set():
                 return False
-            timeout_s = min(remaining, MAX_SLEEP.total_seconds())
+            timeout_s = min(remaining, self._max_sleep_s)
             if wake is None:
                 await asyncio.sleep(timeout_s)
                 continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -9,14 +10,19 @@ import asyncpg
 import pytest
 import structlog
 
+from financial.cmd.wiring import JOB_FAILED_ROUTING_KEY, dead_letter
 from financial.internal.worker.jobs.database_cleanup import DatabaseCleanupJob
 from financial.internal.worker.jobs.outbox_relay import OutboxRelayJob
 from financial.internal.worker.jobs.report_generator import ReportGeneratorJob
 from financial.pkg import outbox
 from financial.pkg.database.handle import Database
-from financial.pkg.jobs import JobContext, JobDefinitionError
+from financial.pkg.jobs import JobContext, JobDefinitionError, RetryPolicy, cron_job
 from financial.pkg.jobs.model import Trigger
 from financial.pkg.messaging.rabbit import RabbitPublisher
+from financial.pkg.scheduler.clock import SystemClock
+from financial.pkg.scheduler.registry import JobRegistry
+from financial.pkg.scheduler.scheduler import Scheduler, SchedulerConfig
+from financial.pkg.scheduler.store import MemoryRunStore
 from tests.integration.amqp_consumer import consumer
 from tests.integration.conftest import RabbitBroker
 
@@ -167,3 +173,37 @@ async def test_reports_wait_in_the_outbox_while_rabbitmq_is_down_and_arrive_once
         await publisher.close()
     assert sorted(m.body["scheduled_at"] for m in messages) == [t.isoformat() for t in ticks]
     assert len({m.message_id for m in messages}) == 3
+
+
+async def test_a_final_failure_writes_a_job_failed_event_to_the_outbox(
+    db_pool: asyncpg.Pool,
+) -> None:
+    @cron_job(
+        "0 3 * * *",
+        name="always_fails",
+        retry=RetryPolicy(max_retries=1, backoff="fixed", initial_delay=timedelta(0)),
+    )
+    async def always_fails(ctx: JobContext) -> None:
+        raise ValueError(f"attempt {ctx.attempt} of a broken job")
+
+    registry = JobRegistry()
+    spec = registry.add(always_fails)
+    scheduler = Scheduler(
+        registry,
+        store=MemoryRunStore(),
+        clock=SystemClock(),
+        config=SchedulerConfig(worker_id="it"),
+        on_final_failure=dead_letter(database(db_pool)),
+    )
+    record = await scheduler.run_now(spec)
+    assert record is not None
+    row = await db_pool.fetchrow("SELECT routing_key, message_id, payload::text FROM outbox")
+    assert row is not None
+    assert row["routing_key"] == JOB_FAILED_ROUTING_KEY
+    assert str(row["message_id"]) == record.run_id
+    payload = json.loads(row["payload"])
+    assert payload["job"] == "always_fails"
+    assert payload["attempts"] == 2
+    assert payload["status"] == "failed"
+    assert payload["error_type"] == "ValueError"
+    assert payload["error_message"] == "attempt 2 of a broken job"

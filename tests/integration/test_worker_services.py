@@ -55,7 +55,11 @@ async def test_worker_runs_the_three_jobs_and_drains_cleanly_on_sigterm(
         finally:
             worker.kill()
     names = [e["event"] for e in worker.events]
-    assert names.index("shutdown_requested") < names.index("worker_stopped")
+    assert names.index("shutdown_requested") < names.index("drain_finished")
+    closed = [e["client"] for e in worker.events if e["event"] == "client_closed"]
+    # Scheduler first (the drain), then RabbitMQ, PostgreSQL, telemetry: reverse start order.
+    assert closed == ["rabbitmq", "postgres", "telemetry"]
+    assert names.index("drain_finished") < names.index("client_closed")
     assert not any(e.get("level") == "error" for e in worker.events), [
         e for e in worker.events if e.get("level") == "error"
     ]

@@ -1,0 +1,80 @@
+"""The clocks: the real one never wakes early and notices wall-clock steps; the fake one."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from financial.pkg.scheduler.clock import FakeClock, SystemClock
+
+
+class SteppedClock(SystemClock):
+    """A real clock whose wall time is stepped forward by the test (an NTP step, a resume)."""
+
+    def __init__(self) -> None:
+        super().__init__(max_sleep=timedelta(milliseconds=5))
+        self.offset = timedelta(0)
+
+    def now(self) -> datetime:
+        return super().now() + self.offset
+
+
+async def test_system_clock_notices_a_wall_clock_step_within_its_slice() -> None:
+    clock = SteppedClock()
+    deadline = clock.now() + timedelta(hours=1)
+    sleeper = asyncio.create_task(clock.sleep_until(deadline))
+    await asyncio.sleep(0.01)
+    assert not sleeper.done()
+    clock.offset = timedelta(hours=2)  # the wall clock jumps past the deadline
+    assert await asyncio.wait_for(sleeper, timeout=1.0) is True
+
+
+async def test_system_clock_never_returns_before_the_deadline() -> None:
+    clock = SystemClock()
+    deadline = clock.now() + timedelta(milliseconds=20)
+    assert await clock.sleep_until(deadline) is True
+    assert clock.now() >= deadline
+
+
+async def test_system_clock_sleep_is_woken_by_its_event() -> None:
+    clock = SystemClock()
+    wake = asyncio.Event()
+    sleeper = asyncio.create_task(clock.sleep_until(clock.now() + timedelta(hours=1), wake))
+    await asyncio.sleep(0)
+    wake.set()
+    assert await asyncio.wait_for(sleeper, timeout=1.0) is False
+
+
+async def test_fake_clock_wakes_sleepers_in_deadline_order() -> None:
+    clock = FakeClock(datetime(2026, 1, 1, tzinfo=UTC))
+    woke: list[int] = []
+
+    async def sleep(seconds: int) -> None:
+        await clock.sleep(timedelta(seconds=seconds))
+        woke.append(seconds)
+
+    tasks = [asyncio.create_task(sleep(s)) for s in (30, 10, 20)]
+    await clock.advance(25)
+    assert woke == [10, 20]
+    await clock.advance(5)
+    assert woke == [10, 20, 30]
+    await asyncio.gather(*tasks)
+
+
+async def test_fake_timeout_expires_at_the_fake_deadline() -> None:
+    clock = FakeClock(datetime(2026, 1, 1, tzinfo=UTC))
+    scope = clock.timeout_at(clock.now() + timedelta(seconds=5))
+
+    async def body() -> None:
+        async with scope:
+            await clock.sleep(timedelta(minutes=1))
+
+    task = asyncio.create_task(body())
+    await clock.advance(4)
+    assert not task.done()
+    await clock.advance(1)
+    with pytest.raises(TimeoutError):
+        await task
+    assert scope.expired()
