@@ -1,0 +1,395 @@
+"""Metrics: OpenTelemetry instruments exposed in Prometheus' text format on `/metrics`.
+
+`setup_metrics` builds an SDK `MeterProvider` whose one reader is the OpenTelemetry Prometheus
+exporter, registered in a `CollectorRegistry` of its own (never prometheus_client's global one),
+so tests and the daemon can hold several side by side and nothing is touched at import time.
+
+Series (every name starts `financial_worker_`):
+
+- `runs_total{job,status}`: runs by final status. Attempts that ran are counted by
+  `with_metrics`; runs that never started (`skipped`, `missed`) or that another replica found
+  `abandoned` are counted through `Metrics.count_run`, so the counter adds up to the run history.
+- `run_duration_seconds{job}` and `start_lateness_seconds{job}` histograms; lateness is the start
+  of a scheduled run's first attempt minus its tick, so it includes any configured jitter.
+- `runs_in_flight{job}`: attempts executing now in this process.
+- `last_success_timestamp_seconds{job}` and `next_fire_timestamp_seconds{job}`: Unix seconds, so
+  an alert can say "job X has not succeeded since ..." (`time() - max by (job) (...)` across
+  replicas, since each replica only sees the runs it executed after its start plus what
+  `observe_last_success` seeded from the run store).
+- `outbox_backlog`: unsent outbox events, read at scrape time by `watch_outbox_backlog`.
+- `event_loop_lag_seconds` (latest sample) and `event_loop_lag_max_seconds` (worst sample over the
+  last minute), from `EventLoopLagMonitor`: a job that blocks the loop shows here.
+
+`instrument_clients` turns on the OpenTelemetry asyncpg and aio-pika instrumentations, so database
+and broker calls get their child spans from them instead of hand-written ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from datetime import datetime
+from typing import Any, Final, Protocol
+
+import structlog
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.instrumentation.aio_pika import AioPikaInstrumentor
+from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
+from opentelemetry.trace import TracerProvider
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from financial.pkg.jobs.context import JobContext
+from financial.pkg.jobs.model import RunStatus, Trigger
+from financial.pkg.observability.logging import mask_secrets
+from financial.pkg.scheduler.chain import Outcome, Step, Wrapper
+from financial.pkg.scheduler.clock import Clock
+
+__all__ = [
+    "DURATION_BUCKETS_S",
+    "LATENESS_BUCKETS_S",
+    "EventLoopLagMonitor",
+    "Metrics",
+    "instrument_clients",
+    "setup_metrics",
+    "with_metrics",
+]
+
+log = structlog.get_logger("financial.metrics")
+
+METER_NAME = "financial.scheduler"
+PREFIX = "financial_worker_"
+
+DURATION_BUCKETS_S: Final = (
+    *(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+    *(60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0),
+)
+"""Run durations: jobs take from milliseconds (the outbox relay) to an hour (reports)."""
+
+LATENESS_BUCKETS_S: Final = (
+    *(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5),
+    *(1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+)
+"""Start lateness: milliseconds when healthy; seconds when the cap is full or the loop stalls."""
+
+BACKLOG_TIMEOUT_S = 2.0
+"""How long a scrape waits for the outbox backlog query before leaving the series out."""
+
+LAG_WINDOW_S = 60.0
+"""The window of `event_loop_lag_max_seconds`."""
+
+StatusLabel = RunStatus | str
+
+FINAL_STATUSES: Final = tuple(status for status in RunStatus if status.is_final)
+
+
+class Metrics:
+    """The worker's instruments, and the registry `/metrics` renders.
+
+    Build it with `setup_metrics`. `render()` is what the health server serves; `shutdown()`
+    goes on the worker's `AsyncExitStack`.
+    """
+
+    content_type: str = CONTENT_TYPE_LATEST
+
+    def __init__(self, provider: MeterProvider, registry: CollectorRegistry) -> None:
+        self.provider = provider
+        self.registry = registry
+        meter = provider.get_meter(METER_NAME)
+        self._runs = meter.create_counter(
+            PREFIX + "runs", unit="{run}", description="Runs by job and final status."
+        )
+        self._duration = meter.create_histogram(
+            PREFIX + "run_duration",
+            unit="s",
+            description="Duration of one attempt of a job.",
+            explicit_bucket_boundaries_advisory=DURATION_BUCKETS_S,
+        )
+        self._lateness = meter.create_histogram(
+            PREFIX + "start_lateness",
+            unit="s",
+            description="Start of a scheduled run's first attempt minus its tick.",
+            explicit_bucket_boundaries_advisory=LATENESS_BUCKETS_S,
+        )
+        self._in_flight = meter.create_up_down_counter(
+            PREFIX + "runs_in_flight", unit="{run}", description="Attempts executing now."
+        )
+        self._last_success: dict[str, float] = {}
+        self._next_fire: Callable[[], Mapping[str, datetime]] | None = None
+        self._backlog_query: Callable[[], Awaitable[int]] | None = None
+        self._backlog: int | None = None
+        self.loop_lag = EventLoopLagMonitor()
+        meter.create_observable_gauge(
+            PREFIX + "last_success_timestamp",
+            callbacks=[self._observe_last_success],
+            unit="s",
+            description="When each job last succeeded (Unix time).",
+        )
+        meter.create_observable_gauge(
+            PREFIX + "next_fire_timestamp",
+            callbacks=[self._observe_next_fire],
+            unit="s",
+            description="Each job's next tick (Unix time).",
+        )
+        meter.create_observable_gauge(
+            PREFIX + "outbox_backlog",
+            callbacks=[self._observe_backlog],
+            unit="{event}",
+            description="Outbox events not yet published.",
+        )
+        meter.create_observable_gauge(
+            PREFIX + "event_loop_lag",
+            callbacks=[self._observe_lag],
+            unit="s",
+            description="How late the event loop woke the lag probe, latest sample.",
+        )
+        meter.create_observable_gauge(
+            PREFIX + "event_loop_lag_max",
+            callbacks=[self._observe_lag_max],
+            unit="s",
+            description="Worst event loop lag over the last minute.",
+        )
+
+    # -- recording ------------------------------------------------------------------------------
+
+    def known_jobs(self, names: Iterable[str]) -> None:
+        """Start every job's counters at 0, so `increase()` sees a job's first run and its
+        first failure, and a dashboard lists a job that has not run yet."""
+        for name in names:
+            self._in_flight.add(0, {"job": name})
+            for status in FINAL_STATUSES:
+                self._runs.add(0, {"job": name, "status": status.value})
+
+    def count_run(self, job: str, status: StatusLabel) -> None:
+        """Count a run that ended outside the chain: `skipped`, `missed`, `abandoned`."""
+        self._runs.add(1, {"job": job, "status": str(status)})
+
+    def record_attempt(self, job: str, status: StatusLabel, duration_s: float) -> None:
+        """Count an attempt that ran, with its duration (what `with_metrics` records)."""
+        self._duration.record(duration_s, {"job": job})
+        self.count_run(job, status)
+
+    def record_lateness(self, job: str, lateness_s: float) -> None:
+        """A scheduled run's first attempt started `lateness_s` after its tick."""
+        self._lateness.record(max(lateness_s, 0.0), {"job": job})
+
+    def add_in_flight(self, job: str, delta: int) -> None:
+        """An attempt of `job` began (+1) or ended (-1)."""
+        self._in_flight.add(delta, {"job": job})
+
+    def observe_last_success(self, job: str, at: datetime) -> None:
+        """Record a success; older instants than the one held are ignored (seeding at start)."""
+        stamp = at.timestamp()
+        if stamp > self._last_success.get(job, -math.inf):
+            self._last_success[job] = stamp
+
+    def watch_next_fire_times(self, source: Callable[[], Mapping[str, datetime]]) -> None:
+        """Read each job's next tick at scrape time (`Scheduler.next_fire_times`)."""
+        self._next_fire = source
+
+    def watch_outbox_backlog(self, query: Callable[[], Awaitable[int]]) -> None:
+        """Count unsent outbox events at each scrape (`lambda: outbox.backlog(db.pool)`)."""
+        self._backlog_query = query
+
+    # -- exposition -----------------------------------------------------------------------------
+
+    async def render(self) -> bytes:
+        """The Prometheus text exposition, after refreshing what needs I/O (the backlog)."""
+        await self._refresh_backlog()
+        return generate_latest(self.registry)
+
+    async def shutdown(self) -> None:
+        """Stop the lag monitor and the provider (which unregisters from the registry)."""
+        await self.loop_lag.stop()
+        self.provider.shutdown()
+
+    async def _refresh_backlog(self) -> None:
+        if self._backlog_query is None:
+            return
+        try:
+            async with asyncio.timeout(BACKLOG_TIMEOUT_S):
+                self._backlog = await self._backlog_query()
+        except Exception as exc:
+            # A stale count would read as "the relay is keeping up": leave the series out, and
+            # let an `absent()` alert or the database's own alerts speak.
+            self._backlog = None
+            log.debug("outbox_backlog_unavailable", error=mask_secrets(str(exc)))
+
+    def _observe_last_success(self, _options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(at, {"job": job}) for job, at in self._last_success.items()]
+
+    def _observe_next_fire(self, _options: CallbackOptions) -> Iterable[Observation]:
+        if self._next_fire is None:
+            return []
+        ticks = self._next_fire()
+        return [Observation(at.timestamp(), {"job": job}) for job, at in ticks.items()]
+
+    def _observe_backlog(self, _options: CallbackOptions) -> Iterable[Observation]:
+        return [] if self._backlog is None else [Observation(self._backlog)]
+
+    def _observe_lag(self, _options: CallbackOptions) -> Iterable[Observation]:
+        latest = self.loop_lag.latest_s
+        return [] if latest is None else [Observation(latest)]
+
+    def _observe_lag_max(self, _options: CallbackOptions) -> Iterable[Observation]:
+        worst = self.loop_lag.max_s
+        return [] if worst is None else [Observation(worst)]
+
+
+def setup_metrics(
+    service_name: str,
+    *,
+    instance_id: str | None = None,
+    registry: CollectorRegistry | None = None,
+) -> Metrics:
+    """Build the meter provider, its Prometheus reader and the worker's instruments.
+
+    `instance_id` becomes `service.instance.id` on `target_info` (pass the worker id, as
+    `setup_tracing` gets). The instruments' scope labels are left off every series: one scope,
+    and they would only lengthen each line. Register `Metrics.shutdown` on the exit stack.
+    """
+    registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+    reader = PrometheusMetricReader(scope_info_enabled=False, registry=registry)
+    resource = Resource.create(
+        {SERVICE_NAME: service_name, SERVICE_INSTANCE_ID: instance_id or str(uuid.uuid4())}
+    )
+    # No atexit hook: the exit stack owns shutdown.
+    provider = MeterProvider(resource=resource, metric_readers=[reader], shutdown_on_exit=False)
+    return Metrics(provider, registry)
+
+
+def with_metrics(metrics: Metrics, clock: Clock) -> Wrapper:
+    """Measure one attempt: in flight while it runs, its duration, its status, its lateness.
+
+    Lateness is recorded for the first attempt of a `schedule` run only: a catch-up run is late by
+    design (hours, perhaps) and would swamp the histogram, and a manual run has no tick. A
+    cancelled attempt counts as `interrupted` and the cancellation propagates. Put it in the
+    chain's `extra` wrappers, next to tracing.
+    """
+
+    def wrap(step: Step) -> Step:
+        async def measured(ctx: JobContext) -> Outcome:
+            job = ctx.job_name
+            started = clock.now()
+            if ctx.attempt == 1 and ctx.trigger is Trigger.SCHEDULE:
+                metrics.record_lateness(job, (started - ctx.scheduled_at).total_seconds())
+            metrics.add_in_flight(job, 1)
+            # An exception escaping the step (recovery is inner in the default chain, so none
+            # does there) still ends the attempt: count it failed and let it propagate.
+            status = RunStatus.FAILED
+            try:
+                outcome = await step(ctx)
+                status = outcome.status
+                return outcome
+            except asyncio.CancelledError:
+                status = RunStatus.INTERRUPTED
+                raise
+            finally:
+                finished = clock.now()
+                metrics.add_in_flight(job, -1)
+                metrics.record_attempt(job, status, (finished - started).total_seconds())
+                if status is RunStatus.SUCCEEDED:
+                    metrics.observe_last_success(job, finished)
+
+        return measured
+
+    return wrap
+
+
+class EventLoopLagMonitor:
+    """Samples how late the event loop wakes a sleeper that asked for `interval_s`.
+
+    This measures the real loop, so it reads the loop's monotonic clock rather than the
+    scheduler's `Clock` (which may be a fake one); `monotonic` and `sleep` are parameters for
+    tests. A job that blocks the loop for 10 s shows as a 10 s sample right after it lets go.
+    """
+
+    def __init__(
+        self,
+        interval_s: float = 0.5,
+        *,
+        window_s: float = LAG_WINDOW_S,
+        monotonic: Callable[[], float] | None = None,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    ) -> None:
+        self.interval_s = interval_s
+        self.window_s = window_s
+        self._monotonic = monotonic
+        self._sleep = sleep
+        self._samples: deque[tuple[float, float]] = deque()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def latest_s(self) -> float | None:
+        return self._samples[-1][1] if self._samples else None
+
+    @property
+    def max_s(self) -> float | None:
+        return max(lag for _, lag in self._samples) if self._samples else None
+
+    def start(self) -> None:
+        """Start sampling in a task of the running loop (idempotent)."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="loop-lag")
+
+    async def stop(self) -> None:
+        """Stop sampling and wait for the task to end."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    def record(self, at: float, lag_s: float) -> None:
+        """Keep one sample, dropping those older than the window."""
+        self._samples.append((at, lag_s))
+        while self._samples and self._samples[0][0] < at - self.window_s:
+            self._samples.popleft()
+
+    async def _run(self) -> None:
+        monotonic = self._monotonic or asyncio.get_running_loop().time
+        while True:
+            before = monotonic()
+            await self._sleep(self.interval_s)
+            after = monotonic()
+            self.record(after, max(after - before - self.interval_s, 0.0))
+
+
+class _Instrumentor(Protocol):
+    # OpenTelemetry's BaseInstrumentor module is marked `# type: ignore` as a whole, so mypy
+    # sees it as Any: this spells out the part used here.
+    @property
+    def is_instrumented_by_opentelemetry(self) -> bool: ...
+    def instrument(self, **kwargs: Any) -> object: ...
+    def uninstrument(self, **kwargs: Any) -> object: ...
+
+
+def instrument_clients(tracer_provider: TracerProvider | None = None) -> Callable[[], None]:
+    """Turn on the asyncpg and aio-pika instrumentations; returns a function that turns them off.
+
+    Database and broker calls then get CLIENT/PRODUCER child spans of the current run's span.
+    With no `tracer_provider` they use OpenTelemetry's global one, which `setup_tracing` sets
+    when traces are exported; query parameters are not captured (they may hold personal data).
+    Calling it twice is harmless: an instrumentor already on is left as it is.
+    """
+    instrumentors: list[_Instrumentor] = [
+        AsyncPGInstrumentor(),  # type: ignore[no-untyped-call]  # its __init__ has no annotations
+        AioPikaInstrumentor(),
+    ]
+    for instrumentor in instrumentors:
+        if not instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.instrument(tracer_provider=tracer_provider)
+
+    def uninstrument() -> None:
+        for instrumentor in instrumentors:
+            if instrumentor.is_instrumented_by_opentelemetry:
+                instrumentor.uninstrument()
+
+    return uninstrument

@@ -1,0 +1,314 @@
+"""Metrics: the instruments as Prometheus sees them, the chain wrapper, the loop-lag monitor."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import structlog
+from prometheus_client.parser import text_string_to_metric_families
+
+from financial.pkg.jobs.context import JobContext
+from financial.pkg.jobs.model import RunStatus, Trigger
+from financial.pkg.observability.metrics import (
+    DURATION_BUCKETS_S,
+    LATENESS_BUCKETS_S,
+    EventLoopLagMonitor,
+    Metrics,
+    instrument_clients,
+    setup_metrics,
+    with_metrics,
+)
+from financial.pkg.scheduler.chain import SUCCEEDED, Outcome, Step
+from financial.pkg.scheduler.clock import FakeClock
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+T0 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(T0)
+
+
+@pytest.fixture
+async def metrics() -> AsyncIterator[Metrics]:
+    metrics = setup_metrics("financial-worker", instance_id="worker-1")
+    yield metrics
+    await metrics.shutdown()
+
+
+async def scrape(metrics: Metrics) -> Samples:
+    """Every sample of the exposition, by name and labels."""
+    text = (await metrics.render()).decode()
+    samples: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    return samples
+
+
+def value(samples: Samples, name: str, **labels: str) -> float | None:
+    return samples.get((name, frozenset(labels.items())))
+
+
+def context(attempt: int = 1, trigger: Trigger = Trigger.SCHEDULE) -> JobContext:
+    return JobContext(
+        job_name="report",
+        run_id="run-1",
+        scheduled_at=T0,
+        attempt=attempt,
+        deadline=T0 + timedelta(minutes=5),
+        trigger=trigger,
+        log=structlog.get_logger(),
+    )
+
+
+def step_taking(clock: FakeClock, duration_s: float, outcome: Outcome = SUCCEEDED) -> Step:
+    async def step(ctx: JobContext) -> Outcome:
+        await clock.sleep(timedelta(seconds=duration_s))
+        return outcome
+
+    return step
+
+
+async def test_exposition_names_labels_and_target_info(metrics: Metrics) -> None:
+    metrics.known_jobs(["report"])
+    samples = await scrape(metrics)
+    assert value(samples, "financial_worker_runs_total", job="report", status="failed") == 0
+    assert value(samples, "financial_worker_runs_in_flight", job="report") == 0
+    statuses = {dict(labels)["status"] for name, labels in samples if name.endswith("runs_total")}
+    assert statuses == {
+        "succeeded",
+        "failed",
+        "timed_out",
+        "skipped",
+        "missed",
+        "interrupted",
+        "abandoned",
+    }
+    info = [labels for name, labels in samples if name == "target_info"]
+    assert info and ("service_name", "financial-worker") in info[0]
+    assert ("service_instance_id", "worker-1") in info[0]
+    # Scope labels would repeat on every line of every series: they are left off.
+    assert not any("otel_scope_name" in dict(labels) for _, labels in samples)
+    assert metrics.content_type.startswith("text/plain")
+
+
+async def test_with_metrics_records_an_attempt(metrics: Metrics, clock: FakeClock) -> None:
+    await clock.advance(0.040)  # the attempt starts 40 ms after its tick
+    step = with_metrics(metrics, clock)(step_taking(clock, 2.0))
+    task: asyncio.Future[Outcome] = asyncio.ensure_future(step(context()))
+    await clock.settle()
+    during = await scrape(metrics)
+    assert value(during, "financial_worker_runs_in_flight", job="report") == 1
+    await clock.advance(2.0)
+    assert (await task).status is RunStatus.SUCCEEDED
+
+    after = await scrape(metrics)
+    assert value(after, "financial_worker_runs_in_flight", job="report") == 0
+    assert value(after, "financial_worker_runs_total", job="report", status="succeeded") == 1
+    assert value(after, "financial_worker_run_duration_seconds_sum", job="report") == 2.0
+    assert value(after, "financial_worker_run_duration_seconds_bucket", job="report", le="1.0") == 0
+    assert value(after, "financial_worker_run_duration_seconds_bucket", job="report", le="2.5") == 1
+    lateness = value(after, "financial_worker_start_lateness_seconds_sum", job="report")
+    assert lateness == pytest.approx(0.040)
+    assert (
+        value(after, "financial_worker_start_lateness_seconds_bucket", job="report", le="0.05") == 1
+    )
+    assert (
+        value(after, "financial_worker_last_success_timestamp_seconds", job="report")
+        == (T0 + timedelta(seconds=2.040)).timestamp()
+    )
+
+
+@pytest.mark.parametrize(
+    ("outcome", "status"),
+    [
+        (Outcome(RunStatus.FAILED, RuntimeError("boom")), "failed"),
+        (Outcome(RunStatus.TIMED_OUT, TimeoutError()), "timed_out"),
+    ],
+)
+async def test_unsuccessful_attempts_count_by_status_and_leave_last_success_alone(
+    metrics: Metrics, clock: FakeClock, outcome: Outcome, status: str
+) -> None:
+    step = with_metrics(metrics, clock)(step_taking(clock, 0.0, outcome))
+    await step(context())
+    samples = await scrape(metrics)
+    assert value(samples, "financial_worker_runs_total", job="report", status=status) == 1
+    assert value(samples, "financial_worker_last_success_timestamp_seconds", job="report") is None
+
+
+async def test_a_cancelled_attempt_counts_interrupted(metrics: Metrics, clock: FakeClock) -> None:
+    step = with_metrics(metrics, clock)(step_taking(clock, 60.0))
+    task: asyncio.Future[Outcome] = asyncio.ensure_future(step(context()))
+    await clock.settle()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    samples = await scrape(metrics)
+    assert value(samples, "financial_worker_runs_total", job="report", status="interrupted") == 1
+    assert value(samples, "financial_worker_runs_in_flight", job="report") == 0
+
+
+async def test_an_escaping_exception_counts_failed_and_propagates(
+    metrics: Metrics, clock: FakeClock
+) -> None:
+    async def crash(ctx: JobContext) -> Outcome:
+        raise ValueError("not caught inside")
+
+    with pytest.raises(ValueError, match="not caught inside"):
+        await with_metrics(metrics, clock)(crash)(context())
+    samples = await scrape(metrics)
+    assert value(samples, "financial_worker_runs_total", job="report", status="failed") == 1
+
+
+@pytest.mark.parametrize(
+    ("attempt", "trigger"),
+    [(2, Trigger.RETRY), (1, Trigger.CATCHUP), (1, Trigger.MANUAL)],
+)
+async def test_lateness_only_for_the_first_attempt_of_a_scheduled_run(
+    metrics: Metrics, clock: FakeClock, attempt: int, trigger: Trigger
+) -> None:
+    await clock.advance(3600)
+    await with_metrics(metrics, clock)(step_taking(clock, 0.0))(context(attempt, trigger))
+    samples = await scrape(metrics)
+    assert value(samples, "financial_worker_start_lateness_seconds_count", job="report") is None
+
+
+async def test_unstarted_runs_and_seeded_successes(metrics: Metrics) -> None:
+    metrics.count_run("report", RunStatus.SKIPPED)
+    metrics.count_run("report", "missed")
+    metrics.observe_last_success("report", T0)
+    metrics.observe_last_success("report", T0 - timedelta(days=1))  # older: ignored
+    samples = await scrape(metrics)
+    assert value(samples, "financial_worker_runs_total", job="report", status="skipped") == 1
+    assert value(samples, "financial_worker_runs_total", job="report", status="missed") == 1
+    assert (
+        value(samples, "financial_worker_last_success_timestamp_seconds", job="report")
+        == T0.timestamp()
+    )
+
+
+async def test_next_fire_times_are_read_at_scrape_time(metrics: Metrics) -> None:
+    ticks = {"report": datetime(2026, 1, 12, 8, 0, tzinfo=UTC)}
+    metrics.watch_next_fire_times(lambda: ticks)
+    first = await scrape(metrics)
+    assert value(first, "financial_worker_next_fire_timestamp_seconds", job="report") == (
+        ticks["report"].timestamp()
+    )
+    ticks["report"] = datetime(2026, 1, 19, 8, 0, tzinfo=UTC)
+    second = await scrape(metrics)
+    assert value(second, "financial_worker_next_fire_timestamp_seconds", job="report") == (
+        ticks["report"].timestamp()
+    )
+
+
+async def test_outbox_backlog_is_queried_per_scrape_and_left_out_when_it_fails(
+    metrics: Metrics,
+) -> None:
+    answers: list[int | Exception] = [7, ConnectionError("postgresql://u:hunter2@db/x down"), 0]
+
+    async def backlog() -> int:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    metrics.watch_outbox_backlog(backlog)
+    assert value(await scrape(metrics), "financial_worker_outbox_backlog") == 7
+    assert value(await scrape(metrics), "financial_worker_outbox_backlog") is None
+    assert value(await scrape(metrics), "financial_worker_outbox_backlog") == 0
+
+
+async def test_a_hung_backlog_query_does_not_hang_the_scrape(
+    metrics: Metrics, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from financial.pkg.observability import metrics as module
+
+    monkeypatch.setattr(module, "BACKLOG_TIMEOUT_S", 0.01)
+
+    async def hangs() -> int:
+        await asyncio.Event().wait()
+        return 0
+
+    metrics.watch_outbox_backlog(hangs)
+    assert value(await scrape(metrics), "financial_worker_outbox_backlog") is None
+
+
+def test_buckets_cover_seconds_scale_runs_and_millisecond_lateness() -> None:
+    assert tuple(sorted(DURATION_BUCKETS_S)) == DURATION_BUCKETS_S
+    assert DURATION_BUCKETS_S[0] <= 0.01 and DURATION_BUCKETS_S[-1] >= 3600
+    assert tuple(sorted(LATENESS_BUCKETS_S)) == LATENESS_BUCKETS_S
+    assert LATENESS_BUCKETS_S[0] <= 0.001 and LATENESS_BUCKETS_S[-1] >= 60
+
+
+async def test_loop_lag_monitor_samples_how_late_the_loop_wakes() -> None:
+    now = [100.0]
+    extra = [0.0, 0.002, 4.0, 0.0]
+    woke = asyncio.Event()
+
+    async def sleep(delay: float) -> None:
+        if not extra:
+            woke.set()
+            await asyncio.Event().wait()
+        now[0] += delay + extra.pop(0)
+
+    monitor = EventLoopLagMonitor(0.5, window_s=1.2, monotonic=lambda: now[0], sleep=sleep)
+    monitor.start()
+    await asyncio.wait_for(woke.wait(), 5)
+    await monitor.stop()
+    assert monitor.latest_s == pytest.approx(0.0)
+    # The 4 s stall is the worst sample of the window; the 2 ms one has aged out of it.
+    assert monitor.max_s == pytest.approx(4.0)
+    assert len(monitor._samples) == 2
+
+
+async def test_loop_lag_series(metrics: Metrics) -> None:
+    assert value(await scrape(metrics), "financial_worker_event_loop_lag_seconds") is None
+    metrics.loop_lag.record(10.0, 0.25)
+    metrics.loop_lag.record(10.5, 0.001)
+    samples = await scrape(metrics)
+    assert value(samples, "financial_worker_event_loop_lag_seconds") == 0.001
+    assert value(samples, "financial_worker_event_loop_lag_max_seconds") == 0.25
+
+
+async def test_loop_lag_monitor_on_the_real_loop_stops_cleanly() -> None:
+    monitor = EventLoopLagMonitor(0.001)
+    monitor.start()
+    monitor.start()  # idempotent
+    await asyncio.sleep(0.02)
+    await monitor.stop()
+    await monitor.stop()
+    assert monitor.latest_s is not None and monitor.latest_s >= 0.0
+
+
+def test_instrument_clients_turns_both_instrumentations_on_and_off() -> None:
+    from opentelemetry.instrumentation.aio_pika import AioPikaInstrumentor
+    from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+
+    uninstrument = instrument_clients()
+    try:
+        assert AsyncPGInstrumentor().is_instrumented_by_opentelemetry  # type: ignore[no-untyped-call]
+        assert AioPikaInstrumentor().is_instrumented_by_opentelemetry
+        instrument_clients()  # a second call leaves them as they are
+    finally:
+        uninstrument()
+    assert not AsyncPGInstrumentor().is_instrumented_by_opentelemetry  # type: ignore[no-untyped-call]
+    assert not AioPikaInstrumentor().is_instrumented_by_opentelemetry
+
+
+async def test_two_metrics_side_by_side_do_not_collide() -> None:
+    first, second = setup_metrics("a"), setup_metrics("b")
+    try:
+        first.count_run("x", "missed")
+        assert (
+            value(await scrape(second), "financial_worker_runs_total", job="x", status="missed")
+            is None
+        )
+    finally:
+        await first.shutdown()
+        await second.shutdown()
