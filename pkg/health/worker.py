@@ -1,0 +1,196 @@
+"""`WorkerHealth`: the worker's `HealthSource`, from its jobs, scheduler, run store and database.
+
+The health server starts before the database is reached, so that `/livez` answers while the
+worker waits for PostgreSQL and `/readyz` says why it is not ready. The parts that exist only
+later are handed over as they come: `attach()` the scheduler and run store once built,
+`mark_migrated()` once the schema is current, `mark_draining()` when shutdown begins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Protocol
+
+from financial.pkg.database.handle import Database
+from financial.pkg.health.model import Check, JobStatus
+from financial.pkg.jobs.model import RunStatus
+from financial.pkg.observability.logging import mask_secrets
+from financial.pkg.scheduler.clock import Clock
+from financial.pkg.scheduler.registry import JobSpec
+from financial.pkg.scheduler.store import RunRecord
+
+__all__ = ["DatabasePing", "RunHistory", "SchedulerView", "WorkerHealth", "database_ping"]
+
+DatabasePing = Callable[[], Awaitable[None]]
+"""Raises when the database cannot answer a trivial query now."""
+
+PING_TIMEOUT_S = 2.0
+RECENT_RUNS = 30
+HISTORY_TIMEOUT_S = 3.0
+
+
+class SchedulerView(Protocol):
+    """What `WorkerHealth` reads from the scheduler (`Scheduler` has all of it)."""
+
+    @property
+    def last_heartbeat(self) -> datetime | None: ...
+
+    def next_fire_times(self) -> Mapping[str, datetime]: ...
+
+
+class RunHistory(Protocol):
+    """What `WorkerHealth` reads from the run store (`RunStore` has all of it)."""
+
+    async def history(
+        self, job: str | None = None, *, status: RunStatus | None = None, limit: int = 50
+    ) -> list[RunRecord]: ...
+
+    async def paused(self) -> dict[str, str | None]: ...
+
+
+class WorkerHealth:
+    """The worker's health: heartbeat from the scheduler, readiness from database and state.
+
+    Readiness checks, in order: `database` (a `SELECT 1` within 2 s, when a ping is given),
+    `migrations` (until `mark_migrated`), `scheduler` (until `attach`), `draining` (after
+    `mark_draining`). Jobs come from `jobs` (the registry, so a job disabled in configuration
+    shows too), with their next tick from the scheduler, their pause from the store (an
+    operator's `pause`) or the configuration, and their last `recent_runs` runs from the store.
+    """
+
+    def __init__(
+        self,
+        jobs: Iterable[JobSpec],
+        *,
+        clock: Clock,
+        database_ping: DatabasePing | None = None,
+        recent_runs: int = RECENT_RUNS,
+    ) -> None:
+        self._specs = sorted(jobs, key=lambda spec: spec.name)
+        self._clock = clock
+        self._ping = database_ping
+        self._recent_runs = recent_runs
+        self._scheduler: SchedulerView | None = None
+        self._store: RunHistory | None = None
+        self._migrated = False
+        self._draining = False
+
+    def attach(self, scheduler: SchedulerView, store: RunHistory) -> None:
+        """Hand over the scheduler and its run store once they are built."""
+        self._scheduler = scheduler
+        self._store = store
+
+    def mark_migrated(self) -> None:
+        """The schema is current (migrations applied, or checked when auto-migrate is off)."""
+        self._migrated = True
+
+    def mark_draining(self) -> None:
+        """Shutdown began: not ready any more, and a stopped loop is not a stall."""
+        self._draining = True
+
+    # -- HealthSource ---------------------------------------------------------------------------
+
+    def now(self) -> datetime:
+        return self._clock.now()
+
+    def last_heartbeat(self) -> datetime | None:
+        return self._scheduler.last_heartbeat if self._scheduler is not None else None
+
+    def draining(self) -> bool:
+        return self._draining
+
+    async def readiness(self) -> Sequence[Check]:
+        checks = []
+        if self._ping is not None:
+            checks.append(await self._database_check(self._ping))
+        checks.append(
+            Check("migrations", True)
+            if self._migrated
+            else Check("migrations", False, "not applied yet")
+        )
+        checks.append(
+            Check("scheduler", True)
+            if self._scheduler is not None
+            else Check("scheduler", False, "not started yet")
+        )
+        checks.append(
+            Check("draining", False, "shutting down: running jobs are finishing")
+            if self._draining
+            else Check("draining", True)
+        )
+        return checks
+
+    async def jobs(self) -> Sequence[JobStatus]:
+        next_fire = dict(self._scheduler.next_fire_times()) if self._scheduler else {}
+        histories, paused, error = await self._from_store()
+        statuses = []
+        for spec in self._specs:
+            reason: str | None = None
+            if not spec.options.enabled:
+                is_paused, reason = True, "disabled in configuration"
+            else:
+                is_paused, reason = spec.name in paused, paused.get(spec.name)
+            statuses.append(
+                JobStatus(
+                    name=spec.name,
+                    schedule=spec.schedule.expression,
+                    zone=spec.zone_name,
+                    next_fire=next_fire.get(spec.name) if spec.options.enabled else None,
+                    paused=is_paused,
+                    paused_reason=reason,
+                    recent_runs=histories.get(spec.name, ()),
+                    runs_error=error,
+                )
+            )
+        return statuses
+
+    async def _from_store(
+        self,
+    ) -> tuple[dict[str, Sequence[RunRecord]], Mapping[str, str | None], str | None]:
+        store = self._store
+        if store is None:
+            return {}, {}, None
+        try:
+            async with asyncio.timeout(HISTORY_TIMEOUT_S):
+                paused = await store.paused()
+                rows = await asyncio.gather(
+                    *(store.history(spec.name, limit=self._recent_runs) for spec in self._specs)
+                )
+        except TimeoutError:
+            return {}, {}, f"the run store did not answer within {HISTORY_TIMEOUT_S:g} s"
+        except Exception as exc:
+            return {}, {}, mask_secrets(f"{type(exc).__name__}: {exc}")
+        histories: dict[str, Sequence[RunRecord]] = {
+            spec.name: runs for spec, runs in zip(self._specs, rows, strict=True)
+        }
+        return histories, paused, None
+
+    @staticmethod
+    async def _database_check(ping: DatabasePing) -> Check:
+        try:
+            await ping()
+        except Exception as exc:
+            return Check("database", False, mask_secrets(f"{type(exc).__name__}: {exc}"))
+        return Check("database", True)
+
+
+def database_ping(db: Database, timeout_s: float = PING_TIMEOUT_S) -> DatabasePing:
+    """A ping through the worker's pool: `SELECT 1` within `timeout_s`.
+
+    Before the pool opens it fails with "not connected yet". A pool whose every connection is
+    busy with jobs for longer than the timeout also reads as not ready, which is what the
+    operator should see: the worker cannot reach its database in reasonable time.
+    """
+
+    async def ping() -> None:
+        if not db.is_open:
+            raise ConnectionError("not connected yet")
+        try:
+            async with asyncio.timeout(timeout_s), db.pool.acquire() as conn:
+                await conn.fetchval("SELECT 1")
+        except TimeoutError:
+            raise TimeoutError(f"no answer within {timeout_s:g} s") from None
+
+    return ping
