@@ -33,6 +33,7 @@ STATUS_COLOURS: dict[RunStatus, tuple[str, str]] = {
     RunStatus.PENDING: ("#90caf9", "light blue"),
 }
 
+_UTC_NAMES = frozenset({"UTC", "Etc/UTC", "Etc/Universal", "Universal", "Zulu", "Etc/Zulu"})
 ERROR_TITLE_CHARS = 300
 ERROR_LIST_CHARS = 500
 
@@ -121,10 +122,11 @@ def _job(job: JobStatus, now: datetime) -> str:
     if job.next_fire is None:
         next_fire = "—"
     else:
+        # A job in UTC would show the same instant twice.
+        utc = "" if job.zone in _UTC_NAMES else f"{_utc(job.next_fire)} · "
         next_fire = (
             f"{_e(_local(job.next_fire, job.zone))}"
-            f'<br><span class="sub">{_e(_utc(job.next_fire))} · {_e(_relative(job.next_fire, now))}'
-            "</span>"
+            f'<br><span class="sub">{_e(utc)}{_e(_relative(job.next_fire, now))}</span>'
         )
     success = next((r for r in job.recent_runs if r.status is RunStatus.SUCCEEDED), None)
     if success is not None:
