@@ -17,7 +17,6 @@ from financial.pkg.jobs.job import Job, call_job
 from financial.pkg.jobs.model import RunStatus
 from financial.pkg.observability.trace_ids import current_trace_id
 from financial.pkg.scheduler.clock import Clock
-from financial.pkg.scheduler.store import RunStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,12 +126,17 @@ def with_logging() -> Wrapper:
     return wrap
 
 
-def with_run_started(store: RunStore, clock: Clock) -> Wrapper:
-    """Mark the run `running`, with the trace id of the span around it when tracing is on."""
+StartHook = Callable[[JobContext, str | None], Awaitable[None]]
+
+
+def with_run_started(mark_started: StartHook) -> Wrapper:
+    """Mark the run `running` (with the trace id of the span around it when tracing is on)
+    before the job starts. `mark_started` raises when the run must not go on (lost to another
+    worker, or the run store failed): the job is then not called at all."""
 
     def wrap(step: Step) -> Step:
         async def started(ctx: JobContext) -> Outcome:
-            await store.start(ctx.run_id, at=clock.now(), trace_id=current_trace_id())
+            await mark_started(ctx, current_trace_id())
             return await step(ctx)
 
         return started
@@ -147,12 +151,14 @@ def compose(step: Step, wrappers: Sequence[Wrapper]) -> Step:
     return step
 
 
-def default_chain(store: RunStore, clock: Clock, extra: Sequence[Wrapper] = ()) -> list[Wrapper]:
+def default_chain(
+    mark_started: StartHook, clock: Clock, extra: Sequence[Wrapper] = ()
+) -> list[Wrapper]:
     """The declared order, outermost first: extra (tracing, metrics), recording the start,
     logging, recovery, timeout."""
     return [
         *extra,
-        with_run_started(store, clock),
+        with_run_started(mark_started),
         with_logging(),
         with_recovery(),
         with_timeout(clock),

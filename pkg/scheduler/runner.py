@@ -1,30 +1,41 @@
 """What happens to one tick: claim, overlap, concurrency cap, attempts with retries, record.
 
 Every claimed run ends with exactly one final status in the store, whichever way it ends:
-`succeeded`, `failed`, `timed_out`, `skipped` (overlap), `missed` (could not start in time) or
-`interrupted` (cancelled by shutdown or by a `replace` tick).
+`succeeded`, `failed`, `timed_out`, `skipped` (paused, or overlap), `missed` (could not start in
+time), `interrupted` (cancelled by shutdown or by a `replace` tick) or `abandoned` (its lease
+lapsed: written by the sweep of whichever replica saw it, never by the worker that lost it).
+
+The run store failing does not stop anything: a tick that cannot be claimed is logged
+`tick_not_recorded` and recorded `missed` once the store answers again; a run whose end cannot be
+written is logged `run_not_recorded`, and its lease, no longer renewed, makes it `abandoned`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import structlog
 
 from financial.pkg.jobs.context import JobContext
 from financial.pkg.jobs.job import call_hook
 from financial.pkg.jobs.model import Overlap, RunStatus, Trigger
-from financial.pkg.scheduler.chain import Outcome, Step, Wrapper, compose, invoke
+from financial.pkg.scheduler.chain import Outcome, Step, Wrapper, compose, default_chain, invoke
 from financial.pkg.scheduler.clock import Clock
+from financial.pkg.scheduler.leases import LeaseKeeper
+from financial.pkg.scheduler.overlap import OverlapGate
+from financial.pkg.scheduler.records import RunNotStarted, RunRecords, UnrecordedTick, current_task
 from financial.pkg.scheduler.registry import JobSpec
 from financial.pkg.scheduler.slots import OrderedSlots
 from financial.pkg.scheduler.store import RunError, RunRecord, RunStore
 
 log = structlog.get_logger("financial.scheduler")
+
+OVERLAP_POLL = timedelta(seconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,14 +53,6 @@ class FinalFailure:
 FailureHandler = Callable[[FinalFailure], Awaitable[None]]
 
 
-@dataclass(slots=True)
-class _JobState:
-    active: set[asyncio.Task[object]] = field(default_factory=set)
-    queued: asyncio.Task[object] | None = None
-    queued_until: datetime | None = None
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-
-
 class TickRunner:
     """Runs ticks of registered jobs against a run store, a clock and the slot pool."""
 
@@ -60,73 +63,112 @@ class TickRunner:
         clock: Clock,
         slots: OrderedSlots,
         worker_id: str,
-        chain: Sequence[Wrapper],
         stopping: asyncio.Event,
+        wrappers: Sequence[Wrapper] = (),
         on_final_failure: FailureHandler | None = None,
+        overlap_poll: timedelta = OVERLAP_POLL,
     ) -> None:
-        self._store = store
         self._clock = clock
         self._slots = slots
-        self._worker_id = worker_id
-        self._chain = chain
+        self._records = RunRecords(store, clock, worker_id, self._lease_lost)
+        self._chain = default_chain(self._mark_started, clock, wrappers)
         self._stopping = stopping
         self._on_final_failure = on_final_failure
-        self._states: dict[str, _JobState] = {}
         self._steps: dict[str, Step] = {}
         self._cancel_reasons: dict[asyncio.Task[object], str] = {}
+        self._lost: dict[asyncio.Task[object], str] = {}
+        self.overlap = OverlapGate(
+            store=store, clock=clock, stopping=stopping, cancel=self.cancel, poll=overlap_poll
+        )
         self.interrupted = 0
+
+    @property
+    def leases(self) -> LeaseKeeper:
+        return self._records.leases
+
+    @property
+    def unrecorded(self) -> deque[UnrecordedTick]:
+        return self._records.unrecorded
+
+    async def flush_unrecorded(self) -> int:
+        """Record `missed` the ticks the store could not take when they were due."""
+        return await self._records.flush_unrecorded()
 
     # -- entry points -------------------------------------------------------------------------
 
     async def run_tick(
-        self, spec: JobSpec, scheduled_at: datetime, trigger: Trigger, next_tick: datetime | None
+        self,
+        spec: JobSpec,
+        scheduled_at: datetime,
+        trigger: Trigger,
+        next_tick: datetime | None,
+        *,
+        attempt: int = 1,
+        start_by: datetime | None = None,
     ) -> RunRecord | None:
-        """Run one tick to its final status; None when another worker claimed it."""
+        """Run one tick to its final status; None when another worker claimed it.
+
+        `start_by` defaults to the tick's own start deadline; a catch-up or a recovery of an
+        older tick passes one counted from now.
+        """
         if spec.options.jitter:
             # Spread the start, not the tick: scheduled_at stays the tick the run belongs to.
             spread = spec.options.jitter * random.random()
             await self._clock.sleep_until(scheduled_at + spread, self._stopping)
-        record = await self._store.claim(
-            spec.name,
-            scheduled_at,
-            attempt=1,
-            trigger=trigger,
-            worker_id=self._worker_id,
-            at=self._clock.now(),
+        if start_by is None:
+            start_by = _start_by(spec, scheduled_at, next_tick)
+        asked = self._clock.now()
+        task = current_task()
+        record = await self._records.claim(
+            spec.name, scheduled_at, attempt, trigger, spec.options.overlap
         )
-        if record is None:
-            log.debug("tick_claimed_elsewhere", job=spec.name, scheduled_at=scheduled_at)
-            return None
+        if record is None or record.status.is_final:
+            if record is not None and record.error is not None:
+                log.warning(
+                    "job_skipped",
+                    job=spec.name,
+                    run_id=record.run_id,
+                    scheduled_at=scheduled_at.isoformat(),
+                    reason=record.error.message,
+                )
+            return record
         structlog.contextvars.bind_contextvars(
-            job=spec.name, run_id=record.run_id, scheduled_at=scheduled_at.isoformat(), attempt=1
+            job=spec.name,
+            run_id=record.run_id,
+            scheduled_at=scheduled_at.isoformat(),
+            attempt=attempt,
         )
-        start_by = _start_by(spec, scheduled_at, next_tick)
-        state = self._states.setdefault(spec.name, _JobState())
-        refusal = await self._apply_overlap(spec, state, start_by)
-        if refusal is not None:
-            status, reason = refusal
-            return await self._finish_unstarted(record, status, reason)
-        task = _current_task()
-        state.active.add(task)
+        state = self.overlap.state(spec.name)
         try:
-            return await self._attempts(spec, record, trigger, start_by, next_tick)
+            if asked <= start_by < self._clock.now():
+                reason = "the run store answered after the start deadline"
+                return await self._finish_unstarted(record, RunStatus.MISSED, reason)
+            refusal = await self.overlap.admit(spec, record, start_by)
+            if refusal is not None:
+                status, reason = refusal
+                return await self._finish_unstarted(record, status, reason)
+            state.active.add(task)
+            try:
+                return await self._attempts(spec, record, trigger, start_by, next_tick)
+            finally:
+                state.active.discard(task)
+                state.changed.set()
         finally:
-            state.active.discard(task)
-            state.changed.set()
+            self._records.release(task)
             self._cancel_reasons.pop(task, None)
+            self._lost.pop(task, None)
 
     async def record_missed(self, spec: JobSpec, scheduled_at: datetime, reason: str) -> None:
         """Claim a tick that can no longer start and record it `missed`."""
-        record = await self._store.claim(
-            spec.name,
-            scheduled_at,
-            attempt=1,
-            trigger=Trigger.SCHEDULE,
-            worker_id=self._worker_id,
-            at=self._clock.now(),
+        record = await self._records.claim(
+            spec.name, scheduled_at, 1, Trigger.SCHEDULE, Overlap.ALLOW
         )
-        if record is not None:
+        if record is None or record.status.is_final:
+            return
+        try:
             await self._finish_unstarted(record, RunStatus.MISSED, reason)
+        finally:
+            self._records.release(current_task())
 
     def cancel(self, task: asyncio.Task[object], reason: str) -> None:
         """Cancel a run; it is recorded `interrupted` with `reason`."""
@@ -135,44 +177,16 @@ class TickRunner:
 
     def wake_waiters(self) -> None:
         """Wake every tick waiting on overlap, so it sees the worker is stopping."""
-        for state in self._states.values():
-            state.changed.set()
+        self.overlap.wake_all()
+
+    async def _mark_started(self, ctx: JobContext, trace_id: str | None) -> None:
+        await self._records.mark_started(trace_id)
+
+    def _lease_lost(self, task: asyncio.Task[object], reason: str) -> None:
+        self._lost[task] = reason
+        self.cancel(task, f"lease lost: {reason}")
 
     # -- stages -------------------------------------------------------------------------------
-
-    async def _apply_overlap(
-        self, spec: JobSpec, state: _JobState, start_by: datetime
-    ) -> tuple[RunStatus, str] | None:
-        """None when the tick may go on, else the status and reason to record it with."""
-        policy = spec.options.overlap
-        if not state.active or policy is Overlap.ALLOW:
-            return None
-        if policy is Overlap.SKIP:
-            return RunStatus.SKIPPED, "overlap: the previous run is still running"
-        if policy is Overlap.REPLACE:
-            for running in list(state.active):
-                self.cancel(running, "overlap: replaced by a newer tick")
-        elif state.queued_until is not None and state.queued_until > self._clock.now():
-            return RunStatus.SKIPPED, "overlap: another tick is already queued"
-        task = _current_task()
-        if policy is Overlap.QUEUE:
-            # A waiting tick whose start deadline is now hands its place to this one.
-            state.queued, state.queued_until = task, start_by
-        try:
-            while state.active:
-                if self._stopping.is_set():
-                    return RunStatus.MISSED, "worker stopping before the run could start"
-                if self._clock.now() >= start_by:
-                    return (
-                        RunStatus.MISSED,
-                        "overlap: the previous run outlasted the start deadline",
-                    )
-                state.changed.clear()
-                await self._clock.sleep_until(start_by, state.changed)
-        finally:
-            if state.queued is task:
-                state.queued, state.queued_until = None, None
-        return None
 
     async def _attempts(
         self,
@@ -182,7 +196,7 @@ class TickRunner:
         start_by: datetime,
         next_tick: datetime | None,
     ) -> RunRecord:
-        attempt = 1
+        first = record.attempt
         while True:
             if not await self._slots.acquire(record.scheduled_at, start_by):
                 reason = (
@@ -192,41 +206,38 @@ class TickRunner:
                 )
                 return await self._finish_unstarted(record, RunStatus.MISSED, reason)
             try:
-                record, outcome, ctx = await self._attempt(spec, record, trigger, attempt)
+                record, outcome, ctx = await self._attempt(spec, record, trigger)
             finally:
                 self._slots.release()
             if outcome.status is RunStatus.SUCCEEDED:
                 await self._hook(spec, "on_success", ctx)
                 return record
-            retry_at = self._retry_at(spec, attempt, next_tick)
+            if isinstance(outcome.error, RunNotStarted) and outcome.error.lost:
+                return record  # another worker ended it: no retry, no hooks of ours
+            retry_at = self._retry_at(spec, record.attempt - first + 1, next_tick)
             if retry_at is None:
                 break
             ctx.log.warning(
-                "retry_scheduled", retry_at=retry_at.isoformat(), next_attempt=attempt + 1
+                "retry_scheduled", retry_at=retry_at.isoformat(), next_attempt=record.attempt + 1
             )
             await self._clock.sleep_until(retry_at, self._stopping)
             if self._stopping.is_set():
                 ctx.log.warning("retry_cancelled", reason="worker stopping")
                 break
-            claimed = await self._store.claim(
-                spec.name,
-                record.scheduled_at,
-                attempt=attempt + 1,
-                trigger=Trigger.RETRY,
-                worker_id=self._worker_id,
-                at=self._clock.now(),
+            claimed = await self._records.claim(
+                spec.name, record.scheduled_at, record.attempt + 1, Trigger.RETRY, Overlap.ALLOW
             )
-            if claimed is None:
-                return record
-            attempt, record, trigger = attempt + 1, claimed, Trigger.RETRY
+            if claimed is None or claimed.status.is_final:
+                return claimed or record
+            record, trigger = claimed, Trigger.RETRY
             start_by = next_tick or retry_at + spec.start_deadline
-        await self._final_failure(spec, record, outcome, ctx, attempt)
+        await self._final_failure(spec, record, outcome, ctx, record.attempt)
         return record
 
-    def _retry_at(self, spec: JobSpec, attempt: int, next_tick: datetime | None) -> datetime | None:
+    def _retry_at(self, spec: JobSpec, retry: int, next_tick: datetime | None) -> datetime | None:
         if self._stopping.is_set():
             return None
-        delay = spec.options.retry.delay_before(attempt)
+        delay = spec.options.retry.delay_before(retry)
         if delay is None:
             return None
         retry_at = self._clock.now() + delay
@@ -236,37 +247,42 @@ class TickRunner:
         return retry_at
 
     async def _attempt(
-        self, spec: JobSpec, record: RunRecord, trigger: Trigger, attempt: int
+        self, spec: JobSpec, record: RunRecord, trigger: Trigger
     ) -> tuple[RunRecord, Outcome, JobContext]:
         started = self._clock.now()
-        structlog.contextvars.bind_contextvars(run_id=record.run_id, attempt=attempt)
+        structlog.contextvars.bind_contextvars(run_id=record.run_id, attempt=record.attempt)
         ctx = JobContext(
             job_name=spec.name,
             run_id=record.run_id,
             scheduled_at=record.scheduled_at,
-            attempt=attempt,
+            attempt=record.attempt,
             deadline=started + spec.timeout,
             trigger=trigger,
             log=log,
             stopping=self._stopping,
         )
+        task = current_task()
         try:
-            outcome = await self._step(spec)(ctx)
+            try:
+                outcome = await self._step(spec)(ctx)
+            except RunNotStarted as exc:
+                outcome = Outcome(exc.status, exc)
         except asyncio.CancelledError:
-            reason = self._cancel_reasons.get(_current_task(), "cancelled")
+            if task in self._lost:
+                # The row is final already or will be swept `abandoned`: write nothing.
+                log.warning("job_lease_lost", reason=self._lost[task])
+                raise
+            reason = self._cancel_reasons.get(task, "cancelled")
             self.interrupted += 1
             log.warning("job_interrupted", reason=reason)
-            await self._store.finish(
-                record.run_id,
-                RunStatus.INTERRUPTED,
-                at=self._clock.now(),
-                error=RunError("Interrupted", reason),
-            )
+            cause = RunError("Interrupted", reason)
+            await self._records.finish(record, RunStatus.INTERRUPTED, cause)
             raise
+        if isinstance(outcome.error, RunNotStarted) and outcome.error.lost:
+            log.warning("job_lease_lost", reason=str(outcome.error))
+            return outcome.error.record, outcome, ctx
         error = RunError.of(outcome.error) if outcome.error is not None else None
-        record = await self._store.finish(
-            record.run_id, outcome.status, at=self._clock.now(), error=error
-        )
+        record = await self._records.finish(record, outcome.status, error)
         return record, outcome, ctx
 
     def _step(self, spec: JobSpec) -> Step:
@@ -285,9 +301,7 @@ class TickRunner:
             scheduled_at=record.scheduled_at.isoformat(),
             reason=reason,
         )
-        return await self._store.finish(
-            record.run_id, status, at=self._clock.now(), error=RunError(status.value, reason)
-        )
+        return await self._records.finish(record, status, RunError(status.value, reason))
 
     async def _final_failure(
         self, spec: JobSpec, record: RunRecord, outcome: Outcome, ctx: JobContext, attempts: int
@@ -320,10 +334,3 @@ def _start_by(spec: JobSpec, scheduled_at: datetime, next_tick: datetime | None)
     """The start deadline: `start_deadline` after the tick, and never past the next tick."""
     start_by = scheduled_at + spec.start_deadline
     return min(start_by, next_tick) if next_tick is not None else start_by
-
-
-def _current_task() -> asyncio.Task[object]:
-    task = asyncio.current_task()
-    if task is None:  # pragma: no cover - run_tick always runs in a task
-        raise RuntimeError("a tick must run inside an asyncio task")
-    return task

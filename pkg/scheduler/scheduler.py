@@ -1,4 +1,9 @@
-"""The scheduler loop: sleep until the earliest fire time, dispatch due ticks, drain on stop."""
+"""The scheduler loop: sleep until the earliest fire time, dispatch due ticks, drain on stop.
+
+Around the ticks: catch-up at start (`catchup.py`), the lease keeper of this worker's runs
+(`leases.py`), and housekeeping on its own timer (`maintenance.py`): abandoned runs, their
+recovery, ticks left unrecorded while the store was away, and pruning of old history.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +17,10 @@ from datetime import datetime, timedelta
 import structlog
 
 from financial.pkg.jobs.model import Trigger
-from financial.pkg.scheduler.chain import Wrapper, default_chain
+from financial.pkg.scheduler.catchup import plan_catchup
+from financial.pkg.scheduler.chain import Wrapper
 from financial.pkg.scheduler.clock import Clock
+from financial.pkg.scheduler.maintenance import Maintenance
 from financial.pkg.scheduler.registry import JobSpec
 from financial.pkg.scheduler.runner import FailureHandler, TickRunner
 from financial.pkg.scheduler.slots import OrderedSlots
@@ -36,6 +43,11 @@ class SchedulerConfig:
     # When set, the loop also wakes this often to beat (liveness probe, systemd watchdog), so a
     # loop blocked by a job that hogs the event loop shows as a stale heartbeat.
     heartbeat_interval: timedelta | None = None
+    # How often a replica sweeps a shared store for runs whose lease expired.
+    sweep_interval: timedelta = timedelta(seconds=5)
+    # Final runs older than this are pruned (None keeps everything), every `prune_interval`.
+    history_retention: timedelta | None = None
+    prune_interval: timedelta = timedelta(hours=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,15 +88,28 @@ class Scheduler:
         self._wake = asyncio.Event()
         self.stopping = asyncio.Event()
         self.slots = OrderedSlots(config.max_concurrent_jobs, clock)
+        self._store = store
         self.runner = TickRunner(
             store=store,
             clock=clock,
             slots=self.slots,
             worker_id=config.worker_id,
-            chain=default_chain(store, clock, wrappers),
             stopping=self.stopping,
+            wrappers=wrappers,
             on_final_failure=on_final_failure,
         )
+        self.maintenance = Maintenance(
+            store=store,
+            runner=self.runner,
+            clock=clock,
+            specs={spec.name: spec for spec in self._specs},
+            recover=self._recover,
+            sweep_interval=config.sweep_interval,
+            history_retention=config.history_retention,
+            prune_interval=config.prune_interval,
+        )
+        self._keeper: asyncio.Task[None] | None = None
+        self._housekeeping: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[object]] = set()
         # Set when the last running task ends or when a second signal asks to abort the drain.
         self._drain_wake = asyncio.Event()
@@ -109,8 +134,11 @@ class Scheduler:
     async def run(self) -> None:
         """Dispatch ticks until `stop()`; returns without waiting for running jobs."""
         now = self._clock.now()
+        self._start_keeper()
         for spec in self._specs:
             self._push(spec, spec.schedule.next_after(now))
+        if any(spec.options.catchup_window for spec in self._specs):
+            self._spawn(self._catch_up(now))
         log.info("scheduler_started", jobs=len(self._specs), worker_id=self._config.worker_id)
         beat = self._config.heartbeat_interval
         while not self._stop.is_set():
@@ -119,9 +147,13 @@ class Scheduler:
             if self._on_heartbeat is not None:
                 self._on_heartbeat(now)
             self._dispatch_due(now)
+            self._maintain(now)
             deadline = self._heap[0][0] if self._heap else now + timedelta(days=1)
             if beat is not None:
                 deadline = min(deadline, now + beat)
+            housekeeping = self.maintenance.next_due()
+            if housekeeping is not None and not self._housekeeping_running:
+                deadline = min(deadline, housekeeping)
             self._wake.clear()
             await self._clock.sleep_until(deadline, self._wake)
         log.info("scheduler_stopped", running=len(self._tasks))
@@ -155,14 +187,99 @@ class Scheduler:
             self.runner.cancel(task, "worker shutdown deadline passed")
         if remaining:
             await asyncio.gather(*remaining, return_exceptions=True)
+        await self.close()
         result = DrainResult(interrupted=self.runner.interrupted)
         log.info("drain_finished", interrupted=result.interrupted)
         return result
 
+    async def close(self) -> None:
+        """Stop the lease keeper and housekeeping (the drain does it; `run_now` callers too)."""
+        self.runner.leases.stop()
+        for task in (self._housekeeping, self._keeper):
+            if task is not None and not task.done():
+                if task is self._housekeeping:
+                    task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        self._keeper = self._housekeeping = None
+
     async def run_now(self, spec: JobSpec) -> RunRecord | None:
         """Run a job once now, through the whole chain (trigger `manual`)."""
+        self._start_keeper()
         task = self._spawn(self.runner.run_tick(spec, self._clock.now(), Trigger.MANUAL, None))
         return await task  # type: ignore[return-value]
+
+    def _start_keeper(self) -> None:
+        if self._keeper is None:
+            self._keeper = asyncio.ensure_future(self.runner.leases.run())
+
+    @property
+    def _housekeeping_running(self) -> bool:
+        return self._housekeeping is not None and not self._housekeeping.done()
+
+    def _maintain(self, now: datetime) -> None:
+        due = self.maintenance.next_due()
+        if due is not None and due <= now and not self._housekeeping_running:
+            self._housekeeping = asyncio.ensure_future(self._housekeeping_pass())
+
+    async def _housekeeping_pass(self) -> None:
+        await self.maintenance.run_pass()
+        self._wake.set()  # the loop recomputes its deadline with the next pass's
+
+    def _recover(self, spec: JobSpec, record: RunRecord) -> None:
+        """Run an abandoned tick of a `recover=True` job again (next attempt, trigger retry)."""
+        if self._stop.is_set():
+            return
+        now = self._clock.now()
+        next_tick = spec.schedule.next_after(now)
+        log.info(
+            "run_recovering",
+            job=spec.name,
+            scheduled_at=record.scheduled_at.isoformat(),
+            attempt=record.attempt + 1,
+        )
+        self._spawn(
+            self.runner.run_tick(
+                spec,
+                record.scheduled_at,
+                Trigger.RETRY,
+                next_tick,
+                attempt=record.attempt + 1,
+                start_by=now + spec.start_deadline,
+            )
+        )
+
+    async def _catch_up(self, now: datetime) -> None:
+        """Run the ticks missed while no replica ran (see `catchup.py`)."""
+        for spec in self._specs:
+            try:
+                plan = await plan_catchup(self._store, spec, now, MISSED_RECORD_LIMIT)
+            except Exception as exc:
+                log.warning("catchup_failed", job=spec.name, error=f"{type(exc).__name__}: {exc}")
+                continue
+            if self._stop.is_set():
+                return
+            if plan.missed or plan.uncounted:
+                log.warning(
+                    "ticks_missed",
+                    job=spec.name,
+                    count=len(plan.missed) + plan.uncounted,
+                    recorded=len(plan.missed),
+                )
+            for tick in plan.missed:
+                reason = "tick passed while no worker ran"
+                self._spawn(self.runner.record_missed(spec, tick, reason))
+            if plan.run is not None:
+                next_tick = spec.schedule.next_after(now)
+                log.info("catchup_started", job=spec.name, scheduled_at=plan.run.isoformat())
+                self._spawn(
+                    self.runner.run_tick(
+                        spec,
+                        plan.run,
+                        Trigger.CATCHUP,
+                        next_tick,
+                        start_by=min(now + spec.start_deadline, next_tick),
+                    )
+                )
 
     def _dispatch_due(self, now: datetime) -> None:
         while self._heap and self._heap[0][0] <= now:

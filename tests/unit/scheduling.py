@@ -58,7 +58,7 @@ class Harness:
         wrappers: Sequence[Wrapper] = (),
     ) -> None:
         self.clock = clock
-        self.store = MemoryRunStore()
+        self.store = MemoryRunStore(clock)
         self.registry = JobRegistry()
         self.registry.add_all(jobs)
         self.failures: list[FinalFailure] = []

@@ -56,17 +56,24 @@ async def test_every_run_is_recorded_with_one_final_status(clock: FakeClock) -> 
 async def test_tick_claimed_by_another_worker_is_left_alone(clock: FakeClock) -> None:
     body = Recorder(clock)
     h = Harness(job_of("*/10 * * * * *", body), clock=clock)
-    await h.store.claim(
+    other = await h.store.claim(
         "probe",
         T0 + timedelta(seconds=10),
         attempt=1,
         trigger=Trigger.SCHEDULE,
         worker_id="other",
-        at=T0,
     )
+    assert other is not None
     async with h:
+        await h.advance_to(15)
+        # The other worker's run ends before the next tick, which this worker runs.
+        await h.store.finish(other.run_id, RunStatus.SUCCEEDED, fence=other.fence)
         await h.advance_to(25)
     assert body.starts == secs(20)
+    assert [(r.worker_id, r.status) for r in await h.history()] == [
+        ("other", RunStatus.SUCCEEDED),
+        ("test-worker", RunStatus.SUCCEEDED),
+    ]
 
 
 async def test_ticks_passed_while_blocked_are_recorded_missed_and_the_latest_runs(

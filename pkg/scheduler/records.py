@@ -1,0 +1,179 @@
+"""The runner's side of the run store: claims that hold a lease, starts, finishes, failures.
+
+Every call the runner makes to the store goes through here, so a store that fails never
+escapes into the scheduler: a tick that cannot be claimed is logged `tick_not_recorded` (and kept
+to be recorded `missed` once the store answers), a run whose end cannot be written is logged
+`run_not_recorded` (its lease, no longer renewed, then makes it `abandoned`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+import structlog
+
+from financial.pkg.jobs.model import Overlap, RunStatus, Trigger
+from financial.pkg.scheduler.clock import Clock
+from financial.pkg.scheduler.leases import LeaseKeeper, LostHandler
+from financial.pkg.scheduler.store import RunError, RunRecord, RunStore
+
+log = structlog.get_logger("financial.scheduler")
+
+# Ticks that could not be claimed while the store was away, kept to be recorded `missed` once it
+# answers; past this many the oldest are dropped (each was logged `tick_not_recorded`).
+UNRECORDED_LIMIT = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class UnrecordedTick:
+    """A tick the store could not take when it was due."""
+
+    job: str
+    scheduled_at: datetime
+    reason: str
+
+
+class RunNotStarted(Exception):
+    """The run could not be marked running; `lost` when another worker ended it first."""
+
+    def __init__(self, message: str, *, record: RunRecord, status: RunStatus, lost: bool) -> None:
+        super().__init__(message)
+        self.record = record
+        self.status = status
+        self.lost = lost
+
+
+class RunRecords:
+    """Claims, starts and finishes runs for the tasks of one worker, keeping their leases."""
+
+    def __init__(self, store: RunStore, clock: Clock, worker_id: str, on_lost: LostHandler) -> None:
+        self._store = store
+        self._clock = clock
+        self._worker_id = worker_id
+        self._held: dict[asyncio.Task[object], RunRecord] = {}
+        self.leases = LeaseKeeper(store, clock, on_lost)
+        self.unrecorded: deque[UnrecordedTick] = deque(maxlen=UNRECORDED_LIMIT)
+
+    async def claim(
+        self, job: str, scheduled_at: datetime, attempt: int, trigger: Trigger, overlap: Overlap
+    ) -> RunRecord | None:
+        """Claim a tick for the current task; a live run is held (its lease kept) until
+        `release`. None when claimed elsewhere or when the store failed (logged)."""
+        asked = self._clock.now()
+        try:
+            record = await self._store.claim(
+                job,
+                scheduled_at,
+                attempt=attempt,
+                trigger=trigger,
+                worker_id=self._worker_id,
+                overlap=overlap,
+            )
+        except Exception as exc:
+            reason = f"run store unavailable: {describe(exc)}"
+            log.error(
+                "tick_not_recorded",
+                job=job,
+                scheduled_at=scheduled_at.isoformat(),
+                attempt=attempt,
+                trigger=trigger.value,
+                reason=reason,
+            )
+            if attempt == 1 and trigger in (Trigger.SCHEDULE, Trigger.CATCHUP):
+                self.unrecorded.append(UnrecordedTick(job, scheduled_at, reason))
+            return None
+        if record is None:
+            log.debug("tick_claimed_elsewhere", job=job, scheduled_at=scheduled_at)
+            return None
+        if not record.status.is_final:
+            task = current_task()
+            self._held[task] = record
+            self.leases.hold(task, record, asked)
+        return record
+
+    async def mark_started(self, trace_id: str | None) -> None:
+        """Mark the current task's run `running`; RunNotStarted when it must not go on."""
+        task = current_task()
+        record = self._held[task]
+        try:
+            now = await self._store.start(record.run_id, fence=record.fence, trace_id=trace_id)
+        except Exception as exc:
+            raise RunNotStarted(
+                f"run store unavailable: {describe(exc)}",
+                record=record,
+                status=RunStatus.FAILED,
+                lost=False,
+            ) from exc
+        if now.status is not RunStatus.RUNNING or now.fence != record.fence:
+            raise RunNotStarted(
+                f"the run was ended by another worker before it started ({now.status.value})",
+                record=now,
+                status=now.status,
+                lost=True,
+            )
+        self._held[task] = now
+
+    async def finish(
+        self, record: RunRecord, status: RunStatus, error: RunError | None
+    ) -> RunRecord:
+        """Record the run's end; on a store failure, log it and return the run as we saw it."""
+        self.leases.settle(current_task())
+        try:
+            return await self._store.finish(record.run_id, status, fence=record.fence, error=error)
+        except Exception as exc:
+            log.error(
+                "run_not_recorded",
+                job=record.job,
+                run_id=record.run_id,
+                scheduled_at=record.scheduled_at.isoformat(),
+                attempt=record.attempt,
+                status=status.value,
+                reason=f"run store unavailable: {describe(exc)}; its lease will lapse and the "
+                "run be recorded abandoned",
+            )
+            return replace(record, status=status, error=error)
+
+    def release(self, task: asyncio.Task[object]) -> None:
+        """The task holds no run any more."""
+        self._held.pop(task, None)
+        self.leases.release(task)
+
+    async def flush_unrecorded(self) -> int:
+        """Record `missed` the ticks the store could not take; stop at the first failure."""
+        done = 0
+        while self.unrecorded:
+            tick = self.unrecorded[0]
+            try:
+                record = await self._store.claim(
+                    tick.job,
+                    tick.scheduled_at,
+                    attempt=1,
+                    trigger=Trigger.SCHEDULE,
+                    worker_id=self._worker_id,
+                )
+                if record is not None and not record.status.is_final:
+                    error = RunError(RunStatus.MISSED.value, tick.reason)
+                    await self._store.finish(
+                        record.run_id, RunStatus.MISSED, fence=record.fence, error=error
+                    )
+            except Exception:
+                return done  # still away: the next maintenance pass tries again
+            self.unrecorded.popleft()
+            done += 1
+        return done
+
+
+def describe(exc: BaseException) -> str:
+    """`Type: message` of an exception, for a log field."""
+    detail = str(exc).strip()
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+
+
+def current_task() -> asyncio.Task[object]:
+    task = asyncio.current_task()
+    if task is None:  # pragma: no cover - runs always run in a task
+        raise RuntimeError("a tick must run inside an asyncio task")
+    return task

@@ -1,0 +1,101 @@
+"""The records of the run store: runs, their errors, claims, job summaries, and the reasons
+written for ticks refused at claim time. `financial.pkg.scheduler.store` re-exports them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from financial.pkg.jobs.model import Overlap, RunStatus, Trigger
+
+# How long a claimed run stays live without a renewal. Its worker renews it every third of this,
+# and a replica that dies leaves its runs to be marked `abandoned` about this long afterwards.
+DEFAULT_LEASE = timedelta(seconds=30)
+LIVE_STATUSES = (RunStatus.PENDING, RunStatus.RUNNING)
+
+OVERLAP_SKIP_REASON = "overlap: the previous run is still running"
+OVERLAP_REPLACED_REASON = "overlap: replaced by a newer tick"
+
+
+@dataclass(frozen=True, slots=True)
+class RunError:
+    """Why a run did not succeed: the exception's type name and message (never a traceback)."""
+
+    type: str
+    message: str
+
+    @classmethod
+    def of(cls, exc: BaseException) -> RunError:
+        return cls(type=type(exc).__name__, message=str(exc)[:2000])
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """One run of one job for one tick and attempt."""
+
+    run_id: str
+    job: str
+    scheduled_at: datetime
+    attempt: int
+    trigger: Trigger
+    status: RunStatus
+    worker_id: str
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: RunError | None = None
+    trace_id: str | None = None
+    fence: int = 0
+    lease_expires_at: datetime | None = None
+
+    @property
+    def duration_ms(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds() * 1000.0
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimRequest:
+    """One tick to claim; `overlap` is the job's policy towards its other live runs."""
+
+    job: str
+    scheduled_at: datetime
+    attempt: int
+    trigger: Trigger
+    overlap: Overlap = Overlap.ALLOW
+
+
+@dataclass(frozen=True, slots=True)
+class JobSummary:
+    """What `financial jobs list` shows of a job's history: its last run, last success, pause."""
+
+    job: str
+    last_status: RunStatus | None = None
+    last_scheduled_at: datetime | None = None
+    last_worker_id: str | None = None
+    last_success_at: datetime | None = None
+    paused: bool = False
+    paused_reason: str | None = None
+
+
+class RunNotFound(LookupError):
+    """A run id the store does not hold."""
+
+
+class RunStoreUnavailable(ConnectionError):
+    """The store could not be reached, even after retrying for its whole retry budget."""
+
+
+def paused_reason(reason: str | None) -> str:
+    """The error message of a tick skipped because its job is paused."""
+    return f"paused: {reason}" if reason else "paused"
+
+
+def overlap_reason(worker_id: str) -> str:
+    return f"{OVERLAP_SKIP_REASON} (on worker {worker_id})"
+
+
+def honours_pause(trigger: Trigger) -> bool:
+    """Pause holds back every tick; a run an operator asks for by hand still runs."""
+    return trigger is not Trigger.MANUAL
