@@ -127,7 +127,10 @@ INDEXES: dict[str, str] = {
     "job_runs_pkey": "UNIQUE job_runs (run_id)",
     "job_runs_tick_key": "UNIQUE job_runs (job, scheduled_at, attempt)",
     "job_runs_job_scheduled_at_idx": "job_runs (job, scheduled_at DESC)",
-    "job_runs_running_idx": "job_runs (status) WHERE (status = 'running'::text)",
+    "job_runs_live_idx": (
+        "job_runs (job, lease_expires_at) "
+        "WHERE (status = ANY (ARRAY['pending'::text, 'running'::text]))"
+    ),
     "job_runs_created_at_idx": "job_runs (created_at)",
     "job_state_pkey": "UNIQUE job_state (job)",
 }

@@ -1,0 +1,203 @@
+"""The PostgreSQL run store: the run store port over `job_runs` and `job_state`, for replicas.
+
+It keeps the semantics of `financial.pkg.scheduler.store` (checked by the same contract suite as
+the in-memory store): one statement per call, claims decided by the unique key on
+`(job, scheduled_at, attempt)` with pause and overlap decided in the same statement, leases and
+timestamps from the database's `now()`, updates conditioned on the fence.
+
+Every call is retried through transient errors (a dropped connection, a restarting server) with
+back-off for up to `retry_for`, then fails with `RunStoreUnavailable`. Retrying is safe: the run
+id of a claim is chosen here, so a claim repeated after a lost reply finds its own row, and every
+update is conditioned on the row's state, so a repeat changes nothing twice.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+import asyncpg
+
+from financial.pkg.database.queries import load_queries
+from financial.pkg.database.transient import is_transient, retrying
+from financial.pkg.jobs.model import Overlap, RunStatus, Trigger
+from financial.pkg.scheduler.store import (
+    DEFAULT_LEASE,
+    OVERLAP_REPLACED_REASON,
+    OVERLAP_SKIP_REASON,
+    JobSummary,
+    RunError,
+    RunNotFound,
+    RunRecord,
+    RunStore,
+    RunStoreUnavailable,
+    honours_pause,
+)
+
+T = TypeVar("T")
+
+QUERIES = load_queries("financial.pkg.database", "run_store.sql")
+DEFAULT_RETRY_FOR = timedelta(seconds=30)
+
+
+class PostgresRunStore(RunStore):
+    """Runs in PostgreSQL, shared by every replica that uses the same database."""
+
+    shared = True
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        lease: timedelta = DEFAULT_LEASE,
+        retry_for: timedelta = DEFAULT_RETRY_FOR,
+    ) -> None:
+        if lease <= timedelta(0):
+            raise ValueError(f"lease {lease}: expected a positive duration")
+        self._pool = pool
+        self.lease = lease
+        self._retry_for_s = retry_for.total_seconds()
+
+    async def _call(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await retrying(call, budget_s=self._retry_for_s, what=what)
+        except Exception as exc:
+            if is_transient(exc):
+                raise RunStoreUnavailable(
+                    f"run store {what}: PostgreSQL did not answer within "
+                    f"{self._retry_for_s:g} s: {type(exc).__name__}: {exc}"
+                ) from exc
+            raise
+
+    async def _fetch(self, what: str, *args: object) -> list[asyncpg.Record]:
+        query = QUERIES[what]
+        return await self._call(what, lambda: self._pool.fetch(query, *args))
+
+    async def claim(
+        self,
+        job: str,
+        scheduled_at: datetime,
+        *,
+        attempt: int,
+        trigger: Trigger,
+        worker_id: str,
+        overlap: Overlap = Overlap.ALLOW,
+    ) -> RunRecord | None:
+        rows = await self._fetch(
+            "claim",
+            uuid.uuid4(),
+            job,
+            scheduled_at,
+            attempt,
+            trigger.value,
+            worker_id,
+            self.lease,
+            overlap.value,
+            honours_pause(trigger),
+            OVERLAP_SKIP_REASON,
+            OVERLAP_REPLACED_REASON,
+        )
+        return _record(rows[0]) if rows else None
+
+    async def start(self, run_id: str, *, fence: int, trace_id: str | None = None) -> RunRecord:
+        rows = await self._fetch("start", uuid.UUID(run_id), fence, trace_id, self.lease)
+        if not rows:
+            raise RunNotFound(run_id)
+        return _record(rows[0])
+
+    async def renew(self, held: Mapping[str, int]) -> set[str]:
+        if not held:
+            return set()
+        ids = [uuid.UUID(run_id) for run_id in held]
+        rows = await self._fetch("renew", ids, list(held.values()), self.lease)
+        return {str(row["run_id"]) for row in rows}
+
+    async def finish(
+        self, run_id: str, status: RunStatus, *, fence: int, error: RunError | None = None
+    ) -> RunRecord:
+        if not status.is_final:
+            raise ValueError(f"finish({run_id!r}) with status {status}: expected a final status")
+        rows = await self._fetch(
+            "finish",
+            uuid.UUID(run_id),
+            fence,
+            status.value,
+            error.type if error else None,
+            error.message if error else None,
+        )
+        if not rows:
+            raise RunNotFound(run_id)
+        return _record(rows[0])
+
+    async def live_runs(self, job: str) -> list[RunRecord]:
+        return [_record(row) for row in await self._fetch("live_runs", job)]
+
+    async def sweep_abandoned(self, *, limit: int = 100) -> list[RunRecord]:
+        return [_record(row) for row in await self._fetch("sweep_abandoned", limit)]
+
+    async def prune(self, older_than: timedelta, *, limit: int = 1000) -> int:
+        query = QUERIES["prune"]
+        status = await self._call("prune", lambda: self._pool.execute(query, older_than, limit))
+        return int(status.split()[-1])
+
+    async def pause(self, job: str, reason: str | None = None) -> None:
+        query = QUERIES["pause"]
+        await self._call("pause", lambda: self._pool.execute(query, job, reason))
+
+    async def resume(self, job: str) -> bool:
+        return bool(await self._fetch("resume", job))
+
+    async def paused(self) -> dict[str, str | None]:
+        return {row["job"]: row["paused_reason"] for row in await self._fetch("paused")}
+
+    async def recorded_ticks(self, job: str, since: datetime) -> set[datetime]:
+        return {row["scheduled_at"] for row in await self._fetch("recorded_ticks", job, since)}
+
+    async def history(
+        self, job: str | None = None, *, status: RunStatus | None = None, limit: int = 50
+    ) -> list[RunRecord]:
+        status_value = status.value if status is not None else None
+        if job is None:
+            rows = await self._fetch("history_all", status_value, limit)
+        else:
+            rows = await self._fetch("history_job", job, status_value, limit)
+        return [_record(row) for row in rows]
+
+    async def summaries(self, jobs: Sequence[str]) -> dict[str, JobSummary]:
+        rows = await self._fetch("summaries", list(jobs))
+        return {
+            row["job"]: JobSummary(
+                job=row["job"],
+                last_status=RunStatus(row["last_status"]) if row["last_status"] else None,
+                last_scheduled_at=row["last_scheduled_at"],
+                last_worker_id=row["last_worker_id"],
+                last_success_at=row["last_success_at"],
+                paused=row["paused"],
+                paused_reason=row["paused_reason"],
+            )
+            for row in rows
+        }
+
+
+def _record(row: asyncpg.Record) -> RunRecord:
+    error = None
+    if row["error_type"] is not None:
+        error = RunError(row["error_type"], row["error_message"] or "")
+    return RunRecord(
+        run_id=str(row["run_id"]),
+        job=row["job"],
+        scheduled_at=row["scheduled_at"],
+        attempt=row["attempt"],
+        trigger=Trigger(row["trigger"]),
+        status=RunStatus(row["status"]),
+        worker_id=row["worker_id"],
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        error=error,
+        trace_id=row["trace_id"],
+        fence=row["fence"],
+        lease_expires_at=row["lease_expires_at"],
+    )

@@ -1,0 +1,215 @@
+-- Queries of the PostgreSQL run store (tables from migrations 0003_job_runs and 0004). Every
+-- timestamp and lease comes from the database's now(), so replicas whose clocks disagree still
+-- agree on when a lease expires. Each call is one statement (one round trip), and each is safe to
+-- repeat after a lost connection: a repeat finds what the first try did.
+
+-- name: claim
+-- $1 run_id (chosen by the caller, so a repeat finds its own row), $2 job, $3 scheduled_at,
+-- $4 attempt, $5 trigger, $6 worker_id, $7 lease, $8 overlap policy, $9 whether a pause holds it
+-- back, $10 the overlap skip reason, $11 the replace reason. Pause and overlap are decided in
+-- the same statement as the insert: a tick refused is inserted `skipped` at once.
+WITH paused AS (
+    SELECT paused_reason FROM job_state WHERE job = $2 AND paused AND $9::boolean
+), busy AS (
+    SELECT worker_id FROM job_runs
+    WHERE job = $2 AND status IN ('pending', 'running') AND lease_expires_at > now()
+    ORDER BY scheduled_at, attempt
+    LIMIT 1
+), decision AS (
+    SELECT CASE
+        WHEN EXISTS (SELECT 1 FROM paused)
+            THEN 'paused' || coalesce(': ' || (SELECT paused_reason FROM paused), '')
+        WHEN $8::text = 'skip' AND EXISTS (SELECT 1 FROM busy)
+            THEN $10::text || ' (on worker ' || (SELECT worker_id FROM busy) || ')'
+    END AS refusal
+), inserted AS (
+    INSERT INTO job_runs (
+        run_id, job, scheduled_at, attempt, trigger, status, worker_id,
+        finished_at, error_type, error_message, lease_expires_at, fence
+    )
+    SELECT $1, $2, $3, $4, $5,
+           CASE WHEN d.refusal IS NULL THEN 'pending' ELSE 'skipped' END,
+           $6,
+           CASE WHEN d.refusal IS NOT NULL THEN now() END,
+           CASE WHEN d.refusal IS NOT NULL THEN 'skipped' END,
+           d.refusal,
+           CASE WHEN d.refusal IS NULL THEN now() + $7::interval END,
+           1
+    FROM decision AS d
+    ON CONFLICT (job, scheduled_at, attempt) DO NOTHING
+    RETURNING *
+), replaced AS (
+    -- Only when this claim won the tick and goes on: the other live runs of the job end here,
+    -- their fence raised so that their workers' renewals fail and they cancel those runs.
+    UPDATE job_runs AS o
+    SET status = 'interrupted',
+        fence = o.fence + 1,
+        finished_at = now(),
+        duration_ms = extract(epoch FROM now() - o.started_at)::float8 * 1000,
+        error_type = 'interrupted',
+        error_message = $11::text,
+        lease_expires_at = NULL
+    WHERE $8::text = 'replace'
+      AND o.job = $2
+      AND o.status IN ('pending', 'running')
+      AND o.lease_expires_at > now()
+      AND EXISTS (SELECT 1 FROM inserted WHERE status = 'pending')
+    RETURNING o.run_id
+)
+SELECT run_id, job, scheduled_at, attempt, trigger, status, worker_id, created_at, started_at,
+       finished_at, error_type, error_message, trace_id, fence, lease_expires_at
+FROM inserted
+UNION ALL
+SELECT run_id, job, scheduled_at, attempt, trigger, status, worker_id, created_at, started_at,
+       finished_at, error_type, error_message, trace_id, fence, lease_expires_at
+FROM job_runs
+WHERE run_id = $1 AND NOT EXISTS (SELECT 1 FROM inserted);
+
+-- name: start
+-- $1 run_id, $2 fence, $3 trace_id, $4 lease. Returns the row as it is now: `running` with our
+-- fence when the run may go on.
+WITH started AS (
+    UPDATE job_runs
+    SET status = 'running', started_at = now(), trace_id = $3, lease_expires_at = now() + $4::interval
+    WHERE run_id = $1 AND fence = $2 AND status = 'pending'
+    RETURNING *
+)
+SELECT run_id, job, scheduled_at, attempt, trigger, status, worker_id, created_at, started_at,
+       finished_at, error_type, error_message, trace_id, fence, lease_expires_at
+FROM started
+UNION ALL
+SELECT run_id, job, scheduled_at, attempt, trigger, status, worker_id, created_at, started_at,
+       finished_at, error_type, error_message, trace_id, fence, lease_expires_at
+FROM job_runs
+WHERE run_id = $1 AND NOT EXISTS (SELECT 1 FROM started);
+
+-- name: renew
+-- $1 run ids, $2 their fences, $3 lease: one statement for every run this worker holds.
+UPDATE job_runs AS r
+SET lease_expires_at = now() + $3::interval
+FROM unnest($1::uuid[], $2::bigint[]) AS held (run_id, fence)
+WHERE r.run_id = held.run_id AND r.fence = held.fence AND r.status IN ('pending', 'running')
+RETURNING r.run_id;
+
+-- name: finish
+-- $1 run_id, $2 fence, $3 status, $4 error type, $5 error message. A row that is final already,
+-- or whose fence moved on, is returned unchanged.
+WITH finished AS (
+    UPDATE job_runs
+    SET status = $3,
+        finished_at = now(),
+        duration_ms = extract(epoch FROM now() - started_at)::float8 * 1000,
+        error_type = $4,
+        error_message = $5,
+        lease_expires_at = NULL
+    WHERE run_id = $1 AND fence = $2 AND status IN ('pending', 'running')
+    RETURNING *
+)
+SELECT run_id, job, scheduled_at, attempt, trigger, status, worker_id, created_at, started_at,
+       finished_at, error_type, error_message, trace_id, fence, lease_expires_at
+FROM finished
+UNION ALL
+SELECT run_id, job, scheduled_at, attempt, trigger, status, worker_id, created_at, started_at,
+       finished_at, error_type, error_message, trace_id, fence, lease_expires_at
+FROM job_runs
+WHERE run_id = $1 AND NOT EXISTS (SELECT 1 FROM finished);
+
+-- name: live_runs
+SELECT run_id, job, scheduled_at, attempt, trigger, status, worker_id, created_at, started_at,
+       finished_at, error_type, error_message, trace_id, fence, lease_expires_at
+FROM job_runs
+WHERE job = $1 AND status IN ('pending', 'running') AND lease_expires_at > now()
+ORDER BY scheduled_at, attempt;
+
+-- name: sweep_abandoned
+-- Rows another replica is sweeping at the same moment are skipped, not waited for; a row whose
+-- worker finished it meanwhile no longer matches once locked.
+WITH expired AS (
+    SELECT run_id FROM job_runs
+    WHERE status IN ('pending', 'running') AND lease_expires_at <= now()
+    ORDER BY lease_expires_at
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE job_runs AS r
+SET status = 'abandoned',
+    fence = r.fence + 1,
+    finished_at = now(),
+    duration_ms = extract(epoch FROM now() - r.started_at)::float8 * 1000,
+    error_type = 'abandoned',
+    error_message = 'lease expired: worker ' || r.worker_id || ' stopped renewing it',
+    lease_expires_at = NULL
+FROM expired
+WHERE r.run_id = expired.run_id
+RETURNING r.run_id, r.job, r.scheduled_at, r.attempt, r.trigger, r.status, r.worker_id,
+          r.created_at, r.started_at, r.finished_at, r.error_type, r.error_message, r.trace_id,
+          r.fence, r.lease_expires_at;
+
+-- name: prune
+-- $1 age, $2 batch size: final rows only, oldest first, a bounded batch per statement.
+DELETE FROM job_runs
+WHERE run_id IN (
+    SELECT run_id FROM job_runs
+    WHERE created_at < now() - $1::interval AND status NOT IN ('pending', 'running')
+    ORDER BY created_at
+    LIMIT $2
+);
+
+-- name: pause
+INSERT INTO job_state (job, paused, paused_reason, updated_at)
+VALUES ($1, true, $2, now())
+ON CONFLICT (job) DO UPDATE
+SET paused = true, paused_reason = excluded.paused_reason, updated_at = now();
+
+-- name: resume
+UPDATE job_state
+SET paused = false, paused_reason = NULL, updated_at = now()
+WHERE job = $1 AND paused
+RETURNING job;
+
+-- name: paused
+SELECT job, paused_reason FROM job_state WHERE paused ORDER BY job;
+
+-- name: recorded_ticks
+SELECT DISTINCT scheduled_at FROM job_runs WHERE job = $1 AND scheduled_at >= $2;
+
+-- name: history_all
+-- $1 status or NULL, $2 limit.
+SELECT run_id, job, scheduled_at, attempt, trigger, status, worker_id, created_at, started_at,
+       finished_at, error_type, error_message, trace_id, fence, lease_expires_at
+FROM job_runs
+WHERE $1::text IS NULL OR status = $1
+ORDER BY scheduled_at DESC, attempt DESC, created_at DESC
+LIMIT $2;
+
+-- name: history_job
+-- A query of its own for one job, so it always walks the (job, scheduled_at) index.
+SELECT run_id, job, scheduled_at, attempt, trigger, status, worker_id, created_at, started_at,
+       finished_at, error_type, error_message, trace_id, fence, lease_expires_at
+FROM job_runs
+WHERE job = $1 AND ($2::text IS NULL OR status = $2)
+ORDER BY scheduled_at DESC, attempt DESC, created_at DESC
+LIMIT $3;
+
+-- name: summaries
+SELECT names.job,
+       last_run.status AS last_status,
+       last_run.scheduled_at AS last_scheduled_at,
+       last_run.worker_id AS last_worker_id,
+       last_success.scheduled_at AS last_success_at,
+       coalesce(state.paused, false) AS paused,
+       state.paused_reason
+FROM unnest($1::text[]) AS names (job)
+LEFT JOIN LATERAL (
+    SELECT status, scheduled_at, worker_id FROM job_runs
+    WHERE job = names.job
+    ORDER BY scheduled_at DESC, attempt DESC, created_at DESC
+    LIMIT 1
+) AS last_run ON true
+LEFT JOIN LATERAL (
+    SELECT scheduled_at FROM job_runs
+    WHERE job = names.job AND status = 'succeeded'
+    ORDER BY scheduled_at DESC
+    LIMIT 1
+) AS last_success ON true
+LEFT JOIN job_state AS state ON state.job = names.job AND state.paused;

@@ -1,0 +1,112 @@
+"""PostgresRunStore against a real PostgreSQL: the run store contract, replicas racing for the
+same ticks, and calls that go through lost connections."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from financial.pkg.database.run_store import PostgresRunStore
+from financial.pkg.jobs.model import Overlap, RunStatus, Trigger
+from financial.pkg.scheduler.store import RunStore, RunStoreUnavailable
+from tests.contract.run_store_contract import LEASE, Elapse, RunStoreContract, tick
+
+pytestmark = pytest.mark.integration
+
+
+class TestPostgresRunStore(RunStoreContract):
+    @pytest.fixture
+    def store(self, db_pool: asyncpg.Pool) -> RunStore:
+        return PostgresRunStore(db_pool, lease=LEASE)
+
+    @pytest.fixture
+    def elapse(self) -> Elapse:
+        return asyncio.sleep
+
+
+@pytest.fixture
+async def replicas(database_dsn: str) -> AsyncIterator[list[PostgresRunStore]]:
+    """Three stores, each on a pool of its own, as three worker processes would have."""
+    pools = [await asyncpg.create_pool(database_dsn, min_size=1, max_size=4) for _ in range(3)]
+    yield [PostgresRunStore(pool, lease=timedelta(seconds=30)) for pool in pools]
+    for pool in pools:
+        await pool.close()
+
+
+async def test_replicas_racing_for_the_same_ticks_claim_each_once(
+    replicas: list[PostgresRunStore],
+) -> None:
+    for n in range(20):
+        claims = await asyncio.gather(
+            *(
+                store.claim("race", tick(n), attempt=1, trigger=Trigger.SCHEDULE, worker_id=f"w{i}")
+                for i, store in enumerate(replicas)
+            )
+        )
+        assert sum(record is not None for record in claims) == 1
+    assert len(await replicas[0].history("race", limit=100)) == 20
+
+
+async def test_skip_holds_across_replicas_racing_for_successive_ticks(
+    replicas: list[PostgresRunStore],
+) -> None:
+    first = await replicas[0].claim(
+        "busy", tick(0), attempt=1, trigger=Trigger.SCHEDULE, worker_id="w0", overlap=Overlap.SKIP
+    )
+    assert first is not None and first.status is RunStatus.PENDING
+    later = await asyncio.gather(
+        *(
+            store.claim(
+                "busy",
+                tick(n),
+                attempt=1,
+                trigger=Trigger.SCHEDULE,
+                worker_id=f"w{n}",
+                overlap=Overlap.SKIP,
+            )
+            for n, store in enumerate(replicas, start=1)
+        )
+    )
+    assert [r.status if r else None for r in later] == [RunStatus.SKIPPED] * 3
+
+
+async def test_a_claim_goes_through_a_dropped_connection(
+    db_pool: asyncpg.Pool, database_dsn: str
+) -> None:
+    pool = await asyncpg.create_pool(database_dsn, min_size=2, max_size=2)
+    try:
+        store = PostgresRunStore(pool)
+        await store.history()  # the pool's connections are open now
+        # Every backend of this pool dies, as in a failover or a restart of the server.
+        await db_pool.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        record = await store.claim(
+            "job", tick(0), attempt=1, trigger=Trigger.SCHEDULE, worker_id="w1"
+        )
+        assert record is not None and record.status is RunStatus.PENDING
+        done = await store.finish(record.run_id, RunStatus.SUCCEEDED, fence=record.fence)
+        assert done.status is RunStatus.SUCCEEDED
+    finally:
+        await pool.close()
+
+
+async def test_an_unreachable_database_fails_after_the_retry_budget(tmp_path: Path) -> None:
+    # min_size=0 opens nothing up front: every call meets the missing server.
+    pool = await asyncpg.create_pool(
+        f"postgresql://nobody@/postgres?host={tmp_path}", min_size=0, max_size=1, timeout=1
+    )
+    try:
+        store = PostgresRunStore(pool, retry_for=timedelta(seconds=0.5))
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(RunStoreUnavailable, match=r"did not answer within 0\.5 s"):
+            await store.history()
+        assert asyncio.get_running_loop().time() - started < 3
+    finally:
+        await pool.close()
