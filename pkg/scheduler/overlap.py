@@ -112,8 +112,14 @@ class OverlapGate:
         except Exception as exc:
             log.warning("overlap_check_failed", job=spec.name, error=f"{type(exc).__name__}")
             return False
-        # Runs of this process are waited for through `active`, not by asking the store.
-        return any(r.run_id != record.run_id and r.worker_id != record.worker_id for r in live)
+        # Runs of this process are waited for through `active`, not by asking the store. A tick
+        # waits for a run that started, or for an older tick still waiting: two waiting ticks of
+        # two replicas never wait for each other.
+        return any(
+            r.worker_id != record.worker_id
+            and (r.status is RunStatus.RUNNING or r.scheduled_at < record.scheduled_at)
+            for r in live
+        )
 
 
 def _current_task() -> asyncio.Task[object]:

@@ -15,7 +15,7 @@ from financial.pkg.scheduler.clock import FakeClock
 from financial.pkg.scheduler.registry import JobRegistry, JobSpec
 from financial.pkg.scheduler.runner import FinalFailure
 from financial.pkg.scheduler.scheduler import Scheduler, SchedulerConfig
-from financial.pkg.scheduler.store import MemoryRunStore, RunRecord
+from financial.pkg.scheduler.store import MemoryRunStore, RunRecord, RunStore
 
 T0 = datetime(2026, 1, 5, 0, 0, 0, tzinfo=UTC)
 
@@ -56,9 +56,12 @@ class Harness:
         clock: FakeClock,
         max_concurrent: int = 10,
         wrappers: Sequence[Wrapper] = (),
+        store: RunStore | None = None,
+        worker_id: str = "test-worker",
+        **config: Any,
     ) -> None:
         self.clock = clock
-        self.store = MemoryRunStore(clock)
+        self.store: RunStore = store if store is not None else MemoryRunStore(clock)
         self.registry = JobRegistry()
         self.registry.add_all(jobs)
         self.failures: list[FinalFailure] = []
@@ -66,7 +69,9 @@ class Harness:
             self.registry,
             store=self.store,
             clock=self.clock,
-            config=SchedulerConfig(worker_id="test-worker", max_concurrent_jobs=max_concurrent),
+            config=SchedulerConfig(
+                worker_id=worker_id, max_concurrent_jobs=max_concurrent, **config
+            ),
             wrappers=wrappers,
             on_final_failure=self._on_failure,
         )

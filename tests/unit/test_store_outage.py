@@ -1,0 +1,96 @@
+"""The scheduler while its run store is away: it keeps running, and no tick is lost silently."""
+
+from __future__ import annotations
+
+from structlog.testing import capture_logs
+
+from financial.pkg.jobs.model import RunStatus
+from financial.pkg.scheduler.clock import FakeClock
+from tests.unit.replicas import Journal, Link, shared_store
+from tests.unit.scheduling import Harness, job_of
+
+S = RunStatus
+
+
+async def test_ticks_due_while_the_store_is_away_are_recorded_missed_once_it_is_back(
+    clock: FakeClock,
+) -> None:
+    store = shared_store(clock)
+    link = Link(store)
+    journal = Journal(clock)
+    h = Harness(
+        job_of("*/10 * * * * *", journal.body("a")), clock=clock, store=link.store, worker_id="a"
+    )
+    with capture_logs() as logs:
+        async with h:
+            await h.advance_to(10)
+            link.cut = True
+            await h.advance_to(35)
+            link.cut = False
+            await h.advance_to(45)
+    assert journal.ticks() == [10, 40]
+    assert await h.statuses() == [
+        (10, 1, S.SUCCEEDED),
+        (20, 1, S.MISSED),
+        (30, 1, S.MISSED),
+        (40, 1, S.SUCCEEDED),
+    ]
+    missed = (await h.history())[1]
+    assert missed.error is not None and "run store unavailable" in missed.error.message
+    not_recorded = [e for e in logs if e["event"] == "tick_not_recorded"]
+    assert [e["scheduled_at"][-8:-6] for e in not_recorded] == ["20", "30"]
+    assert "ConnectionError" in not_recorded[0]["reason"]
+
+
+async def test_a_run_whose_end_cannot_be_written_ends_abandoned(clock: FakeClock) -> None:
+    store = shared_store(clock)
+    link = Link(store)
+    journal = Journal(clock)
+    h = Harness(
+        job_of("0 * * * * *", journal.body("a", lambda ctx: 5)),
+        clock=clock,
+        store=link.store,
+        worker_id="a",
+    )
+    with capture_logs() as logs:
+        async with h:
+            await h.advance_to(62)
+            link.cut = True
+            await h.advance_to(70)
+            link.cut = False
+            # The lease taken when the run started (60 s) lapses at 90 s; the sweep sees it.
+            await h.advance_to(100)
+    assert journal.ticks() == [60]
+    [run] = await h.history()
+    assert run.status is S.ABANDONED
+    [lost] = [e for e in logs if e["event"] == "run_not_recorded"]
+    assert lost["status"] == "succeeded" and "abandoned" in lost["reason"]
+
+
+async def test_a_run_that_cannot_renew_its_lease_is_cancelled_before_it_lapses(
+    clock: FakeClock,
+) -> None:
+    store = shared_store(clock)
+    link = Link(store)
+    journal = Journal(clock)
+    h = Harness(
+        job_of("0 * * * * *", journal.body("a", lambda ctx: 100)),
+        clock=clock,
+        store=link.store,
+        worker_id="a",
+    )
+    with capture_logs() as logs:
+        async with h:
+            await h.advance_to(75)  # one renewal went through, at 70 s: the lease lasts to 100 s
+            link.cut = True
+            await h.advance_to(99)
+            assert journal.cancelled == [("a", 95)]
+            link.cut = False
+            await h.advance_to(106)
+            interrupted = h.scheduler.runner.interrupted
+    assert interrupted == 0
+    [run] = await h.history()
+    assert run.status is S.ABANDONED
+    events = [e["event"] for e in logs]
+    assert "lease_renewal_failed" in events
+    assert events.index("lease_lost") < events.index("job_lease_lost")
