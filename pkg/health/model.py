@@ -23,10 +23,10 @@ class Check:
 class JobStatus:
     """One job as the status page shows it.
 
-    `next_fire` is the scheduler's next tick (a paused job's ticks come and are recorded
-    `skipped`). `recent_runs` are newest first, as `RunStore.history` returns them.
-    `runs_error` is set when the history could not be read (the database is down): the page
-    still renders.
+    `paused` is an operator's pause (its ticks still come, recorded `skipped`); `disabled` a job
+    turned off in configuration (no ticks at all). `next_fire` is the scheduler's next tick.
+    `recent_runs` are newest first, as `RunStore.history` returns them. `runs_error` is set
+    when the history could not be read (the database is down): the page still renders.
     """
 
     name: str
@@ -35,6 +35,7 @@ class JobStatus:
     next_fire: datetime | None
     paused: bool
     paused_reason: str | None = None
+    disabled: bool = False
     recent_runs: Sequence[RunRecord] = field(default_factory=tuple)
     runs_error: str | None = None
 

@@ -114,10 +114,13 @@ def _pill(label: str, ok: bool, detail: str) -> str:
 
 def _job(job: JobStatus, now: datetime) -> str:
     name = _e(job.name)
-    badge = ""
+    badges = []
+    if job.disabled:
+        badges.append('<span class="badge">disabled</span>')
     if job.paused:
         why = f' title="{_e(job.paused_reason)}"' if job.paused_reason else ""
-        badge = f' <span class="badge"{why}>paused</span>'
+        badges.append(f'<span class="badge"{why}>paused</span>')
+    badge = (" " + " ".join(badges)) if badges else ""
     runs = list(reversed(job.recent_runs))  # oldest first, so the strip reads left to right
     if job.next_fire is None:
         next_fire = "—"
@@ -139,6 +142,8 @@ def _job(job: JobStatus, now: datetime) -> str:
     paused = ""
     if job.paused:
         paused = f"\n<dt>Paused</dt><dd>{_e(job.paused_reason or 'yes')}</dd>"
+    if job.disabled:
+        paused += "\n<dt>Disabled</dt><dd>in configuration: no ticks</dd>"
     if job.runs_error is not None:
         strip = f'<p class="alert">Run history unavailable: {_e(job.runs_error)}</p>'
     elif not runs:
@@ -152,7 +157,8 @@ def _job(job: JobStatus, now: datetime) -> str:
             f"<details><summary>Recent runs ({len(runs)}, newest first)</summary>\n"
             f'<ol class="runs">\n{items}\n</ol></details>'
         )
-    return f"""<section class="job{" paused" if job.paused else ""}" id="job-{name}">
+    quiet = " paused" if job.paused or job.disabled else ""
+    return f"""<section class="job{quiet}" id="job-{name}">
 <h2>{name}{badge}</h2>
 <dl>
 <dt>Schedule</dt><dd><code>{_e(job.schedule)}</code></dd>

@@ -56,8 +56,8 @@ class WorkerHealth:
     Readiness checks, in order: `database` (a `SELECT 1` within 2 s, when a ping is given),
     `migrations` (until `mark_migrated`), `scheduler` (until `attach`), `draining` (after
     `mark_draining`). Jobs come from `jobs` (the registry, so a job disabled in configuration
-    shows too), with their next tick from the scheduler, their pause from the store (an
-    operator's `pause`) or the configuration, and their last `recent_runs` runs from the store.
+    shows too), with their next tick from the scheduler, an operator's pause from the store,
+    and their last `recent_runs` runs from the store.
     """
 
     def __init__(
@@ -68,7 +68,8 @@ class WorkerHealth:
         database_ping: DatabasePing | None = None,
         recent_runs: int = RECENT_RUNS,
     ) -> None:
-        self._specs = sorted(jobs, key=lambda spec: spec.name)
+        # Jobs that run first, then those turned off in configuration; by name within each.
+        self._specs = sorted(jobs, key=lambda spec: (not spec.options.enabled, spec.name))
         self._clock = clock
         self._ping = database_ping
         self._recent_runs = recent_runs
@@ -127,19 +128,16 @@ class WorkerHealth:
         histories, paused, error = await self._from_store()
         statuses = []
         for spec in self._specs:
-            reason: str | None = None
-            if not spec.options.enabled:
-                is_paused, reason = True, "disabled in configuration"
-            else:
-                is_paused, reason = spec.name in paused, paused.get(spec.name)
+            enabled = spec.options.enabled
             statuses.append(
                 JobStatus(
                     name=spec.name,
                     schedule=spec.schedule.expression,
                     zone=spec.zone_name,
-                    next_fire=next_fire.get(spec.name) if spec.options.enabled else None,
-                    paused=is_paused,
-                    paused_reason=reason,
+                    next_fire=next_fire.get(spec.name) if enabled else None,
+                    paused=spec.name in paused,
+                    paused_reason=paused.get(spec.name),
+                    disabled=not enabled,
                     recent_runs=histories.get(spec.name, ()),
                     runs_error=error,
                 )

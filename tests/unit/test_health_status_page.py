@@ -152,6 +152,14 @@ def test_paused_jobs_are_badged_with_their_reason() -> None:
     assert "No run recorded yet." in section
 
 
+def test_disabled_jobs_say_so() -> None:
+    job = JobStatus("nightly", "0 3 * * *", "UTC", None, paused=False, disabled=True)
+    html = render_status_page(report(jobs=[job]))
+    assert '<h2>nightly <span class="badge">disabled</span></h2>' in html
+    assert "<dt>Disabled</dt><dd>in configuration: no ticks</dd>" in html
+    assert "<dt>Next run</dt><dd>—</dd>" in html
+
+
 def test_last_success_and_its_absence() -> None:
     html = render_status_page(report())
     report_section = html[html.index('id="job-report_generator"') :]

@@ -150,15 +150,16 @@ async def test_jobs_list_every_registered_job_with_history_and_pause(clock: Fake
     health = WorkerHealth(specs(), clock=clock, recent_runs=12)
     assert [job.recent_runs for job in await health.jobs()] == [(), ()]  # before attach
     health.attach(FakeScheduler(), store)
-    cleanup_status, relay_status = await health.jobs()
+    relay_status, cleanup_status = await health.jobs()  # jobs that run come first
 
     assert cleanup_status.name == "cleanup"
     assert cleanup_status.schedule == "CRON_TZ=Europe/Berlin 0 2 * * *"
     assert cleanup_status.zone == "Europe/Berlin"
-    assert cleanup_status.paused and cleanup_status.paused_reason == "disabled in configuration"
+    assert cleanup_status.disabled and not cleanup_status.paused
     assert cleanup_status.next_fire is None
 
     assert relay_status.paused and relay_status.paused_reason == "broker maintenance"
+    assert not relay_status.disabled
     assert relay_status.next_fire == TICK
     assert [r.status for r in relay_status.recent_runs] == [RunStatus.SUCCEEDED]
     assert relay_status.runs_error is None
@@ -173,14 +174,14 @@ async def test_jobs_still_list_when_the_store_fails_or_hangs(
     health = WorkerHealth(specs(), clock=clock)
     health.attach(FakeScheduler(), store)
     jobs = await health.jobs()
-    assert [job.name for job in jobs] == ["cleanup", "relay"]
-    error = jobs[1].runs_error
+    assert [job.name for job in jobs] == ["relay", "cleanup"]
+    error = jobs[0].runs_error
     assert error is not None and "ConnectionError" in error and "hunter2" not in error
 
     monkeypatch.setattr(worker_module, "HISTORY_TIMEOUT_S", 0.01)
     store.error, store.hang = None, True
     jobs = await health.jobs()
-    assert jobs[1].runs_error == "the run store did not answer within 0.01 s"
+    assert jobs[0].runs_error == "the run store did not answer within 0.01 s"
 
 
 async def test_database_ping_before_the_pool_opens() -> None:
