@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
+from opentelemetry.instrumentation.utils import suppress_instrumentation
+
 from financial.pkg.database.handle import Database
 from financial.pkg.health.model import Check, JobStatus
 from financial.pkg.jobs.model import RunStatus
@@ -186,8 +188,10 @@ def database_ping(db: Database, timeout_s: float = PING_TIMEOUT_S) -> DatabasePi
         if not db.is_open:
             raise ConnectionError("not connected yet")
         try:
-            async with asyncio.timeout(timeout_s), db.pool.acquire() as conn:
-                await conn.fetchval("SELECT 1")
+            # A probe every few seconds would otherwise export a trace of its own each time.
+            with suppress_instrumentation():
+                async with asyncio.timeout(timeout_s), db.pool.acquire() as conn:
+                    await conn.fetchval("SELECT 1")
         except TimeoutError:
             raise TimeoutError(f"no answer within {timeout_s:g} s") from None
 
