@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint unit integration services bench clean
+.PHONY: run test lint unit integration services tools bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,10 +28,13 @@ unit: $(STAMP)
 services:
 	./scripts/ensure-services.sh
 
-integration: $(STAMP) services
+tools:
+	./scripts/ensure-test-tools.sh
+
+integration: $(STAMP) services tools
 	$(BIN)/pytest -q tests/integration
 
-test: $(STAMP) services lint
+test: $(STAMP) services tools lint
 	$(BIN)/pytest -q tests
 
 clean:
