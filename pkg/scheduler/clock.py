@@ -17,6 +17,13 @@ from typing import Any, Protocol
 # cannot make the scheduler sleep through a tick.
 MAX_SLEEP = timedelta(seconds=30)
 
+# How long before a deadline `SystemClock` stops sleeping on the event loop's timer. That timer
+# fires late: the selector rounds its timeout up to a whole millisecond, and CPython's epoll
+# rounds the result up again (a float a hair above n ms waits n + 1 ms), so it can fire about
+# 2.1 ms after its time, plus the kernel's timer slack (50 us). From this far out the clock
+# yields to the loop until the deadline instead, which costs at most this much CPU per wake-up.
+PRECISE_LEAD = timedelta(milliseconds=2.5)
+
 
 class Clock(ABC):
     """Wall-clock time as aware UTC datetimes, and sleeping until an instant."""
@@ -52,10 +59,21 @@ class TimeoutScope(Protocol):
 
 
 class SystemClock(Clock):
-    """The real clock. Sleeps in slices of at most `max_sleep`, re-reading the wall clock."""
+    """The real clock: never wakes before its deadline, and wakes within microseconds after it.
 
-    def __init__(self, max_sleep: timedelta = MAX_SLEEP) -> None:
+    `sleep_until` sleeps on the event loop's timer in slices of at most `max_sleep`, re-reading
+    the wall clock after each, until `precise_lead` before the deadline; it then yields to the
+    loop (other tasks keep running) until the wall clock reaches the deadline. The loop's timer
+    alone fires up to about 2 ms late (see `PRECISE_LEAD`), and every such millisecond is start
+    lateness for each run due at that tick. The price is at most `precise_lead` of CPU per
+    deadline reached; `precise_lead=timedelta(0)` turns the precise finish off.
+    """
+
+    def __init__(
+        self, max_sleep: timedelta = MAX_SLEEP, precise_lead: timedelta = PRECISE_LEAD
+    ) -> None:
         self._max_sleep_s = max_sleep.total_seconds()
+        self._lead_s = max(precise_lead.total_seconds(), 0.0)
 
     def now(self) -> datetime:
         return datetime.now(UTC)
@@ -65,21 +83,33 @@ class SystemClock(Clock):
         return asyncio.timeout_at(loop.time() + (deadline - self.now()).total_seconds())
 
     async def sleep_until(self, deadline: datetime, wake: asyncio.Event | None = None) -> bool:
+        loop = asyncio.get_running_loop()
         while True:
-            remaining = (deadline - self.now()).total_seconds()
-            if remaining <= 0:
-                return True
             if wake is not None and wake.is_set():
-                return False
-            timeout_s = min(remaining, self._max_sleep_s)
-            if wake is None:
-                await asyncio.sleep(timeout_s)
+                return self.now() >= deadline
+            remaining_s = (deadline - self.now()).total_seconds()
+            if remaining_s <= 0:
+                return True
+            if remaining_s <= self._lead_s:
+                # The last stretch: yield so other tasks run, and look at the clock again.
+                await asyncio.sleep(0)
                 continue
-            try:
-                await asyncio.wait_for(wake.wait(), timeout_s)
-            except TimeoutError:
-                continue
-            return self.now() >= deadline
+            slice_s = min(remaining_s - self._lead_s, self._max_sleep_s)
+            await _wait(wake, loop.time() + slice_s)
+
+
+async def _wait(wake: asyncio.Event | None, until_loop_time: float) -> None:
+    """Wait on the loop's timer until `until_loop_time` (loop clock), or until `wake` is set."""
+    if wake is None:
+        await asyncio.sleep(until_loop_time - asyncio.get_running_loop().time())
+        return
+    # A timeout scope around the event's wait costs one timer handle; `asyncio.wait_for` would
+    # also create a task for each wait (the cap's queue holds one sleeper per waiting run).
+    try:
+        async with asyncio.timeout_at(until_loop_time):
+            await wake.wait()
+    except TimeoutError:
+        pass
 
 
 class FakeClock(Clock):

@@ -47,6 +47,81 @@ async def test_system_clock_sleep_is_woken_by_its_event() -> None:
     assert await asyncio.wait_for(sleeper, timeout=1.0) is False
 
 
+class LeadClock(SteppedClock):
+    """A stepped clock whose precise finish starts an hour before any deadline, so a test can
+    act while a sleeper is in its last stretch (yielding to the loop, not on a timer)."""
+
+    def __init__(self) -> None:
+        SystemClock.__init__(
+            self, max_sleep=timedelta(milliseconds=5), precise_lead=timedelta(hours=1)
+        )
+        self.offset = timedelta(0)
+
+
+async def yield_to_loop(times: int = 20) -> None:
+    for _ in range(times):
+        await asyncio.sleep(0)
+
+
+async def test_system_clock_without_a_precise_lead_never_returns_before_the_deadline() -> None:
+    clock = SystemClock(precise_lead=timedelta(0))
+    deadline = clock.now() + timedelta(milliseconds=20)
+    assert await clock.sleep_until(deadline) is True
+    assert clock.now() >= deadline
+
+
+async def test_system_clock_in_its_last_stretch_lets_other_tasks_run() -> None:
+    clock = LeadClock()
+    wake = asyncio.Event()
+    sleeper = asyncio.create_task(clock.sleep_until(clock.now() + timedelta(minutes=30), wake))
+    steps = 0
+    for _ in range(10):
+        await asyncio.sleep(0)
+        steps += 1
+    assert steps == 10
+    assert not sleeper.done()
+    wake.set()
+    assert await asyncio.wait_for(sleeper, timeout=1.0) is False
+
+
+async def test_system_clock_in_its_last_stretch_is_woken_by_its_event() -> None:
+    clock = LeadClock()
+    wake = asyncio.Event()
+    sleeper = asyncio.create_task(clock.sleep_until(clock.now() + timedelta(minutes=30), wake))
+    await yield_to_loop()
+    wake.set()
+    assert await asyncio.wait_for(sleeper, timeout=1.0) is False
+
+
+async def test_system_clock_in_its_last_stretch_notices_a_forward_step() -> None:
+    clock = LeadClock()
+    sleeper = asyncio.create_task(clock.sleep_until(clock.now() + timedelta(minutes=30)))
+    await yield_to_loop()
+    assert not sleeper.done()
+    clock.offset = timedelta(hours=2)
+    assert await asyncio.wait_for(sleeper, timeout=1.0) is True
+
+
+async def test_system_clock_in_its_last_stretch_sleeps_on_after_a_backward_step() -> None:
+    clock = LeadClock()
+    deadline = clock.now() + timedelta(minutes=30)
+    sleeper = asyncio.create_task(clock.sleep_until(deadline))
+    await yield_to_loop()
+    clock.offset = -timedelta(hours=3)  # the deadline is now 3.5 h away: back to the timer
+    await asyncio.sleep(0.02)
+    assert not sleeper.done()
+    clock.offset = timedelta(hours=1)
+    assert await asyncio.wait_for(sleeper, timeout=1.0) is True
+    assert clock.now() >= deadline
+
+
+async def test_system_clock_woken_after_its_deadline_reports_the_deadline_reached() -> None:
+    clock = SystemClock()
+    wake = asyncio.Event()
+    wake.set()
+    assert await clock.sleep_until(clock.now() - timedelta(seconds=1), wake) is True
+
+
 async def test_fake_clock_wakes_sleepers_in_deadline_order() -> None:
     clock = FakeClock(datetime(2026, 1, 1, tzinfo=UTC))
     woke: list[int] = []
