@@ -1,0 +1,116 @@
+"""What every scenario shares: resource readings, percentiles, log setup, wall-clock waits."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import resource
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from financial.pkg.observability.logging import configure_logging
+
+# A result is plain JSON: it crosses a process boundary and ends in a table.
+Result = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Process CPU seconds (user + system, every thread) at a wall-clock instant."""
+
+    cpu_s: float
+    wall_s: float
+
+    @classmethod
+    def now(cls) -> Usage:
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        return cls(cpu_s=ru.ru_utime + ru.ru_stime, wall_s=time.perf_counter())
+
+
+def peak_rss_mb() -> float:
+    """The process's peak resident set so far, in MiB (Linux reports `ru_maxrss` in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (`q` in 0..100) of values sorted ascending; NaN when empty."""
+    if not sorted_values:
+        return math.nan
+    rank = max(1, math.ceil(q / 100.0 * len(sorted_values)))
+    return sorted_values[min(rank, len(sorted_values)) - 1]
+
+
+def lateness_summary(
+    starts: Sequence[tuple[str, float, float]], first_tick: int, last_tick: int, jobs: int
+) -> Result:
+    """p50/p99/max start lateness in ms, expected/observed runs and duplicates.
+
+    `starts` holds (job, scheduled epoch seconds, start epoch seconds); only ticks in
+    [first_tick, last_tick] count, so the warm-up tick and anything after the stop are left out.
+    """
+    window = [s for s in starts if first_tick <= s[1] <= last_tick + 1e-6]
+    keys = {(job, round(at, 6)) for job, at, _ in window}
+    late_ms = sorted((started - at) * 1000.0 for _, at, started in window)
+    return {
+        "p50_ms": percentile(late_ms, 50),
+        "p99_ms": percentile(late_ms, 99),
+        "max_ms": late_ms[-1] if late_ms else math.nan,
+        "expected": jobs * (last_tick - first_tick + 1),
+        "observed": len(keys),
+        "duplicates": len(window) - len(keys),
+    }
+
+
+@contextmanager
+def bench_logging(level: str, log_dir: Path) -> Iterator[Path]:
+    """The production log setup (JSON, one line per event) writing to a real file.
+
+    A file rather than os.devnull: the worker's stdout goes to a pipe (journald, the container
+    runtime), and a file costs the same write() per line, so formatting and writing are both in
+    the figures. Yields the file's path; the file is closed afterwards.
+    """
+    path = log_dir / "worker.log"
+    stream: TextIO = path.open("w", encoding="utf-8")
+    try:
+        configure_logging(level, "json", stream=stream)
+        yield path
+    finally:
+        stream.close()
+
+
+def count_lines(path: Path) -> int:
+    """How many log lines a run wrote."""
+    with path.open("rb") as f:
+        return sum(1 for _ in f)
+
+
+async def sleep_until_epoch(at_s: float) -> None:
+    """Sleep until about when the wall clock reads `at_s` (for starting and stopping a run)."""
+    await asyncio.sleep(max(0.0, at_s - time.time()))
+
+
+class Countdown:
+    """An event set once `count` calls of `tick` were made (runs that completed)."""
+
+    def __init__(self, count: int) -> None:
+        self.left = count
+        self.done = asyncio.Event()
+        if count <= 0:
+            self.done.set()
+
+    def tick(self) -> None:
+        self.left -= 1
+        if self.left <= 0:
+            self.done.set()
+
+    async def wait(self, timeout_s: float) -> None:
+        """Wait for the count to run out, or `timeout_s` at most."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self.done.wait()
+        except TimeoutError:
+            pass

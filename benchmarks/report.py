@@ -1,0 +1,300 @@
+"""The markdown the runner prints: the machine, one table per scenario, and the targets."""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, Protocol
+
+from benchmarks.common import Result
+
+# Idle CPU counts as "indistinguishable from zero" when it is within this much of an event loop
+# doing nothing at all, over the same window.
+IDLE_SLACK_S = 0.005
+
+
+class RowLike(Protocol):
+    scenario: str
+    scheduler: str
+    log_level: str
+    params: dict[str, Any]
+    result: Result | None
+    error: str | None
+
+
+def machine() -> str:
+    """One line naming the machine, the interpreter and the peer's version."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        if names:
+            cpu = names[0]
+    except OSError:
+        pass
+    return (
+        f"{os.cpu_count()} CPUs ({cpu}), {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()} ({sys.implementation.name}), "
+        f"APScheduler {_version('apscheduler')}, structlog {_version('structlog')}"
+    )
+
+
+def _version(dist: str) -> str:
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def _ms(value: Any) -> str:
+    if not isinstance(value, int | float) or math.isnan(value):
+        return "-"
+    return f"{value:.2f}" if value < 10 else f"{value:.1f}"
+
+
+def _pct(cpu_per_s: Any) -> str:
+    return "-" if not isinstance(cpu_per_s, int | float) else f"{cpu_per_s * 100:.2f}%"
+
+
+def _who(row: RowLike) -> str:
+    return {
+        "ours": "financial worker",
+        "peer": f"APScheduler {_version('apscheduler')}",
+        "bare": "bare dispatcher (floor)",
+    }.get(row.scheduler, row.scheduler)
+
+
+def _logs(row: RowLike) -> str:
+    return {"ours": row.log_level, "peer": "stdlib WARNING", "bare": "none"}.get(
+        row.scheduler, row.log_level
+    )
+
+
+def _table(head: Sequence[str], body: Iterable[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    lines += ["| " + " | ".join(cells) + " |" for cells in body]
+    return lines
+
+
+def _failed(row: RowLike, width: int, lead: Sequence[str]) -> list[str]:
+    return [*lead, f"error: {row.error}", *(["-"] * (width - len(lead) - 1))]
+
+
+def _lateness(rows: list[RowLike]) -> list[str]:
+    head = ["jobs/s", "scheduler", "logs", "p50 ms", "p99 ms", "max ms", "runs expected",
+            "observed", "duplicates", "CPU (of one core)", "peak RSS MiB"]  # fmt: skip
+    body: list[list[str]] = []
+    for row in rows:
+        lead = [str(row.params["jobs"]), _who(row), _logs(row)]
+        r = row.result
+        if r is None:
+            body.append(_failed(row, len(head), lead))
+            continue
+        body.append([
+            *lead, _ms(r["p50_ms"]), _ms(r["p99_ms"]), _ms(r["max_ms"]), str(r["expected"]),
+            str(r["observed"]), str(r["duplicates"]), _pct(r["cpu_per_s"]), f"{r['rss_mb']:.0f}",
+        ])  # fmt: skip
+    seconds = rows[0].params["duration_s"] if rows else 0
+    title = (
+        f"### Start lateness: N jobs firing every second (`* * * * * *`), {seconds} ticks each\n\n"
+        "Lateness is the job's first instruction minus its tick. CPU is process CPU seconds per "
+        "wall second over the run."
+    )
+    return [title, "", *_table(head, body)]
+
+
+def _idle(rows: list[RowLike]) -> list[str]:
+    head = ["scheduler", "logs", "CPU seconds", "over wall seconds", "CPU (of one core)"]
+    body: list[list[str]] = []
+    for row in rows:
+        lead = [_who(row), _logs(row)]
+        r = row.result
+        if r is None:
+            body.append(_failed(row, len(head), lead))
+            continue
+        body.append(
+            [*lead, f"{r['cpu_s']:.4f}", f"{r['wall_s']:.1f}", _pct(r["cpu_s"] / r["wall_s"])]
+        )
+    jobs = rows[0].params["jobs"] if rows else 0
+    return [f"### Idle: {jobs} jobs on `0 3 * * *`, nothing due", "", *_table(head, body)]
+
+
+def _burst(rows: list[RowLike]) -> list[str]:
+    head = ["scheduler", "logs", "runs completed", "seconds from the tick to the last done"]
+    body: list[list[str]] = []
+    for row in rows:
+        lead = [_who(row), _logs(row)]
+        r = row.result
+        if r is None:
+            body.append(_failed(row, len(head), lead))
+            continue
+        body.append([*lead, f"{r['completed']} / {r['expected']}", f"{r['seconds']:.3f}"])
+    p = rows[0].params if rows else {"runs": 0, "cap": 0, "work_s": 0}
+    title = (
+        f"### Burst: {p['runs']:,} runs due at the same second, at most {p['cap']} at once, "
+        f"each awaiting {p['work_s'] * 1000:g} ms (floor: "
+        f"{p['runs'] / p['cap'] * p['work_s']:g} s)\n\nAPScheduler's asyncio executor has no "
+        "cap of its own: its jobs share an `asyncio.Semaphore`."
+    )
+    return [title, "", *_table(head, body)]
+
+
+def _database(rows: list[RowLike]) -> list[str]:
+    head = ["workers", "logs", "runs/s", "p50 ms", "p99 ms", "max ms", "runs expected",
+            "observed", "duplicates", "round trips per run", "final statuses",
+            "CPU per worker", "peak RSS MiB"]  # fmt: skip
+    body: list[list[str]] = []
+    p = rows[0].params if rows else {"jobs": 0, "duration_s": 0}
+    for row in rows:
+        r = row.result
+        if r is None:
+            body.append(_failed(row, len(head), ["-", "-"]))
+            continue
+        if "unavailable" in r:
+            body.append(["-", "-", f"not available: {r['unavailable']}", *(["-"] * 10)])
+            continue
+        for rr in r["rounds"]:
+            lead = [str(rr["workers"]), rr["log_level"]]
+            if "error" in rr:
+                body.append([*lead, f"error: {rr['error']}", *(["-"] * 10)])
+                continue
+            statuses = ", ".join(f"{k} {v}" for k, v in sorted(rr.get("statuses", {}).items()))
+            body.append([
+                *lead, f"{rr['runs_per_s']:.0f}", _ms(rr["p50_ms"]), _ms(rr["p99_ms"]),
+                _ms(rr["max_ms"]), str(rr["expected"]), str(rr["observed"]),
+                str(rr["duplicates"]), f"{rr['round_trips_per_run']:.2f}", statuses,
+                _pct(rr["cpu_per_s"]), f"{rr['rss_mb']:.0f}",
+            ])  # fmt: skip
+    title = (
+        f"### Database: {p['jobs']} jobs every second for {p['duration_s']} s on one embedded "
+        "PostgreSQL (the workers' own production wiring)\n\nRound trips are counted by a proxy "
+        "in front of PostgreSQL over the measured window, divided by the runs that started. "
+        "Final statuses are the rows of `job_runs` at the end (the window and its edges)."
+    )
+    return [title, "", *_table(head, body)]
+
+
+def _firetime(rows: list[RowLike]) -> list[str]:
+    head = ["job", "schedule", "ours µs/call", "APScheduler µs/call"]
+    body: list[list[str]] = []
+    for row in rows:
+        r = row.result
+        if r is None:
+            body.append(_failed(row, len(head), []))
+            continue
+        for label, s in r["schedules"].items():
+            peer = f"{s['peer_us']:.2f}" if "peer_us" in s else "-"
+            body.append([label, f"`{s['expression']}`", f"{s['ours_us']:.2f}", peer])
+    title = "### Next fire time: microseconds per call, same 2,000 instants, best of 5 passes"
+    return [title, "", *_table(head, body)]
+
+
+def _pick(
+    rows: list[RowLike], scenario: str, scheduler: str, level: str, **params: Any
+) -> Result | None:
+    for row in rows:
+        same = (row.scenario, row.scheduler, row.log_level) == (scenario, scheduler, level)
+        if same and row.result and all(row.params.get(k) == v for k, v in params.items()):
+            return row.result
+    return None
+
+
+Check = tuple[str, str, bool | None]
+
+
+def targets(rows: list[RowLike]) -> list[Check]:
+    """Each target of the issue: what it asks, what was measured, met (None: not measured)."""
+    checks: list[Check] = []
+
+    def add(
+        what: str, result: Result | None, key: str, limit: float, fmt: Callable[[float], str]
+    ) -> None:
+        if result is None or key not in result:
+            return  # not in this run (--only, --sizes) or failed: the table shows which
+        value = float(result[key])
+        checks.append((what, fmt(value), value <= limit))
+
+    ms: Callable[[float], str] = lambda v: f"{v:.2f} ms"  # noqa: E731
+    pct: Callable[[float], str] = lambda v: f"{v * 100:.2f}%"  # noqa: E731
+    for level, limits in (("INFO", (2, 2, 20, 100)), ("WARNING", (2, 2, 12, 60))):
+        for n, limit in zip((10, 100, 1000, 5000), limits, strict=True):
+            r = _pick(rows, "lateness", "ours", level, jobs=n)
+            add(f"p99 lateness at {n} jobs/s, {level} ≤ {limit} ms", r, "p99_ms", limit, ms)
+    for level in ("INFO", "WARNING"):
+        lateness = [r.result for r in rows if r.scenario == "lateness" and r.scheduler == "ours"
+                    and r.log_level == level and r.result]  # fmt: skip
+        if lateness:
+            bad = [f"{r['observed']}/{r['expected']} (dup {r['duplicates']})" for r in lateness
+                   if r["observed"] != r["expected"] or r["duplicates"]]  # fmt: skip
+            checks.append((f"no missed or duplicate runs at any N, {level}",
+                           "; ".join(bad) or "none", not bad))  # fmt: skip
+        cpu_limit = 0.03 if level == "INFO" else 0.015
+        r = _pick(rows, "lateness", "ours", level, jobs=1000)
+        what = f"CPU at 1000 jobs/s, {level} ≤ {cpu_limit:.1%} of a core"
+        add(what, r, "cpu_per_s", cpu_limit, pct)
+    bare = _pick(rows, "idle", "bare", "-")
+    for level in ("INFO", "WARNING"):
+        r = _pick(rows, "idle", "ours", level)
+        if r is not None and bare is not None:
+            excess = r["cpu_s"] - bare["cpu_s"]
+            checks.append((
+                f"idle CPU indistinguishable from zero (within {IDLE_SLACK_S * 1000:g} ms of an "
+                f"idle event loop), {level}",
+                f"{r['cpu_s'] * 1000:.1f} ms vs {bare['cpu_s'] * 1000:.1f} ms",
+                excess <= IDLE_SLACK_S,
+            ))  # fmt: skip
+    for level in ("INFO", "WARNING"):
+        r = _pick(rows, "burst", "ours", level)
+        add(f"burst within 1.15 s, {level}", r, "seconds", 1.15, lambda v: f"{v:.3f} s")
+    db = next((r.result for r in rows if r.scenario == "database" and r.result), None)
+    if db is not None and "unavailable" in db:
+        what = "PostgreSQL: 500 runs/s, p99 ≤ 50 ms, 0 duplicates"
+        checks.append((what, f"not available: {db['unavailable']}", None))
+    elif db is not None:
+        for rr in db["rounds"]:
+            if "error" in rr:
+                continue
+            ok = rr["runs_per_s"] >= 500 * 0.999 and rr["p99_ms"] <= 50 and rr["duplicates"] == 0
+            checks.append((
+                f"PostgreSQL, {rr['workers']} worker(s), {rr['log_level']}: 500 runs/s, "
+                "p99 ≤ 50 ms, 0 duplicates",
+                f"{rr['runs_per_s']:.0f} runs/s, p99 {rr['p99_ms']:.1f} ms, "
+                f"{rr['duplicates']} duplicates",
+                ok,
+            ))  # fmt: skip
+            checks.append((
+                f"PostgreSQL, {rr['workers']} worker(s), {rr['log_level']}: claims and history "
+                "in batches (under 1 round trip per run)",
+                f"{rr['round_trips_per_run']:.2f} round trips per run",
+                rr["round_trips_per_run"] < 1,
+            ))  # fmt: skip
+    return checks
+
+
+def render(rows: Sequence[RowLike], host: str, plan: dict[str, Any], took_s: float) -> str:
+    """The whole report as markdown."""
+    rows = list(rows)
+    parts: list[list[str]] = [[
+        f"Machine: {host}. Whole run: {took_s / 60:.1f} min.",
+    ]]  # fmt: skip
+    for scenario, render_one in (
+        ("lateness", _lateness),
+        ("idle", _idle),
+        ("burst", _burst),
+        ("database", _database),
+        ("firetime", _firetime),
+    ):
+        chosen = [r for r in rows if r.scenario == scenario]
+        if chosen:
+            parts.append(render_one(chosen))
+    checks = targets(rows)
+    marks = {True: "met", False: "**missed**", None: "not measured"}
+    parts.append([
+        "### Targets (issue 6)", "",
+        *_table(["target", "measured", ""], [[w, m, marks[ok]] for w, m, ok in checks]),
+    ])  # fmt: skip
+    return "\n\n".join("\n".join(p) for p in parts)
