@@ -31,7 +31,7 @@ from financial.pkg.scheduler.overlap import OverlapGate
 from financial.pkg.scheduler.records import RunNotStarted, RunRecords, UnrecordedTick, current_task
 from financial.pkg.scheduler.registry import JobSpec
 from financial.pkg.scheduler.slots import OrderedSlots
-from financial.pkg.scheduler.store import RunError, RunRecord, RunStore
+from financial.pkg.scheduler.store import RunError, RunRecord, RunStore, skipped_for_pause
 
 log = structlog.get_logger("financial.scheduler")
 
@@ -124,7 +124,9 @@ class TickRunner:
         )
         if record is None or record.status.is_final:
             if record is not None and record.error is not None:
-                log.warning(
+                # A pause is an operator's choice, an overlap a sign the job runs too long.
+                emit = log.info if skipped_for_pause(record) else log.warning
+                emit(
                     "job_skipped",
                     job=spec.name,
                     run_id=record.run_id,

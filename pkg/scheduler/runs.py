@@ -92,6 +92,14 @@ def paused_reason(reason: str | None) -> str:
     return f"paused: {reason}" if reason else "paused"
 
 
+def skipped_for_pause(record: RunRecord) -> bool:
+    """Whether a run was skipped because its job is paused (an operator's choice, not a fault)."""
+    message = record.error.message if record.error is not None else ""
+    return record.status is RunStatus.SKIPPED and (
+        message == "paused" or message.startswith("paused: ")
+    )
+
+
 def overlap_reason(worker_id: str) -> str:
     return f"{OVERLAP_SKIP_REASON} (on worker {worker_id})"
 

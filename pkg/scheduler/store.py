@@ -45,6 +45,7 @@ from financial.pkg.scheduler.runs import (
     honours_pause,
     overlap_reason,
     paused_reason,
+    skipped_for_pause,
 )
 
 __all__ = [
@@ -63,6 +64,7 @@ __all__ = [
     "honours_pause",
     "overlap_reason",
     "paused_reason",
+    "skipped_for_pause",
 ]
 
 
