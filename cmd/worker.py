@@ -27,6 +27,7 @@ from financial.configs import Settings
 from financial.pkg.database.embedded import start_embedded_async
 from financial.pkg.database.migrator import migrate
 from financial.pkg.database.pool import DatabaseUnavailable, create_pool
+from financial.pkg.database.run_store import PostgresRunStore
 from financial.pkg.jobs.model import RunStatus
 from financial.pkg.messaging.publisher import BrokerUnavailable
 from financial.pkg.observability.systemd import SystemdNotifier
@@ -34,7 +35,7 @@ from financial.pkg.observability.tracing import Telemetry, setup_tracing, with_t
 from financial.pkg.scheduler.clock import SystemClock
 from financial.pkg.scheduler.registry import JobRegistry, JobSpec
 from financial.pkg.scheduler.scheduler import Scheduler, SchedulerConfig
-from financial.pkg.scheduler.store import MemoryRunStore, RunStore
+from financial.pkg.scheduler.store import DEFAULT_LEASE, RunStore
 
 log = structlog.get_logger("financial.worker")
 
@@ -64,6 +65,7 @@ def scheduler_config(
         max_concurrent_jobs=settings.worker_max_concurrent_jobs,
         shutdown_timeout=timedelta(seconds=settings.worker_shutdown_timeout_seconds),
         heartbeat_interval=heartbeat,
+        history_retention=timedelta(days=settings.worker_history_retention_days),
     )
 
 
@@ -195,8 +197,15 @@ async def open_broker(settings: Settings, clients: Clients, stack: AsyncExitStac
         log.warning("broker_unavailable", error=str(exc))
 
 
+# How long a run stays claimed without a renewal: a replica that dies leaves its runs to be
+# marked `abandoned` about this long afterwards, and a replica cut off from the database stops
+# its runs a little before this passes.
+RUN_LEASE = DEFAULT_LEASE
+
+
 async def open_store(settings: Settings, clients: Clients, stack: AsyncExitStack) -> RunStore:
-    store = MemoryRunStore()
+    """The PostgreSQL run store on the worker's pool, shared by every replica on the database."""
+    store = PostgresRunStore(clients.db.pool, lease=RUN_LEASE)
     stack.push_async_callback(store.close)
     return store
 
@@ -268,7 +277,10 @@ async def run_once(settings: Settings, spec: JobSpec, clients: Clients) -> int:
             on_final_failure=dead_letter(clients.db),
         )
         signals.subscribe(scheduler.stop, scheduler.abort)
-        record = await scheduler.run_now(spec)
+        try:
+            record = await scheduler.run_now(spec)
+        finally:
+            await scheduler.close()
     status = record.status if record is not None else RunStatus.SKIPPED
     detail = f" ({record.error.type}: {record.error.message})" if record and record.error else ""
     print(f"{spec.name}: {status.value}{detail}")
