@@ -60,20 +60,25 @@ class PostgresRunStore(RunStore):
         self.lease = lease
         self._retry_for_s = retry_for.total_seconds()
 
-    async def _call(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+    async def _call(
+        self, what: str, call: Callable[[], Awaitable[T]], budget_s: float | None = None
+    ) -> T:
+        budget_s = self._retry_for_s if budget_s is None else budget_s
         try:
-            return await retrying(call, budget_s=self._retry_for_s, what=what)
+            return await retrying(call, budget_s=budget_s, what=what)
         except Exception as exc:
             if is_transient(exc):
                 raise RunStoreUnavailable(
                     f"run store {what}: PostgreSQL did not answer within "
-                    f"{self._retry_for_s:g} s: {type(exc).__name__}: {exc}"
+                    f"{budget_s:g} s: {type(exc).__name__}: {exc}"
                 ) from exc
             raise
 
-    async def _fetch(self, what: str, *args: object) -> list[asyncpg.Record]:
+    async def _fetch(
+        self, what: str, *args: object, budget_s: float | None = None
+    ) -> list[asyncpg.Record]:
         query = QUERIES[what]
-        return await self._call(what, lambda: self._pool.fetch(query, *args))
+        return await self._call(what, lambda: self._pool.fetch(query, *args), budget_s)
 
     async def claim(
         self,
@@ -111,7 +116,10 @@ class PostgresRunStore(RunStore):
         if not held:
             return set()
         ids = [uuid.UUID(run_id) for run_id in held]
-        rows = await self._fetch("renew", ids, list(held.values()), self.lease)
+        # Renewals come every third of the lease: one that cannot get through soon gives way to
+        # the next, rather than hold on to a lease estimate that grows stale while it retries.
+        budget_s = min(self._retry_for_s, self.lease.total_seconds() / 6)
+        rows = await self._fetch("renew", ids, list(held.values()), self.lease, budget_s=budget_s)
         return {str(row["run_id"]) for row in rows}
 
     async def finish(

@@ -67,7 +67,13 @@ def backoff_delays(budget_s: float) -> list[float]:
     return delays
 
 
-async def retrying(call: Callable[[], Awaitable[T]], *, budget_s: float, what: str) -> T:
+async def retrying(
+    call: Callable[[], Awaitable[T]],
+    *,
+    budget_s: float,
+    what: str,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> T:
     """Await `call()`; on a transient error wait and try again, for about `budget_s` at most.
 
     The last error propagates when the budget is spent; a non-transient one at once.
@@ -87,5 +93,5 @@ async def retrying(call: Callable[[], Awaitable[T]], *, budget_s: float, what: s
                     retry_for_s=budget_s,
                 )
             # Spread the tries of many callers so they do not hit a restarting server together.
-            await asyncio.sleep(delay * (0.8 + 0.4 * random.random()))
+            await sleep(delay * (0.8 + 0.4 * random.random()))
     raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises

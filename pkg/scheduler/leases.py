@@ -53,7 +53,6 @@ class LeaseKeeper:
         self._next_renewal: datetime | None = None
         self._renewing: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
-        self._stopped = False
 
     @property
     def held(self) -> int:
@@ -79,14 +78,10 @@ class LeaseKeeper:
         if self._held.pop(task, None) is not None and not self._held:
             self._next_renewal = None
 
-    def stop(self) -> None:
-        self._stopped = True
-        self._wake.set()
-
     async def run(self) -> None:
-        """Renew and watch leases until `stop()`."""
+        """Renew and watch leases until cancelled."""
         try:
-            while not self._stopped:
+            while True:
                 now = self._clock.now()
                 self._expire(now)
                 due = self._next_renewal

@@ -194,13 +194,11 @@ class Scheduler:
 
     async def close(self) -> None:
         """Stop the lease keeper and housekeeping (the drain does it; `run_now` callers too)."""
-        self.runner.leases.stop()
-        for task in (self._housekeeping, self._keeper):
-            if task is not None and not task.done():
-                if task is self._housekeeping:
-                    task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+        background = [task for task in (self._housekeeping, self._keeper) if task is not None]
         self._keeper = self._housekeeping = None
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
 
     async def run_now(self, spec: JobSpec) -> RunRecord | None:
         """Run a job once now, through the whole chain (trigger `manual`)."""
