@@ -146,13 +146,15 @@ RETURNING r.run_id, r.job, r.scheduled_at, r.attempt, r.trigger, r.status, r.wor
           r.fence, r.lease_expires_at;
 
 -- name: prune
--- $1 age, $2 batch size: final rows only, oldest first, a bounded batch per statement.
+-- $1 age, $2 batch size: final rows only, oldest first, a bounded batch per statement. Replicas
+-- pruning at the same moment take different rows instead of waiting for each other's.
 DELETE FROM job_runs
 WHERE run_id IN (
     SELECT run_id FROM job_runs
     WHERE created_at < now() - $1::interval AND status NOT IN ('pending', 'running')
     ORDER BY created_at
     LIMIT $2
+    FOR UPDATE SKIP LOCKED
 );
 
 -- name: pause
