@@ -30,7 +30,7 @@ from benchmarks.common import (
 )
 from financial.pkg.jobs import FunctionJob, JobContext, cron_job
 from financial.pkg.observability.tracing import setup_tracing, with_tracing
-from financial.pkg.scheduler.clock import SystemClock
+from financial.pkg.scheduler.clock import Clock, SystemClock
 from financial.pkg.scheduler.registry import JobRegistry
 from financial.pkg.scheduler.scheduler import Scheduler, SchedulerConfig
 from financial.pkg.scheduler.store import RunStore
@@ -42,13 +42,14 @@ HEARTBEAT = timedelta(seconds=5)
 Start = tuple[str, float, float]
 
 
-def memory_store() -> RunStore:
-    """The in-memory run store, wherever this revision keeps it."""
+def memory_store(clock: Clock | None = None) -> RunStore:
+    """The in-memory run store (on `clock` when given), wherever this revision keeps it."""
     try:
         module = importlib.import_module("financial.pkg.scheduler.memory_store")
     except ImportError:
         module = importlib.import_module("financial.pkg.scheduler.store")
-    return cast(RunStore, module.MemoryRunStore())
+    store = module.MemoryRunStore() if clock is None else module.MemoryRunStore(clock)
+    return cast(RunStore, store)
 
 
 def build_scheduler(
