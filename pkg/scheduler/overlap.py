@@ -19,6 +19,7 @@ import structlog
 
 from financial.pkg.jobs.model import Overlap, RunStatus
 from financial.pkg.scheduler.clock import Clock
+from financial.pkg.scheduler.records import STOPPING_REASON
 from financial.pkg.scheduler.registry import JobSpec
 from financial.pkg.scheduler.store import OVERLAP_REPLACED_REASON, RunRecord, RunStore
 
@@ -87,7 +88,7 @@ class OverlapGate:
         try:
             while state.active or await self._busy_elsewhere(spec, record):
                 if self._stopping.is_set():
-                    return RunStatus.MISSED, "worker stopping before the run could start"
+                    return RunStatus.MISSED, STOPPING_REASON
                 now = self._clock.now()
                 if now >= start_by:
                     return (

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -25,6 +26,7 @@ log = structlog.get_logger("financial.scheduler")
 # Ticks that could not be claimed while the store was away, kept to be recorded `missed` once it
 # answers; past this many the oldest are dropped (each was logged `tick_not_recorded`).
 UNRECORDED_LIMIT = 1000
+STOPPING_REASON = "worker stopping before the run could start"
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,13 +39,18 @@ class UnrecordedTick:
 
 
 class RunNotStarted(Exception):
-    """The run could not be marked running; `lost` when another worker ended it first."""
+    """The run was not started: `lost` when another worker ended it first (nothing to write),
+    else to be recorded with `status`. Only a run the store failed to mark is tried again."""
 
     def __init__(self, message: str, *, record: RunRecord, status: RunStatus, lost: bool) -> None:
         super().__init__(message)
         self.record = record
         self.status = status
         self.lost = lost
+
+    @property
+    def retry(self) -> bool:
+        return not self.lost and self.status is RunStatus.FAILED
 
 
 class RunRecords:
@@ -94,10 +101,16 @@ class RunRecords:
             self.leases.hold(task, record, asked)
         return record
 
-    async def mark_started(self, trace_id: str | None) -> None:
-        """Mark the current task's run `running`; RunNotStarted when it must not go on."""
+    async def mark_started(self, trace_id: str | None, halted: Callable[[], bool]) -> None:
+        """Mark the current task's run `running`; RunNotStarted when it must not go on.
+
+        `halted` is asked before and after the store call: a worker asked to stop in between
+        does not start the job.
+        """
         task = current_task()
         record = self._held[task]
+        if halted():
+            raise RunNotStarted(STOPPING_REASON, record=record, status=RunStatus.MISSED, lost=False)
         try:
             now = await self._store.start(record.run_id, fence=record.fence, trace_id=trace_id)
         except Exception as exc:
@@ -115,6 +128,8 @@ class RunRecords:
                 lost=True,
             )
         self._held[task] = now
+        if halted():
+            raise RunNotStarted(STOPPING_REASON, record=now, status=RunStatus.MISSED, lost=False)
 
     async def finish(
         self, record: RunRecord, status: RunStatus, error: RunError | None

@@ -28,7 +28,13 @@ from financial.pkg.scheduler.chain import Outcome, Step, Wrapper, compose, defau
 from financial.pkg.scheduler.clock import Clock
 from financial.pkg.scheduler.leases import LeaseKeeper
 from financial.pkg.scheduler.overlap import OverlapGate
-from financial.pkg.scheduler.records import RunNotStarted, RunRecords, UnrecordedTick, current_task
+from financial.pkg.scheduler.records import (
+    STOPPING_REASON,
+    RunNotStarted,
+    RunRecords,
+    UnrecordedTick,
+    current_task,
+)
 from financial.pkg.scheduler.registry import JobSpec
 from financial.pkg.scheduler.slots import OrderedSlots
 from financial.pkg.scheduler.store import RunError, RunRecord, RunStore, skipped_for_pause
@@ -77,6 +83,9 @@ class TickRunner:
         self._steps: dict[str, Step] = {}
         self._cancel_reasons: dict[asyncio.Task[object], str] = {}
         self._lost: dict[asyncio.Task[object], str] = {}
+        # Set the moment the worker is asked to stop, before the drain sets `stopping`: a run
+        # claimed just before then is recorded `missed` rather than started.
+        self._halted = False
         self.overlap = OverlapGate(
             store=store, clock=clock, stopping=stopping, cancel=self.cancel, poll=overlap_poll
         )
@@ -142,6 +151,8 @@ class TickRunner:
         )
         state = self.overlap.state(spec.name)
         try:
+            if self._halted:
+                return await self._finish_unstarted(record, RunStatus.MISSED, STOPPING_REASON)
             if asked <= start_by < self._clock.now():
                 reason = "the run store answered after the start deadline"
                 return await self._finish_unstarted(record, RunStatus.MISSED, reason)
@@ -172,6 +183,10 @@ class TickRunner:
         finally:
             self._records.release(current_task())
 
+    def halt(self) -> None:
+        """The worker is stopping: no claimed run starts from now on."""
+        self._halted = True
+
     def cancel(self, task: asyncio.Task[object], reason: str) -> None:
         """Cancel a run; it is recorded `interrupted` with `reason`."""
         self._cancel_reasons.setdefault(task, reason)
@@ -182,7 +197,7 @@ class TickRunner:
         self.overlap.wake_all()
 
     async def _mark_started(self, ctx: JobContext, trace_id: str | None) -> None:
-        await self._records.mark_started(trace_id)
+        await self._records.mark_started(trace_id, halted=lambda: self._halted)
 
     def _lease_lost(self, task: asyncio.Task[object], reason: str) -> None:
         self._lost[task] = reason
@@ -202,7 +217,7 @@ class TickRunner:
         while True:
             if not await self._slots.acquire(record.scheduled_at, start_by):
                 reason = (
-                    "worker stopping before the run could start"
+                    STOPPING_REASON
                     if self._stopping.is_set()
                     else f"no free slot before the start deadline {start_by.isoformat()}"
                 )
@@ -214,8 +229,8 @@ class TickRunner:
             if outcome.status is RunStatus.SUCCEEDED:
                 await self._hook(spec, "on_success", ctx)
                 return record
-            if isinstance(outcome.error, RunNotStarted) and outcome.error.lost:
-                return record  # another worker ended it: no retry, no hooks of ours
+            if isinstance(outcome.error, RunNotStarted) and not outcome.error.retry:
+                return record  # lost to another worker, or the worker is stopping
             retry_at = self._retry_at(spec, record.attempt - first + 1, next_tick)
             if retry_at is None:
                 break
@@ -237,7 +252,7 @@ class TickRunner:
         return record
 
     def _retry_at(self, spec: JobSpec, retry: int, next_tick: datetime | None) -> datetime | None:
-        if self._stopping.is_set():
+        if self._stopping.is_set() or self._halted:
             return None
         delay = spec.options.retry.delay_before(retry)
         if delay is None:
@@ -280,9 +295,12 @@ class TickRunner:
             cause = RunError("Interrupted", reason)
             await self._records.finish(record, RunStatus.INTERRUPTED, cause)
             raise
-        if isinstance(outcome.error, RunNotStarted) and outcome.error.lost:
-            log.warning("job_lease_lost", reason=str(outcome.error))
-            return outcome.error.record, outcome, ctx
+        if isinstance(outcome.error, RunNotStarted):
+            if outcome.error.lost:
+                log.warning("job_lease_lost", reason=str(outcome.error))
+                return outcome.error.record, outcome, ctx
+            reason = str(outcome.error)
+            return await self._finish_unstarted(record, outcome.status, reason), outcome, ctx
         error = RunError.of(outcome.error) if outcome.error is not None else None
         record = await self._records.finish(record, outcome.status, error)
         return record, outcome, ctx

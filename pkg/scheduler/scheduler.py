@@ -161,6 +161,7 @@ class Scheduler:
     def stop(self) -> None:
         """Stop claiming ticks. Safe to call from a signal handler, more than once."""
         self._stop.set()
+        self.runner.halt()
         self._wake.set()
 
     def abort(self) -> None:

@@ -1,13 +1,18 @@
-"""The scheduler while its run store is away: it keeps running, and no tick is lost silently."""
+"""The scheduler while its run store is slow or away: it keeps running, no tick is lost
+silently, and a worker asked to stop starts nothing it claimed."""
 
 from __future__ import annotations
 
+import asyncio
+
+import pytest
 from structlog.testing import capture_logs
 
-from financial.pkg.jobs.model import RunStatus
+from financial.pkg.jobs.model import RunStatus, Trigger
 from financial.pkg.scheduler.clock import FakeClock
+from financial.pkg.scheduler.store import MemoryRunStore, RunRecord
 from tests.unit.replicas import Journal, Link, shared_store
-from tests.unit.scheduling import Harness, job_of
+from tests.unit.scheduling import Harness, Recorder, job_of
 
 S = RunStatus
 
@@ -94,3 +99,45 @@ async def test_a_run_that_cannot_renew_its_lease_is_cancelled_before_it_lapses(
     events = [e["event"] for e in logs]
     assert "lease_renewal_failed" in events
     assert events.index("lease_lost") < events.index("job_lease_lost")
+
+
+class SlowStore(MemoryRunStore):
+    """A store whose claims or starts wait at a gate the test opens: a slow round trip."""
+
+    def __init__(self, clock: FakeClock, slow: str) -> None:
+        super().__init__(clock)
+        self.slow = slow
+        self.waiting = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def _pass(self, call: str) -> None:
+        if call == self.slow:
+            self.waiting.set()
+            await self.gate.wait()
+
+    async def claim(self, *args: object, **kwargs: object) -> RunRecord | None:
+        await self._pass("claim")
+        return await super().claim(*args, **kwargs)  # type: ignore[arg-type]
+
+    async def start(self, run_id: str, *, fence: int, trace_id: str | None = None) -> RunRecord:
+        await self._pass("start")
+        return await super().start(run_id, fence=fence, trace_id=trace_id)
+
+
+@pytest.mark.parametrize("slow", ["claim", "start"])
+async def test_a_run_claimed_as_the_worker_is_asked_to_stop_is_missed_not_started(
+    clock: FakeClock, slow: str
+) -> None:
+    store = SlowStore(clock, slow)
+    body = Recorder(clock)
+    h = Harness(job_of("*/10 * * * * *", body), clock=clock, store=store)
+    async with h:
+        await h.advance_to(10)
+        await store.waiting.wait()
+        h.scheduler.stop()  # the signal handler's call, while the round trip is under way
+        store.gate.set()
+        await clock.settle()
+        [run] = await h.history()
+    assert body.starts == []
+    assert (run.status, run.trigger) == (RunStatus.MISSED, Trigger.SCHEDULE)
+    assert run.error is not None and "stopping" in run.error.message
