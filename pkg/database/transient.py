@@ -36,6 +36,10 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.TooManyConnectionsError,
     # 40001 / 40P01: a serialization failure or a deadlock; the transaction can be tried again.
     asyncpg.TransactionRollbackError,
+    # A pooled connection whose backend was terminated while idle can fail its next call with
+    # "cannot switch to state N; another operation is in progress" (MagicStack/asyncpg#1069):
+    # the pool drops that connection, and the next try gets a fresh one.
+    asyncpg.InternalClientError,
 )
 
 # asyncpg's InterfaceError also covers misuse of the driver; only these messages mean that the

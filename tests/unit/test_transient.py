@@ -21,6 +21,9 @@ from financial.pkg.database.transient import backoff_delays, is_transient, retry
         asyncpg.TooManyConnectionsError("sorry, too many clients already"),
         asyncpg.SerializationError("could not serialize access"),
         asyncpg.InterfaceError("cannot call Connection.fetch(): connection is closed"),
+        asyncpg.InternalClientError(
+            "cannot switch to state 11; another operation (2) is in progress"
+        ),
     ],
 )
 def test_connection_level_errors_are_transient(exc: BaseException) -> None:
