@@ -18,6 +18,7 @@ from financial.configs import Settings, SettingsError, load_settings
 from financial.pkg.database.embedded import EmbeddedPostgresError
 from financial.pkg.database.migrator import MigrationError
 from financial.pkg.database.pool import DatabaseUnavailable
+from financial.pkg.health import HealthServerError
 from financial.pkg.jobs.model import RunStatus
 from financial.pkg.observability.logging import configure_logging
 from financial.pkg.scheduler.registry import JobSpec, UnknownJobError
@@ -103,7 +104,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
-    return asyncio.run(worker.serve(settings))
+    try:
+        return asyncio.run(worker.serve(settings))
+    except HealthServerError as exc:
+        # Not EX_CONFIG: a port still held by the previous instance frees itself on a restart.
+        print(f"financial: {exc}", file=sys.stderr)
+        return EX_FAILED
 
 
 def _report_logging(settings: Settings) -> None:

@@ -98,6 +98,7 @@ class Maintenance:
                 return
 
     def _abandoned(self, record: RunRecord) -> None:
+        self._runner.notify_unstarted(record)
         log.warning(
             "run_abandoned",
             job=record.job,

@@ -72,6 +72,7 @@ class TickRunner:
         stopping: asyncio.Event,
         wrappers: Sequence[Wrapper] = (),
         on_final_failure: FailureHandler | None = None,
+        on_unstarted: Callable[[RunRecord], None] | None = None,
         overlap_poll: timedelta = OVERLAP_POLL,
     ) -> None:
         self._clock = clock
@@ -80,6 +81,7 @@ class TickRunner:
         self._chain = default_chain(self._mark_started, clock, wrappers)
         self._stopping = stopping
         self._on_final_failure = on_final_failure
+        self._on_unstarted = on_unstarted
         self._steps: dict[str, Step] = {}
         self._cancel_reasons: dict[asyncio.Task[object], str] = {}
         self._lost: dict[asyncio.Task[object], str] = {}
@@ -102,6 +104,12 @@ class TickRunner:
     async def flush_unrecorded(self) -> int:
         """Record `missed` the ticks the store could not take when they were due."""
         return await self._records.flush_unrecorded()
+
+    def notify_unstarted(self, record: RunRecord) -> None:
+        """Tell the `on_unstarted` hook (metrics) of a run that ended with no attempt here:
+        skipped, missed, or abandoned by a replica that died with its own counts."""
+        if self._on_unstarted is not None:
+            self._on_unstarted(record)
 
     # -- entry points -------------------------------------------------------------------------
 
@@ -142,6 +150,8 @@ class TickRunner:
                     scheduled_at=scheduled_at.isoformat(),
                     reason=record.error.message,
                 )
+            if record is not None:
+                self.notify_unstarted(record)
             return record
         structlog.contextvars.bind_contextvars(
             job=spec.name,
@@ -299,8 +309,10 @@ class TickRunner:
             if outcome.error.lost:
                 log.warning("job_lease_lost", reason=str(outcome.error))
                 return outcome.error.record, outcome, ctx
+            # The chain's wrappers (metrics) saw this attempt already: no second notice.
             reason = str(outcome.error)
-            return await self._finish_unstarted(record, outcome.status, reason), outcome, ctx
+            finished = await self._finish_unstarted(record, outcome.status, reason, notify=False)
+            return finished, outcome, ctx
         error = RunError.of(outcome.error) if outcome.error is not None else None
         record = await self._records.finish(record, outcome.status, error)
         return record, outcome, ctx
@@ -312,7 +324,7 @@ class TickRunner:
         return step
 
     async def _finish_unstarted(
-        self, record: RunRecord, status: RunStatus, reason: str
+        self, record: RunRecord, status: RunStatus, reason: str, *, notify: bool = True
     ) -> RunRecord:
         log.warning(
             f"job_{status.value}",
@@ -321,7 +333,10 @@ class TickRunner:
             scheduled_at=record.scheduled_at.isoformat(),
             reason=reason,
         )
-        return await self._records.finish(record, status, RunError(status.value, reason))
+        finished = await self._records.finish(record, status, RunError(status.value, reason))
+        if notify:
+            self.notify_unstarted(finished)
+        return finished
 
     async def _final_failure(
         self, spec: JobSpec, record: RunRecord, outcome: Outcome, ctx: JobContext, attempts: int

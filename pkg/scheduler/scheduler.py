@@ -80,6 +80,7 @@ class Scheduler:
         wrappers: Sequence[Wrapper] = (),
         on_final_failure: FailureHandler | None = None,
         on_heartbeat: Callable[[datetime], None] | None = None,
+        on_unstarted: Callable[[RunRecord], None] | None = None,
     ) -> None:
         self._specs = [spec for spec in jobs if spec.options.enabled]
         self._clock = clock
@@ -97,6 +98,7 @@ class Scheduler:
             stopping=self.stopping,
             wrappers=wrappers,
             on_final_failure=on_final_failure,
+            on_unstarted=on_unstarted,
         )
         self.maintenance = Maintenance(
             store=store,

@@ -21,7 +21,6 @@ from typing import Any
 import asyncpg
 import pytest
 
-from financial.pkg.scheduler.store import DEFAULT_LEASE
 from tests.fixtures.replica_jobs import AUDIT_TABLE_DDL
 from tests.integration.conftest import PostgresService
 from tests.integration.worker_process import FINANCIAL, REPO, WorkerProcess
@@ -29,6 +28,8 @@ from tests.integration.worker_process import FINANCIAL, REPO, WorkerProcess
 pytestmark = pytest.mark.integration
 
 REPLICAS = 3
+# Short, so a killed replica's run is abandoned within the test's 30 s of ticks.
+LEASE_S = 10
 FINAL = ("succeeded", "failed", "timed_out", "skipped", "missed", "interrupted", "abandoned")
 
 
@@ -53,6 +54,7 @@ def start_replicas(
                     "WORKER_JOB_MODULES": "tests.fixtures.replica_jobs",
                     "WORKER_ID": f"replica-{n}",
                     "WORKER_SHUTDOWN_TIMEOUT_SECONDS": "5",
+                    "WORKER_RUN_LEASE_SECONDS": str(LEASE_S),
                 },
             )
         )
@@ -143,7 +145,7 @@ async def test_three_replicas_run_each_tick_once_and_a_killed_ones_run_is_abando
     victim_id = f"replica-{workers.index(victim)}"
     # The victim's run stays claimed until its lease lapses, then a survivor's sweep (every
     # 5 s) marks it abandoned.
-    deadline = time.monotonic() + DEFAULT_LEASE.total_seconds() + 20
+    deadline = time.monotonic() + LEASE_S + 20
     abandoned: list[asyncpg.Record] = []
     while time.monotonic() < deadline and not abandoned:
         await asyncio.sleep(0.5)

@@ -65,6 +65,7 @@ class Harness:
         self.registry = JobRegistry()
         self.registry.add_all(jobs)
         self.failures: list[FinalFailure] = []
+        self.unstarted: list[RunRecord] = []
         self.scheduler = Scheduler(
             self.registry,
             store=self.store,
@@ -74,6 +75,7 @@ class Harness:
             ),
             wrappers=wrappers,
             on_final_failure=self._on_failure,
+            on_unstarted=self.unstarted.append,
         )
         self._loop_task: asyncio.Task[None] | None = None
 

@@ -28,6 +28,10 @@ async def test_overlap_skip_records_the_tick_skipped(clock: FakeClock) -> None:
         (30, 1, S.SKIPPED),
         (40, 1, S.INTERRUPTED),  # still running when the harness shut down with no grace
     ]
+    assert [(r.scheduled_at, r.status) for r in h.unstarted] == [
+        (secs(20)[0], S.SKIPPED),
+        (secs(30)[0], S.SKIPPED),
+    ]
     skipped = (await h.history())[1]
     assert skipped.error is not None and "still running" in skipped.error.message
 
@@ -134,6 +138,7 @@ async def test_cap_records_missed_when_no_slot_frees_before_the_start_deadline(
     # At 65 s the long run (from 60 s) holds the only slot past short's deadline of 75 s.
     assert short.starts == secs(5)
     assert await h.statuses("short") == [(5, 1, S.SUCCEEDED), (65, 1, S.MISSED)]
+    assert [(r.job, r.status) for r in h.unstarted] == [("short", S.MISSED)]
     missed = (await h.history("short"))[1]
     assert missed.error is not None and "start deadline" in missed.error.message
 

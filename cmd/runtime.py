@@ -1,0 +1,252 @@
+"""The worker's clients and their lifecycles, shared by `worker`, `jobs run` and `migrate`.
+
+Each `open_*` registers its own cleanup on the caller's `AsyncExitStack`, so clients close in
+the reverse order of their start: scheduler, then RabbitMQ, then PostgreSQL, then telemetry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from datetime import timedelta
+from typing import Any
+
+import structlog
+
+from financial.cmd.wiring import Clients
+from financial.configs import Settings
+from financial.pkg.database.embedded import start_embedded_async
+from financial.pkg.database.migrator import applied_migrations, load_migrations, migrate
+from financial.pkg.database.pool import DatabaseUnavailable, create_pool
+from financial.pkg.database.run_store import PostgresRunStore
+from financial.pkg.health import WorkerHealth, database_ping, start_health_server
+from financial.pkg.messaging.publisher import BrokerUnavailable
+from financial.pkg.observability.metrics import Metrics, instrument_clients, setup_metrics
+from financial.pkg.observability.tracing import Telemetry, setup_tracing
+from financial.pkg.scheduler.clock import Clock
+from financial.pkg.scheduler.registry import JobRegistry
+from financial.pkg.scheduler.scheduler import SchedulerConfig
+from financial.pkg.scheduler.store import RunStore
+
+log = structlog.get_logger("financial.worker")
+
+# Waits between attempts to reach PostgreSQL at start, so a worker started before its database
+# (a reboot, a rollout) comes up on its own instead of restart-looping.
+CONNECT_BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0)
+
+
+# The loop beats at least this often (liveness), and faster when systemd's watchdog asks.
+HEARTBEAT_INTERVAL = timedelta(seconds=5)
+
+
+def scheduler_config(
+    settings: Settings, watchdog_interval: timedelta | None = None
+) -> SchedulerConfig:
+    heartbeat = HEARTBEAT_INTERVAL
+    if watchdog_interval is not None:
+        heartbeat = min(heartbeat, watchdog_interval)
+    return SchedulerConfig(
+        worker_id=settings.worker_id,
+        max_concurrent_jobs=settings.worker_max_concurrent_jobs,
+        shutdown_timeout=timedelta(seconds=settings.worker_shutdown_timeout_seconds),
+        heartbeat_interval=heartbeat,
+        history_retention=timedelta(days=settings.worker_history_retention_days),
+    )
+
+
+class Signals:
+    """SIGTERM/SIGINT: the first asks for a drain, the second forces it."""
+
+    def __init__(self) -> None:
+        self.stop = asyncio.Event()
+        self._on_stop: list[Callable[[], None]] = []
+        self._on_force: list[Callable[[], None]] = []
+        self._received = 0
+
+    def install(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._handle, sig)
+
+    def subscribe(self, on_stop: Callable[[], None], on_force: Callable[[], None]) -> None:
+        self._on_stop.append(on_stop)
+        self._on_force.append(on_force)
+        if self._received:
+            on_stop()
+        if self._received > 1:
+            on_force()
+
+    def _handle(self, sig: signal.Signals) -> None:
+        self._received += 1
+        if self._received == 1:
+            log.info("shutdown_requested", signal=sig.name)
+            self.stop.set()
+            callbacks = self._on_stop
+        else:
+            log.warning("shutdown_forced", signal=sig.name)
+            callbacks = self._on_force
+        for callback in callbacks:
+            callback()
+
+
+def _closing(
+    client: str, close: Callable[..., Awaitable[object]], *args: Any
+) -> Callable[[], Awaitable[None]]:
+    """A cleanup for the exit stack that logs `client_closed`, so the order is visible."""
+
+    async def run() -> None:
+        await close(*args)
+        log.info("client_closed", client=client)
+
+    return run
+
+
+def open_telemetry(settings: Settings, stack: AsyncExitStack) -> Telemetry:
+    """Tracing first on the stack, so its flush is the last thing shutdown does."""
+    telemetry = setup_tracing(
+        settings.otel_service_name,
+        endpoint=settings.otel_exporter_otlp_endpoint,
+        disabled=settings.otel_sdk_disabled,
+        instance_id=settings.worker_id,
+    )
+    stack.push_async_callback(_closing("telemetry", telemetry.shutdown))
+    return telemetry
+
+
+async def open_database(
+    settings: Settings,
+    clients: Clients,
+    stack: AsyncExitStack,
+    *,
+    retry_until: asyncio.Event | None,
+) -> bool:
+    """Start the embedded PostgreSQL when none is configured, open the pool, migrate.
+
+    With `retry_until`, an unreachable database is retried with back-off until it answers or
+    the event is set (then False); without it, DatabaseUnavailable propagates.
+    """
+    dsn = settings.database_dsn()
+    if dsn is None:
+        embedded = await start_embedded_async(settings.worker_data_dir / "postgres")
+        stack.push_async_callback(_closing("embedded_postgres", asyncio.to_thread, embedded.stop))
+        log.warning(
+            "embedded_database_started",
+            data_dir=str(embedded.data_dir),
+            reason="no DATABASE_URL or DB_HOST is set; for trying the worker out, not production",
+        )
+        dsn = embedded.dsn
+    attempt = 0
+    while True:
+        try:
+            pool = await create_pool(
+                dsn,
+                min_size=settings.db_pool_min_size,
+                max_size=settings.db_pool_max_size,
+                command_timeout_s=settings.db_command_timeout_seconds,
+                connect_timeout_s=settings.db_connect_timeout_seconds,
+                application_name=settings.service_name_worker,
+            )
+            break
+        except DatabaseUnavailable as exc:
+            if retry_until is None:
+                raise
+            delay_s = CONNECT_BACKOFF_S[min(attempt, len(CONNECT_BACKOFF_S) - 1)]
+            attempt += 1
+            log.warning("database_unavailable", error=str(exc), retry_in_s=delay_s)
+            try:
+                await asyncio.wait_for(retry_until.wait(), delay_s)
+            except TimeoutError:
+                continue
+            return False
+    clients.db.attach(pool)
+    stack.push_async_callback(_closing("postgres", clients.db.close))
+    if settings.worker_auto_migrate:
+        applied = await migrate(pool)
+        log.info("migrations_applied", applied=applied)
+    return True
+
+
+async def open_broker(settings: Settings, clients: Clients, stack: AsyncExitStack) -> None:
+    """Connect the publisher when RabbitMQ is configured; a broker that is down is not fatal."""
+    if clients.publisher is None:
+        log.warning(
+            "outbox_relay_disabled",
+            reason="RABBITMQ_URL is not set: events are kept in the outbox until it is",
+        )
+        return
+    stack.push_async_callback(_closing("rabbitmq", clients.publisher.close))
+    try:
+        await clients.publisher.connect()
+    except BrokerUnavailable as exc:
+        # Events wait in the outbox; the relay connects on its next pass once the broker is back.
+        log.warning("broker_unavailable", error=str(exc))
+
+
+async def open_store(settings: Settings, clients: Clients, stack: AsyncExitStack) -> RunStore:
+    """The PostgreSQL run store on the worker's pool, shared by every replica on the database."""
+    # A replica that dies leaves its runs to be marked `abandoned` about one lease later; one cut
+    # off from the database stops its runs a little before its lease passes.
+    lease = timedelta(seconds=settings.worker_run_lease_seconds)
+    store = PostgresRunStore(clients.db.pool, lease=lease)
+    stack.push_async_callback(store.close)
+    return store
+
+
+async def open_health(
+    settings: Settings,
+    registry: JobRegistry,
+    clients: Clients,
+    stack: AsyncExitStack,
+    *,
+    signals: Signals,
+    clock: Clock,
+    heartbeat: timedelta,
+) -> tuple[Metrics, WorkerHealth]:
+    """Metrics, client instrumentation and the health server, before the database is reached.
+
+    Started early so `/livez` answers and `/readyz` says why while PostgreSQL is awaited; closed
+    after the database, so the drain stays observable. HealthServerError when the port is taken.
+    """
+    metrics = setup_metrics(settings.otel_service_name, instance_id=settings.worker_id)
+    stack.push_async_callback(_closing("metrics", metrics.shutdown))
+    metrics.known_jobs(spec.name for spec in registry)
+    metrics.loop_lag.start()
+    stack.callback(instrument_clients())
+    health = WorkerHealth(registry, clock=clock, database_ping=database_ping(clients.db))
+    signals.subscribe(health.mark_draining, lambda: None)  # not ready from the first signal
+    address = settings.health_address
+    if address is not None:
+        server = await start_health_server(
+            *address,
+            health,
+            metrics=metrics,
+            stall_after=3 * heartbeat,
+            title=f"{settings.service_name_worker} · {settings.worker_id}",
+        )
+        stack.push_async_callback(_closing("health_server", server.close))
+        log.info("health_server_started", url=server.url)
+    return metrics, health
+
+
+# How often a worker that does not migrate by itself looks for the migrations to be applied.
+MIGRATION_POLL_S = 5.0
+
+
+async def wait_for_migrations(clients: Clients, stop: asyncio.Event) -> bool:
+    """With WORKER_AUTO_MIGRATE=false: wait until `financial migrate` (a Kubernetes Job, say)
+    has applied every migration this version ships; False when told to stop first."""
+    expected = {migration.version for migration in load_migrations()}
+    while True:
+        async with clients.db.pool.acquire() as conn:
+            applied = await applied_migrations(conn)
+        pending = sorted(expected - set(applied))
+        if not pending:
+            return True
+        log.warning("migrations_pending", pending=pending, hint="run `financial migrate`")
+        try:
+            await asyncio.wait_for(stop.wait(), MIGRATION_POLL_S)
+        except TimeoutError:
+            continue
+        return False
