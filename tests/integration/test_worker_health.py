@@ -71,3 +71,30 @@ def test_worker_serves_probes_metrics_and_the_status_page(
     closed = [e["client"] for e in worker.events if e["event"] == "client_closed"]
     # The health server outlives the database, so the drain stays observable to the probes.
     assert closed.index("postgres") < closed.index("health_server") < closed.index("telemetry")
+
+
+def test_without_auto_migrate_the_worker_waits_for_financial_migrate(
+    empty_database_dsn: str, open_tmp_path: Path
+) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {
+        "DATABASE_URL": empty_database_dsn,
+        "WORKER_JOB_MODULES": "tests.fixtures.worker_jobs",
+        "WORKER_HEALTH_ADDR": f"127.0.0.1:{port}",
+        "WORKER_AUTO_MIGRATE": "false",
+    }
+    worker = WorkerProcess("worker", cwd=open_tmp_path, env=env)
+    try:
+        pending = worker.wait_event("migrations_pending")
+        assert "0001" in pending["pending"]
+        assert wait_for(f"{base}/livez", 200)
+        assert "migrations" in wait_for(f"{base}/readyz", 503)
+        migrate = WorkerProcess("migrate", cwd=open_tmp_path, env=env)
+        assert migrate.wait_exit() == 0
+        worker.wait_event("worker_started", timeout_s=20)
+        wait_for(f"{base}/readyz", 200)
+        worker.signal(signal.SIGTERM)
+        assert worker.wait_exit() == 0
+    finally:
+        worker.kill()
