@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import tomllib
@@ -50,3 +51,16 @@ def test_pkg_never_imports_internal_and_internal_never_imports_cmd() -> None:
         if forbidden in path.read_text()
     ]
     assert offenders == []
+
+
+def test_every_setting_of_env_example_is_in_the_readme_table() -> None:
+    readme = (REPO / "README.md").read_text()
+    variable = re.compile(r"^#?\s*([A-Z][A-Z0-9_]+)=")
+    names = [
+        match[1]
+        for line in (REPO / ".env.example").read_text().splitlines()
+        if (match := variable.match(line)) and "__" not in match[1]
+    ]
+    missing = [name for name in names if f"`{name}`" not in readme]
+    assert names
+    assert missing == []
