@@ -33,6 +33,7 @@ from financial.pkg.messaging.publisher import (
 log = structlog.get_logger()
 
 MASK = "***"
+CHANNEL_RESTORE_POLL_S = 0.05
 
 
 def mask_url(url: str) -> str:
@@ -192,9 +193,7 @@ class RabbitPublisher(Publisher):
             # aio-pika's own timeout covers the confirm only; this one also covers waiting for a
             # channel that is being restored.
             async with asyncio.timeout(self._publish_timeout_s):
-                await exchange.publish(
-                    message, routing_key, mandatory=True, timeout=self._publish_timeout_s
-                )
+                await self._publish_when_channel_ready(exchange, message, routing_key)
         except aiormq.exceptions.PublishError as exc:
             delivery = exc.message.delivery if exc.message is not None else None
             reply = getattr(delivery, "reply_text", None) or "NO_ROUTE"
@@ -226,6 +225,23 @@ class RabbitPublisher(Publisher):
             raise fail(
                 PublishFailure.CONNECTION, f"RabbitMQ at {self.target} is unreachable: {cause}"
             ) from exc
+
+    async def _publish_when_channel_ready(
+        self, exchange: AbstractExchange, message: aio_pika.Message, routing_key: str
+    ) -> None:
+        while True:
+            try:
+                await exchange.publish(
+                    message, routing_key, mandatory=True, timeout=self._publish_timeout_s
+                )
+                return
+            except aiormq.exceptions.ChannelInvalidStateError:
+                # Just after a reconnect the connection is up while its channel is still being
+                # restored; nothing was sent, so waiting (inside the publish timeout) and trying
+                # again cannot duplicate the message.
+                if not self.connected:
+                    raise
+                await asyncio.sleep(CHANNEL_RESTORE_POLL_S)
 
     async def close(self) -> None:
         async with self._lock:
