@@ -16,7 +16,15 @@ from collections.abc import Callable, Coroutine
 from datetime import datetime
 from typing import Any
 
-from benchmarks.common import Result, Usage, lateness_summary, peak_rss_mb, sleep_until_epoch
+from benchmarks.common import (
+    Result,
+    Usage,
+    lateness_summary,
+    on_overrun,
+    overrun_result,
+    peak_rss_mb,
+    sleep_until_epoch,
+)
 from financial.pkg.scheduler.clock import SystemClock
 from financial.pkg.scheduler.schedule import Schedule, parse_schedule
 
@@ -61,6 +69,7 @@ async def lateness(jobs: int, duration_s: int, log_level: str) -> Result:
     first_tick = math.floor(time.time()) + 2
     last_tick = first_tick + duration_s - 1
     before = Usage.now()
+    on_overrun(lambda: overrun_result(starts, first_tick, last_tick, jobs, before))
     loop_task = asyncio.create_task(dispatch([(f"j{i}", schedule) for i in range(jobs)]))
     await sleep_until_epoch(last_tick + 0.5)
     stop.set()

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import math
+import os
 import resource
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +68,22 @@ def lateness_summary(
     }
 
 
+def overrun_result(
+    starts: Sequence[tuple[str, float, float]],
+    first_tick: int,
+    last_tick: int,
+    jobs: int,
+    before: Usage,
+) -> Result:
+    """The lateness figures of a run cut short: runs that had not started count as missed."""
+    after = Usage.now()
+    return {
+        **lateness_summary(list(starts), first_tick, last_tick, jobs),
+        "cpu_per_s": (after.cpu_s - before.cpu_s) / (after.wall_s - before.wall_s),
+        "rss_mb": peak_rss_mb(),
+    }
+
+
 @contextmanager
 def bench_logging(level: str, log_dir: Path) -> Iterator[Path]:
     """The production log setup (JSON, one line per event) writing to a real file.
@@ -80,6 +99,45 @@ def bench_logging(level: str, log_dir: Path) -> Iterator[Path]:
         yield path
     finally:
         stream.close()
+
+
+class Watchdog:
+    """Writes a partial result and ends the process when a scenario overruns its budget.
+
+    A scheduler that cannot keep up queues more work than it finishes, and its event loop may
+    never get round to stopping; this thread (it gets the GIL at the interpreter's switch
+    interval) writes what was measured so far, marked `overloaded`, and exits.
+    """
+
+    def __init__(self, budget_s: float, result_path: Path) -> None:
+        self._result_path = result_path
+        self._partial: Callable[[], Result] | None = None
+        self._timer = threading.Timer(budget_s, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def partial(self, provider: Callable[[], Result]) -> None:
+        """What to write if the budget runs out."""
+        self._partial = provider
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+    def _expire(self) -> None:
+        result: Result = {"overloaded": True}
+        if self._partial is not None:
+            result.update(self._partial())
+        self._result_path.write_text(json.dumps(result), encoding="utf-8")
+        os._exit(0)
+
+
+WATCHDOG: Watchdog | None = None
+
+
+def on_overrun(provider: Callable[[], Result]) -> None:
+    """Register what the watchdog writes if this scenario overruns (no-op without one)."""
+    if WATCHDOG is not None:
+        WATCHDOG.partial(provider)
 
 
 def count_lines(path: Path) -> int:

@@ -25,6 +25,8 @@ from benchmarks.common import (
     bench_logging,
     count_lines,
     lateness_summary,
+    on_overrun,
+    overrun_result,
     peak_rss_mb,
     sleep_until_epoch,
 )
@@ -100,6 +102,7 @@ async def lateness(jobs: int, duration_s: int, log_level: str) -> Result:
         first_tick = math.floor(time.time()) + 2  # the tick before it is a warm-up
         last_tick = first_tick + duration_s - 1
         before = Usage.now()
+        on_overrun(lambda: overrun_result(starts, first_tick, last_tick, jobs, before))
         loop_task = asyncio.create_task(scheduler.run())
         await sleep_until_epoch(last_tick + 0.5)
         await stop(scheduler, loop_task)

@@ -27,6 +27,8 @@ from benchmarks.common import (
     Usage,
     bench_logging,
     lateness_summary,
+    on_overrun,
+    overrun_result,
     peak_rss_mb,
     sleep_until_epoch,
 )
@@ -105,6 +107,7 @@ async def lateness(jobs: int, duration_s: int, log_level: str) -> Result:
         first_tick = math.floor(time.time()) + 2
         last_tick = first_tick + duration_s - 1
         before = Usage.now()
+        on_overrun(lambda: overrun_result(starts, first_tick, last_tick, jobs, before))
         scheduler.start()
         await sleep_until_epoch(last_tick + 0.5)
         await shut_down(scheduler)

@@ -94,6 +94,9 @@ def _lateness(rows: list[RowLike]) -> list[str]:
         if r is None:
             body.append(_failed(row, len(head), lead))
             continue
+        if r.get("overloaded"):
+            # The watchdog cut it short: runs not started by then count as missed.
+            lead[1] += " (fell behind; cut short)"
         body.append([
             *lead, _ms(r["p50_ms"]), _ms(r["p99_ms"]), _ms(r["max_ms"]), str(r["expected"]),
             str(r["observed"]), str(r["duplicates"]), _pct(r["cpu_per_s"]), f"{r['rss_mb']:.0f}",
