@@ -19,6 +19,7 @@ from typing import Any
 from benchmarks.common import (
     Result,
     Usage,
+    Wakeups,
     lateness_summary,
     on_overrun,
     overrun_result,
@@ -88,6 +89,12 @@ async def idle(jobs: int, duration_s: int, log_level: str) -> Result:
     """An idle event loop: the CPU a process uses doing nothing for `duration_s`."""
     await asyncio.sleep(0.5)
     before = Usage.now()
+    woke = Wakeups.count
     await asyncio.sleep(duration_s)
     after = Usage.now()
-    return {"cpu_s": after.cpu_s - before.cpu_s, "wall_s": after.wall_s - before.wall_s}
+    woke = Wakeups.count - woke
+    return {
+        "cpu_s": after.cpu_s - before.cpu_s,
+        "wall_s": after.wall_s - before.wall_s,
+        "wakeups": woke,
+    }

@@ -45,6 +45,8 @@ def main(argv: list[str]) -> int:
     """Run the scenario named in `argv` and write its result."""
     name, params_json, result_path = argv
     params: dict[str, Any] = json.loads(params_json)
+    if name.endswith(".idle"):
+        common.Wakeups.install()
     if name.endswith(".lateness"):
         common.WATCHDOG = common.Watchdog(params["duration_s"] + OVERRUN_S, Path(result_path))
     result = asyncio.run(_scenario(name)(**params))

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import resource
+import selectors
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -138,6 +139,33 @@ def on_overrun(provider: Callable[[], Result]) -> None:
     """Register what the watchdog writes if this scenario overruns (no-op without one)."""
     if WATCHDOG is not None:
         WATCHDOG.partial(provider)
+
+
+class Wakeups:
+    """Counts the event loop's blocking waits in its selector: each ends in a wake-up.
+
+    Installed on the selector class before the loop is made; `count` goes up by one per
+    `select()` that may block (a timeout other than 0), which is what an idle daemon should
+    hardly do (a poller does it often). Non-blocking polls between ready callbacks, such as
+    the clock's last stretch before a deadline, are not wake-ups and are not counted.
+    """
+
+    count = 0
+
+    @classmethod
+    def install(cls) -> None:
+        selector: Any = selectors.DefaultSelector
+        if getattr(selector.select, "_counted", False):
+            return
+        original = selector.select
+
+        def select(self: Any, timeout: float | None = None) -> Any:
+            if timeout is None or timeout > 0:
+                cls.count += 1
+            return original(self, timeout)
+
+        select._counted = True  # type: ignore[attr-defined]
+        selector.select = select
 
 
 def count_lines(path: Path) -> int:

@@ -22,6 +22,7 @@ from benchmarks.common import (
     Countdown,
     Result,
     Usage,
+    Wakeups,
     bench_logging,
     count_lines,
     lateness_summary,
@@ -126,10 +127,16 @@ async def idle(jobs: int, duration_s: int, log_level: str) -> Result:
         loop_task = asyncio.create_task(scheduler.run())
         await asyncio.sleep(0.5)  # start-up (the first fire time of each job) is not idling
         before = Usage.now()
+        woke = Wakeups.count
         await asyncio.sleep(duration_s)
         after = Usage.now()
+        woke = Wakeups.count - woke
         await stop(scheduler, loop_task)
-    return {"cpu_s": after.cpu_s - before.cpu_s, "wall_s": after.wall_s - before.wall_s}
+    return {
+        "cpu_s": after.cpu_s - before.cpu_s,
+        "wall_s": after.wall_s - before.wall_s,
+        "wakeups": woke,
+    }
 
 
 async def burst(runs: int, cap: int, work_s: float, log_level: str) -> Result:

@@ -25,6 +25,7 @@ from benchmarks.common import (
     Countdown,
     Result,
     Usage,
+    Wakeups,
     bench_logging,
     lateness_summary,
     on_overrun,
@@ -129,10 +130,16 @@ async def idle(jobs: int, duration_s: int, log_level: str) -> Result:
         scheduler.start()
         await asyncio.sleep(0.5)
         before = Usage.now()
+        woke = Wakeups.count
         await asyncio.sleep(duration_s)
         after = Usage.now()
+        woke = Wakeups.count - woke
         await shut_down(scheduler)
-    return {"cpu_s": after.cpu_s - before.cpu_s, "wall_s": after.wall_s - before.wall_s}
+    return {
+        "cpu_s": after.cpu_s - before.cpu_s,
+        "wall_s": after.wall_s - before.wall_s,
+        "wakeups": woke,
+    }
 
 
 async def burst(runs: int, cap: int, work_s: float, log_level: str) -> Result:
