@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
+from structlog.typing import FilteringBoundLogger
 
 from financial.pkg.jobs.context import JobContext
 from financial.pkg.jobs.job import call_hook
@@ -82,6 +83,7 @@ class TickRunner:
         self._stopping = stopping
         self._on_final_failure = on_final_failure
         self._on_unstarted = on_unstarted
+        self._bound_log: FilteringBoundLogger | None = None
         self._steps: dict[str, Step] = {}
         self._cancel_reasons: dict[asyncio.Task[object], str] = {}
         self._lost: dict[asyncio.Task[object], str] = {}
@@ -285,7 +287,7 @@ class TickRunner:
             attempt=record.attempt,
             deadline=started + spec.timeout,
             trigger=trigger,
-            log=log,
+            log=self._run_log(),
             stopping=self._stopping,
         )
         task = current_task()
@@ -316,6 +318,13 @@ class TickRunner:
         error = RunError.of(outcome.error) if outcome.error is not None else None
         record = await self._records.finish(record, outcome.status, error)
         return record, outcome, ctx
+
+    def _run_log(self) -> FilteringBoundLogger:
+        # One concrete logger for every run: the module's lazy proxy would build a new bound
+        # logger on every call. Bound at the first run, after the CLI configured logging.
+        if self._bound_log is None:
+            self._bound_log = structlog.get_logger("financial.scheduler").bind()
+        return self._bound_log
 
     def _step(self, spec: JobSpec) -> Step:
         step = self._steps.get(spec.name)

@@ -23,6 +23,7 @@ from financial.pkg.scheduler.clock import Clock
 from financial.pkg.scheduler.maintenance import Maintenance
 from financial.pkg.scheduler.registry import JobSpec
 from financial.pkg.scheduler.runner import FailureHandler, TickRunner
+from financial.pkg.scheduler.schedule import Schedule
 from financial.pkg.scheduler.slots import OrderedSlots
 from financial.pkg.scheduler.store import RunRecord, RunStore
 
@@ -283,9 +284,13 @@ class Scheduler:
                 )
 
     def _dispatch_due(self, now: datetime) -> None:
+        # Jobs on one schedule due at one tick share its successor: computed once per pass.
+        following: dict[tuple[Schedule, datetime], datetime] = {}
         while self._heap and self._heap[0][0] <= now:
             at, _, spec = heapq.heappop(self._heap)
-            next_tick = spec.schedule.next_after(at)
+            next_tick = following.get((spec.schedule, at))
+            if next_tick is None:
+                next_tick = following[spec.schedule, at] = spec.schedule.next_after(at)
             missed = 0
             while next_tick <= now and self._past_start(spec, at, next_tick, now):
                 # Late by more than the start deadline (the loop was blocked, the host slept).

@@ -185,8 +185,22 @@ class MemoryRunStore(RunStore):
         self.lease = lease
         self.shared = shared
         self._runs: dict[str, RunRecord] = {}
+        # Run ids not final yet, per job: a claim looks at these, never at the whole history.
+        self._open: dict[str, set[str]] = {}
         self._keys: set[tuple[str, datetime, int]] = set()
         self._paused: dict[str, str | None] = {}
+
+    def _put(self, record: RunRecord) -> RunRecord:
+        self._runs[record.run_id] = record
+        if record.status.is_final:
+            self._open.get(record.job, set()).discard(record.run_id)
+        else:
+            self._open.setdefault(record.job, set()).add(record.run_id)
+        return record
+
+    def _unfinished(self, job: str | None = None) -> list[RunRecord]:
+        jobs = [job] if job is not None else list(self._open)
+        return [self._runs[run_id] for name in jobs for run_id in self._open.get(name, ())]
 
     def _live(self, record: RunRecord, now: datetime) -> bool:
         return (
@@ -211,7 +225,7 @@ class MemoryRunStore(RunStore):
         self._keys.add(key)
         now = self._clock.now()
         others = sorted(
-            (r for r in self._runs.values() if r.job == job and self._live(r, now)),
+            (r for r in self._unfinished(job) if self._live(r, now)),
             key=lambda r: (r.scheduled_at, r.attempt),
         )
         error: RunError | None = None
@@ -233,7 +247,7 @@ class MemoryRunStore(RunStore):
             fence=1,
             lease_expires_at=None if error else now + self.lease,
         )
-        self._runs[record.run_id] = record
+        self._put(record)
         if error is None and overlap is Overlap.REPLACE:
             for other in others:
                 self._take_over(
@@ -250,8 +264,7 @@ class MemoryRunStore(RunStore):
             fence=record.fence + 1,
             lease_expires_at=None,
         )
-        self._runs[record.run_id] = record
-        return record
+        return self._put(record)
 
     def _get(self, run_id: str) -> RunRecord:
         try:
@@ -270,7 +283,7 @@ class MemoryRunStore(RunStore):
                 trace_id=trace_id,
                 lease_expires_at=now + self.lease,
             )
-            self._runs[run_id] = record
+            self._put(record)
         return record
 
     async def renew(self, held: Mapping[str, int]) -> set[str]:
@@ -280,7 +293,7 @@ class MemoryRunStore(RunStore):
             record = self._runs.get(run_id)
             if record is None or record.status.is_final or record.fence != fence:
                 continue
-            self._runs[run_id] = replace(record, lease_expires_at=now + self.lease)
+            self._put(replace(record, lease_expires_at=now + self.lease))
             renewed.add(run_id)
         return renewed
 
@@ -299,22 +312,19 @@ class MemoryRunStore(RunStore):
             error=error,
             lease_expires_at=None,
         )
-        self._runs[run_id] = record
-        return record
+        return self._put(record)
 
     async def live_runs(self, job: str) -> list[RunRecord]:
         now = self._clock.now()
-        return [r for r in self._runs.values() if r.job == job and self._live(r, now)]
+        return [r for r in self._unfinished(job) if self._live(r, now)]
 
     async def sweep_abandoned(self, *, limit: int = 100) -> list[RunRecord]:
         now = self._clock.now()
         expired = sorted(
             (
                 r
-                for r in self._runs.values()
-                if not r.status.is_final
-                and r.lease_expires_at is not None
-                and r.lease_expires_at <= now
+                for r in self._unfinished()
+                if r.lease_expires_at is not None and r.lease_expires_at <= now
             ),
             key=lambda r: r.lease_expires_at or now,
         )
