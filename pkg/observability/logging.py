@@ -129,8 +129,30 @@ def mask_processor(logger: WrappedLogger, method_name: str, event_dict: EventDic
     if event_dict.get("exc_info"):
         event_dict = structlog.processors.format_exc_info(logger, method_name, event_dict)
     for key, value in event_dict.items():
-        event_dict[key] = _mask_value(key, value)
+        if key not in _GENERATED_KEYS:
+            event_dict[key] = _mask_value(key, value)
     return event_dict
+
+
+# Values the worker itself produces on every run's lines (job names checked against
+# [a-z0-9_.-]+, uuids, ISO ticks, numbers): no credential can be in them, and skipping them keeps
+# the regexes off the hot path. `event` is not one: a stdlib record's message lands there.
+_GENERATED_KEYS = frozenset(
+    {
+        "job",
+        "run_id",
+        "scheduled_at",
+        "attempt",
+        "trigger",
+        "trace_id",
+        "span_id",
+        "duration_ms",
+        "level",
+        "log_level",
+        "logger",
+        "timestamp",
+    }
+)
 
 
 def _json_default(value: object) -> str:

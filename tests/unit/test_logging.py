@@ -353,3 +353,12 @@ def test_stdout_is_the_default_stream(capsys: pytest.CaptureFixture[str]) -> Non
 def test_bad_level_or_format_is_rejected(level: str, fmt: str) -> None:
     with pytest.raises(ValueError, match="expected one of"):
         configure_logging(level, fmt, io.StringIO())
+
+
+def test_a_secret_bound_under_a_run_key_that_could_hold_one_is_still_masked() -> None:
+    stream = configured("INFO")
+    # Only the worker's generated fields skip masking; a job's own fields never do.
+    structlog.get_logger().info("job_note", note=f"amqp://u:{SECRET}@mq/", job="outbox_relay")
+    assert SECRET not in stream.getvalue()
+    [line] = json_lines(stream)
+    assert line["job"] == "outbox_relay"
