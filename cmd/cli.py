@@ -13,7 +13,7 @@ from typing import TypedDict
 from zoneinfo import ZoneInfo
 
 from financial.cmd import history, worker
-from financial.cmd.wiring import ConfigError, build_clients
+from financial.cmd.wiring import Clients, ConfigError, build_clients
 from financial.configs import Settings, SettingsError, load_settings
 from financial.pkg.database.embedded import EmbeddedPostgresError
 from financial.pkg.database.migrator import MigrationError
@@ -202,31 +202,28 @@ def _job_row(spec: JobSpec, now: datetime, summary: JobSummary | None) -> JobRow
 
 def _jobs_run(args: argparse.Namespace, settings: Settings) -> int:
     clients = build_clients(settings)
-    registry = worker.registry_for(settings, clients)
-    try:
-        spec = registry.get(args.name)
-    except UnknownJobError as exc:
-        print(f"financial: {exc}", file=sys.stderr)
+    spec = _find_job(settings, args.name, clients)
+    if spec is None:
         return EX_USAGE
     try:
         return asyncio.run(worker.run_once(settings, spec, clients))
-    except (DatabaseUnavailable, EmbeddedPostgresError) as exc:
+    except STORE_ERRORS as exc:
         print(f"financial: {exc}", file=sys.stderr)
         return EX_FAILED
 
 
-def _known_job(settings: Settings, name: str) -> bool:
+def _find_job(settings: Settings, name: str, clients: Clients | None = None) -> JobSpec | None:
+    """The registered job `name`, or None after printing the known names."""
     try:
-        worker.registry_for(settings).get(name)
+        return worker.registry_for(settings, clients).get(name)
     except UnknownJobError as exc:
         print(f"financial: {exc}", file=sys.stderr)
-        return False
-    return True
+        return None
 
 
 def _jobs_pause(args: argparse.Namespace, settings: Settings) -> int:
     _report_logging(settings)
-    if not _known_job(settings, args.name):
+    if _find_job(settings, args.name) is None:
         return EX_USAGE
     try:
         asyncio.run(history.pause(settings, args.name, args.reason))
@@ -242,7 +239,7 @@ def _jobs_pause(args: argparse.Namespace, settings: Settings) -> int:
 
 def _jobs_resume(args: argparse.Namespace, settings: Settings) -> int:
     _report_logging(settings)
-    if not _known_job(settings, args.name):
+    if _find_job(settings, args.name) is None:
         return EX_USAGE
     try:
         resumed = asyncio.run(history.resume(settings, args.name))
@@ -277,7 +274,7 @@ def _jobs_history(args: argparse.Namespace, settings: Settings) -> int:
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     try:
         applied = asyncio.run(worker.run_migrations(settings))
-    except (DatabaseUnavailable, EmbeddedPostgresError, MigrationError) as exc:
+    except STORE_ERRORS as exc:
         print(f"financial: {exc}", file=sys.stderr)
         return EX_FAILED
     print(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import ModuleType
 from typing import Protocol
 
@@ -57,6 +57,11 @@ class JobSpec:
         if self.options.start_deadline is None:
             return DEFAULT_START_DEADLINE
         return self.options.start_deadline
+
+    def start_by(self, tick: datetime, next_tick: datetime | None) -> datetime:
+        """The start deadline of `tick`: `start_deadline` after it, never past the next tick."""
+        deadline = tick + self.start_deadline
+        return min(deadline, next_tick) if next_tick is not None else deadline
 
     @property
     def zone_name(self) -> str:

@@ -135,7 +135,7 @@ class TickRunner:
             spread = spec.options.jitter * random.random()
             await self._clock.sleep_until(scheduled_at + spread, self._stopping)
         if start_by is None:
-            start_by = _start_by(spec, scheduled_at, next_tick)
+            start_by = spec.start_by(scheduled_at, next_tick)
         asked = self._clock.now()
         task = current_task()
         record = await self._records.claim(
@@ -372,9 +372,3 @@ class TickRunner:
             await call_hook(spec.job, hook, *args)
         except Exception:
             log.exception("job_hook_failed", hook=hook)
-
-
-def _start_by(spec: JobSpec, scheduled_at: datetime, next_tick: datetime | None) -> datetime:
-    """The start deadline: `start_deadline` after the tick, and never past the next tick."""
-    start_by = scheduled_at + spec.start_deadline
-    return min(start_by, next_tick) if next_tick is not None else start_by

@@ -292,7 +292,7 @@ class Scheduler:
             if next_tick is None:
                 next_tick = following[spec.schedule, at] = spec.schedule.next_after(at)
             missed = 0
-            while next_tick <= now and self._past_start(spec, at, next_tick, now):
+            while next_tick <= now and now > spec.start_by(at, next_tick):
                 # Late by more than the start deadline (the loop was blocked, the host slept).
                 missed += 1
                 if missed <= MISSED_RECORD_LIMIT:
@@ -304,15 +304,11 @@ class Scheduler:
                 log.warning(
                     "ticks_missed", job=spec.name, count=missed, recorded=MISSED_RECORD_LIMIT
                 )
-            if self._past_start(spec, at, next_tick, now):
+            if now > spec.start_by(at, next_tick):
                 self._spawn(self.runner.record_missed(spec, at, "tick passed its start deadline"))
             else:
                 self._spawn(self.runner.run_tick(spec, at, Trigger.SCHEDULE, next_tick))
             self._push(spec, next_tick)
-
-    @staticmethod
-    def _past_start(spec: JobSpec, at: datetime, next_tick: datetime, now: datetime) -> bool:
-        return now > min(at + spec.start_deadline, next_tick)
 
     def _push(self, spec: JobSpec, at: datetime) -> None:
         heapq.heappush(self._heap, (at, next(self._seq), spec))
