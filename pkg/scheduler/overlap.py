@@ -19,7 +19,7 @@ import structlog
 
 from financial.pkg.jobs.model import Overlap, RunStatus
 from financial.pkg.scheduler.clock import Clock
-from financial.pkg.scheduler.records import STOPPING_REASON
+from financial.pkg.scheduler.records import STOPPING_REASON, current_task
 from financial.pkg.scheduler.registry import JobSpec
 from financial.pkg.scheduler.store import OVERLAP_REPLACED_REASON, RunRecord, RunStore
 
@@ -81,7 +81,7 @@ class OverlapGate:
                 return RunStatus.SKIPPED, "overlap: another tick is already queued"
         elif not await self._busy_elsewhere(spec, record):
             return None
-        task = _current_task()
+        task = current_task()
         if policy is Overlap.QUEUE:
             # A waiting tick whose start deadline is now hands its place to this one.
             state.queued, state.queued_until = task, start_by
@@ -121,10 +121,3 @@ class OverlapGate:
             and (r.status is RunStatus.RUNNING or r.scheduled_at < record.scheduled_at)
             for r in live
         )
-
-
-def _current_task() -> asyncio.Task[object]:
-    task = asyncio.current_task()
-    if task is None:  # pragma: no cover - run_tick always runs in a task
-        raise RuntimeError("a tick must run inside an asyncio task")
-    return task
