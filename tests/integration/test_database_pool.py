@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from financial.pkg.database import DatabaseUnavailable, create_pool, describe_dsn, mask_dsn
-from tests.integration.conftest import free_port
+from tests.integration.services import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -24,7 +24,7 @@ from financial.pkg.scheduler.registry import JobRegistry
 from financial.pkg.scheduler.scheduler import Scheduler, SchedulerConfig
 from financial.pkg.scheduler.store import MemoryRunStore
 from tests.integration.amqp_consumer import consumer
-from tests.integration.conftest import RabbitBroker
+from tests.integration.services import RabbitBroker
 
 pytestmark = pytest.mark.integration
 

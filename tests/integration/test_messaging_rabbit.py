@@ -18,7 +18,7 @@ from financial.pkg.messaging import (
     connect,
 )
 from tests.contract.publisher_contract import Delivered, Inbox, PublisherContract, new_id
-from tests.integration.conftest import RabbitBroker, free_port
+from tests.integration.services import RabbitBroker, free_port
 
 pytestmark = pytest.mark.integration
 

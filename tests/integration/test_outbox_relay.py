@@ -14,7 +14,7 @@ import pytest
 
 from financial.pkg.messaging import MemoryPublisher, PublishFailure, RabbitPublisher, connect
 from financial.pkg.outbox import RelayResult, add, backlog, prune_sent, relay_once
-from tests.integration.conftest import RabbitBroker
+from tests.integration.services import RabbitBroker
 from tests.integration.test_messaging_rabbit import bound_inbox
 
 pytestmark = pytest.mark.integration

@@ -22,7 +22,7 @@ import asyncpg
 import pytest
 
 from tests.fixtures.replica_jobs import AUDIT_TABLE_DDL
-from tests.integration.conftest import PostgresService
+from tests.integration.services import PostgresService
 from tests.integration.worker_process import FINANCIAL, REPO, WorkerProcess
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import free_port
+from tests.integration.services import free_port
 from tests.integration.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.integration
