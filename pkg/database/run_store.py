@@ -34,6 +34,7 @@ from financial.pkg.scheduler.store import (
     RunStore,
     RunStoreUnavailable,
     honours_pause,
+    require_final,
 )
 
 T = TypeVar("T")
@@ -125,8 +126,7 @@ class PostgresRunStore(RunStore):
     async def finish(
         self, run_id: str, status: RunStatus, *, fence: int, error: RunError | None = None
     ) -> RunRecord:
-        if not status.is_final:
-            raise ValueError(f"finish({run_id!r}) with status {status}: expected a final status")
+        require_final(run_id, status)
         rows = await self._fetch(
             "finish",
             uuid.UUID(run_id),

@@ -67,6 +67,25 @@ class ClaimRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class StartRequest:
+    """One claimed run to mark `running`, by the worker holding `fence`."""
+
+    run_id: str
+    fence: int
+    trace_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FinishRequest:
+    """One live run to give its final `status`, by the worker holding `fence`."""
+
+    run_id: str
+    status: RunStatus
+    fence: int
+    error: RunError | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class JobSummary:
     """What `financial jobs list` shows of a job's history: its last run, last success, pause."""
 
@@ -107,3 +126,9 @@ def overlap_reason(worker_id: str) -> str:
 def honours_pause(trigger: Trigger) -> bool:
     """Pause holds back every tick; a run an operator asks for by hand still runs."""
     return trigger is not Trigger.MANUAL
+
+
+def require_final(run_id: str, status: RunStatus) -> None:
+    """`finish` takes final statuses only."""
+    if not status.is_final:
+        raise ValueError(f"finish({run_id!r}) with status {status}: expected a final status")

@@ -19,6 +19,10 @@ run_store`; every replica). The semantics, which both keep:
   apply only while the fence they hold is the row's; a takeover (`sweep_abandoned`, a `replace`)
   raises it. A worker that lost its lease therefore cannot overwrite the row's final status.
 - A run's first final status is its only one: `finish` on a final row returns it unchanged.
+- `claim_many`, `start_many` and `finish_many` do for several runs what `claim`, `start` and
+  `finish` do for one, with the same semantics per run, answering in request order; a shared
+  store makes each batch one round trip. The scheduler sends the claims, starts and finishes of
+  runs due at the same instant through them.
 """
 
 from __future__ import annotations
@@ -37,14 +41,17 @@ from financial.pkg.scheduler.runs import (
     OVERLAP_REPLACED_REASON,
     OVERLAP_SKIP_REASON,
     ClaimRequest,
+    FinishRequest,
     JobSummary,
     RunError,
     RunNotFound,
     RunRecord,
     RunStoreUnavailable,
+    StartRequest,
     honours_pause,
     overlap_reason,
     paused_reason,
+    require_final,
     skipped_for_pause,
 )
 
@@ -54,6 +61,7 @@ __all__ = [
     "OVERLAP_REPLACED_REASON",
     "OVERLAP_SKIP_REASON",
     "ClaimRequest",
+    "FinishRequest",
     "JobSummary",
     "MemoryRunStore",
     "RunError",
@@ -61,9 +69,11 @@ __all__ = [
     "RunRecord",
     "RunStore",
     "RunStoreUnavailable",
+    "StartRequest",
     "honours_pause",
     "overlap_reason",
     "paused_reason",
+    "require_final",
     "skipped_for_pause",
 ]
 
@@ -93,7 +103,10 @@ class RunStore(ABC):
     async def claim_many(
         self, requests: Sequence[ClaimRequest], *, worker_id: str
     ) -> list[RunRecord | None]:
-        """Claim several ticks (runs due at the same instant), results in request order."""
+        """Claim several ticks (runs due at the same instant), results in request order.
+
+        Each request is decided as `claim` would decide it alone; requests for one job are
+        not expected in one batch."""
         return [
             await self.claim(
                 r.job,
@@ -114,6 +127,16 @@ class RunStore(ABC):
         has lost the run and must not execute it.
         """
 
+    async def start_many(self, requests: Sequence[StartRequest]) -> list[RunRecord | None]:
+        """`start` for several runs, results in request order; None for an unknown run id."""
+        results: list[RunRecord | None] = []
+        for r in requests:
+            try:
+                results.append(await self.start(r.run_id, fence=r.fence, trace_id=r.trace_id))
+            except RunNotFound:
+                results.append(None)
+        return results
+
     @abstractmethod
     async def renew(self, held: Mapping[str, int]) -> set[str]:
         """Renew the leases of live runs held as {run_id: fence}; returns the ids renewed.
@@ -129,6 +152,20 @@ class RunStore(ABC):
 
         Returns the row as it now is: a row that was final already keeps its first status.
         """
+
+    async def finish_many(self, requests: Sequence[FinishRequest]) -> list[RunRecord | None]:
+        """`finish` for several runs, results in request order; None for an unknown run id.
+
+        A status that is not final is refused (ValueError) before anything is written."""
+        for r in requests:
+            require_final(r.run_id, r.status)
+        results: list[RunRecord | None] = []
+        for r in requests:
+            try:
+                results.append(await self.finish(r.run_id, r.status, fence=r.fence, error=r.error))
+            except RunNotFound:
+                results.append(None)
+        return results
 
     @abstractmethod
     async def live_runs(self, job: str) -> list[RunRecord]:
@@ -300,8 +337,7 @@ class MemoryRunStore(RunStore):
     async def finish(
         self, run_id: str, status: RunStatus, *, fence: int, error: RunError | None = None
     ) -> RunRecord:
-        if not status.is_final:
-            raise ValueError(f"finish({run_id!r}) with status {status}: expected a final status")
+        require_final(run_id, status)
         record = self._get(run_id)
         if record.status.is_final or record.fence != fence:
             return record
