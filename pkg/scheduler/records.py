@@ -17,9 +17,18 @@ from datetime import datetime
 import structlog
 
 from financial.pkg.jobs.model import Overlap, RunStatus, Trigger
+from financial.pkg.scheduler.batch import Batcher
 from financial.pkg.scheduler.clock import Clock
 from financial.pkg.scheduler.leases import LeaseKeeper, LostHandler
-from financial.pkg.scheduler.store import RunError, RunRecord, RunStore
+from financial.pkg.scheduler.store import (
+    ClaimRequest,
+    FinishRequest,
+    RunError,
+    RunNotFound,
+    RunRecord,
+    RunStore,
+    StartRequest,
+)
 
 log = structlog.get_logger("financial.scheduler")
 
@@ -54,7 +63,11 @@ class RunNotStarted(Exception):
 
 
 class RunRecords:
-    """Claims, starts and finishes runs for the tasks of one worker, keeping their leases."""
+    """Claims, starts and finishes runs for the tasks of one worker, keeping their leases.
+
+    Claims, starts and finishes made in one pass of the event loop go to the store as one batch
+    each (`batch.py`): the runs of a tick share their round trips.
+    """
 
     def __init__(self, store: RunStore, clock: Clock, worker_id: str, on_lost: LostHandler) -> None:
         self._store = store
@@ -63,6 +76,48 @@ class RunRecords:
         self._held: dict[asyncio.Task[object], RunRecord] = {}
         self.leases = LeaseKeeper(store, clock, on_lost)
         self.unrecorded: deque[UnrecordedTick] = deque(maxlen=UNRECORDED_LIMIT)
+        self._claims: Batcher[ClaimRequest, RunRecord | None] | None = None
+        self._starts: Batcher[StartRequest, RunRecord | None] | None = None
+        self._finishes: Batcher[FinishRequest, RunRecord | None] | None = None
+        if store.batched:
+            self._claims = Batcher(self._claim_many)
+            self._starts = Batcher(store.start_many)
+            self._finishes = Batcher(store.finish_many)
+
+    async def _claim_many(self, requests: list[ClaimRequest]) -> list[RunRecord | None]:
+        return await self._store.claim_many(requests, worker_id=self._worker_id)
+
+    async def _claim(self, request: ClaimRequest) -> RunRecord | None:
+        if self._claims is not None:
+            return await self._claims.submit(request)
+        return await self._store.claim(
+            request.job,
+            request.scheduled_at,
+            attempt=request.attempt,
+            trigger=request.trigger,
+            worker_id=self._worker_id,
+            overlap=request.overlap,
+        )
+
+    async def _start(self, request: StartRequest) -> RunRecord | None:
+        if self._starts is not None:
+            return await self._starts.submit(request)
+        try:
+            return await self._store.start(
+                request.run_id, fence=request.fence, trace_id=request.trace_id
+            )
+        except RunNotFound:
+            return None
+
+    async def _finish(self, request: FinishRequest) -> RunRecord | None:
+        if self._finishes is not None:
+            return await self._finishes.submit(request)
+        try:
+            return await self._store.finish(
+                request.run_id, request.status, fence=request.fence, error=request.error
+            )
+        except RunNotFound:
+            return None
 
     async def claim(
         self, job: str, scheduled_at: datetime, attempt: int, trigger: Trigger, overlap: Overlap
@@ -71,14 +126,7 @@ class RunRecords:
         `release`. None when claimed elsewhere or when the store failed (logged)."""
         asked = self._clock.now()
         try:
-            record = await self._store.claim(
-                job,
-                scheduled_at,
-                attempt=attempt,
-                trigger=trigger,
-                worker_id=self._worker_id,
-                overlap=overlap,
-            )
+            record = await self._claim(ClaimRequest(job, scheduled_at, attempt, trigger, overlap))
         except Exception as exc:
             reason = f"run store unavailable: {describe(exc)}"
             log.error(
@@ -112,7 +160,9 @@ class RunRecords:
         if halted():
             raise RunNotStarted(STOPPING_REASON, record=record, status=RunStatus.MISSED, lost=False)
         try:
-            now = await self._store.start(record.run_id, fence=record.fence, trace_id=trace_id)
+            now = await self._start(StartRequest(record.run_id, record.fence, trace_id))
+            if now is None:
+                raise RunNotFound(record.run_id)
         except Exception as exc:
             raise RunNotStarted(
                 f"run store unavailable: {describe(exc)}",
@@ -137,7 +187,10 @@ class RunRecords:
         """Record the run's end; on a store failure, log it and return the run as we saw it."""
         self.leases.settle(current_task())
         try:
-            return await self._store.finish(record.run_id, status, fence=record.fence, error=error)
+            finished = await self._finish(FinishRequest(record.run_id, status, record.fence, error))
+            if finished is None:
+                raise RunNotFound(record.run_id)
+            return finished
         except Exception as exc:
             log.error(
                 "run_not_recorded",

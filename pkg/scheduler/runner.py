@@ -235,9 +235,11 @@ class TickRunner:
                 )
                 return await self._finish_unstarted(record, RunStatus.MISSED, reason)
             try:
-                record, outcome, ctx = await self._attempt(spec, record, trigger)
+                outcome, ctx = await self._attempt(spec, record, trigger)
             finally:
+                # The slot is for running the job: recording its end does not hold it.
                 self._slots.release()
+            record = await self._record(record, outcome)
             if outcome.status is RunStatus.SUCCEEDED:
                 await self._hook(spec, "on_success", ctx)
                 return record
@@ -259,6 +261,7 @@ class TickRunner:
             if claimed is None or claimed.status.is_final:
                 return claimed or record
             record, trigger = claimed, Trigger.RETRY
+            structlog.contextvars.bind_contextvars(run_id=record.run_id, attempt=record.attempt)
             start_by = next_tick or retry_at + spec.start_deadline
         await self._final_failure(spec, record, outcome, ctx, record.attempt)
         return record
@@ -277,9 +280,9 @@ class TickRunner:
 
     async def _attempt(
         self, spec: JobSpec, record: RunRecord, trigger: Trigger
-    ) -> tuple[RunRecord, Outcome, JobContext]:
+    ) -> tuple[Outcome, JobContext]:
+        """Run the chain once; a cancelled attempt is recorded here (`interrupted`)."""
         started = self._clock.now()
-        structlog.contextvars.bind_contextvars(run_id=record.run_id, attempt=record.attempt)
         ctx = JobContext(
             job_name=spec.name,
             run_id=record.run_id,
@@ -307,17 +310,19 @@ class TickRunner:
             cause = RunError("Interrupted", reason)
             await self._records.finish(record, RunStatus.INTERRUPTED, cause)
             raise
+        return outcome, ctx
+
+    async def _record(self, record: RunRecord, outcome: Outcome) -> RunRecord:
+        """Record how the attempt ended."""
         if isinstance(outcome.error, RunNotStarted):
             if outcome.error.lost:
                 log.warning("job_lease_lost", reason=str(outcome.error))
-                return outcome.error.record, outcome, ctx
+                return outcome.error.record
             # The chain's wrappers (metrics) saw this attempt already: no second notice.
             reason = str(outcome.error)
-            finished = await self._finish_unstarted(record, outcome.status, reason, notify=False)
-            return finished, outcome, ctx
+            return await self._finish_unstarted(record, outcome.status, reason, notify=False)
         error = RunError.of(outcome.error) if outcome.error is not None else None
-        record = await self._records.finish(record, outcome.status, error)
-        return record, outcome, ctx
+        return await self._records.finish(record, outcome.status, error)
 
     def _run_log(self) -> FilteringBoundLogger:
         # One concrete logger for every run: the module's lazy proxy would build a new bound

@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
 import structlog
 
@@ -149,6 +150,7 @@ class Scheduler:
             self.last_heartbeat = now
             if self._on_heartbeat is not None:
                 self._on_heartbeat(now)
+            self.slots.expire(now)
             self._dispatch_due(now)
             self._maintain(now)
             deadline = self._heap[0][0] if self._heap else now + timedelta(days=1)
@@ -267,21 +269,19 @@ class Scheduler:
                     count=len(plan.missed) + plan.uncounted,
                     recorded=len(plan.missed),
                 )
-            for tick in plan.missed:
-                reason = "tick passed while no worker ran"
-                self._spawn(self.runner.record_missed(spec, tick, reason))
+            run: Callable[[], Awaitable[object]] | None = None
             if plan.run is not None:
                 next_tick = spec.schedule.next_after(now)
                 log.info("catchup_started", job=spec.name, scheduled_at=plan.run.isoformat())
-                self._spawn(
-                    self.runner.run_tick(
-                        spec,
-                        plan.run,
-                        Trigger.CATCHUP,
-                        next_tick,
-                        start_by=min(now + spec.start_deadline, next_tick),
-                    )
+                run = partial(
+                    self.runner.run_tick,
+                    spec,
+                    plan.run,
+                    Trigger.CATCHUP,
+                    next_tick,
+                    start_by=min(now + spec.start_deadline, next_tick),
                 )
+            self._spawn_after_missed(spec, plan.missed, "tick passed while no worker ran", run)
 
     def _dispatch_due(self, now: datetime) -> None:
         # Jobs on one schedule due at one tick share its successor: computed once per pass.
@@ -291,24 +291,45 @@ class Scheduler:
             next_tick = following.get((spec.schedule, at))
             if next_tick is None:
                 next_tick = following[spec.schedule, at] = spec.schedule.next_after(at)
-            missed = 0
+            missed: list[datetime] = []
+            count = 0
             while next_tick <= now and now > spec.start_by(at, next_tick):
                 # Late by more than the start deadline (the loop was blocked, the host slept).
-                missed += 1
-                if missed <= MISSED_RECORD_LIMIT:
-                    self._spawn(
-                        self.runner.record_missed(spec, at, "tick passed while not running")
-                    )
+                count += 1
+                if count <= MISSED_RECORD_LIMIT:
+                    missed.append(at)
                 at, next_tick = next_tick, spec.schedule.next_after(next_tick)
-            if missed > MISSED_RECORD_LIMIT:
+            if count > MISSED_RECORD_LIMIT:
                 log.warning(
-                    "ticks_missed", job=spec.name, count=missed, recorded=MISSED_RECORD_LIMIT
+                    "ticks_missed", job=spec.name, count=count, recorded=MISSED_RECORD_LIMIT
                 )
+            run: Callable[[], Awaitable[object]]
             if now > spec.start_by(at, next_tick):
-                self._spawn(self.runner.record_missed(spec, at, "tick passed its start deadline"))
+                run = partial(self.runner.record_missed, spec, at, "tick passed its start deadline")
             else:
-                self._spawn(self.runner.run_tick(spec, at, Trigger.SCHEDULE, next_tick))
+                run = partial(self.runner.run_tick, spec, at, Trigger.SCHEDULE, next_tick)
+            if missed:
+                self._spawn_after_missed(spec, missed, "tick passed while not running", run)
+            else:
+                self._spawn(run())
             self._push(spec, next_tick)
+
+    def _spawn_after_missed(
+        self,
+        spec: JobSpec,
+        ticks: Sequence[datetime],
+        reason: str,
+        then: Callable[[], Awaitable[object]] | None,
+    ) -> None:
+        """Record `ticks` missed, then (in the same task) go on with the job's current tick, so
+        that the live rows of the missed ones never hold it back as an overlap."""
+
+        async def in_order() -> object:
+            await asyncio.gather(*(self.runner.record_missed(spec, t, reason) for t in ticks))
+            return None if then is None else await then()
+
+        if ticks or then is not None:
+            self._spawn(in_order())
 
     def _push(self, spec: JobSpec, at: datetime) -> None:
         heapq.heappush(self._heap, (at, next(self._seq), spec))

@@ -85,6 +85,10 @@ class RunStore(ABC):
     # True when other processes use the same store (replicas): only then can a run be left
     # behind by a worker that died, so only then does the scheduler sweep for abandoned runs.
     shared: bool = False
+    # True when a call costs a round trip: the runner then gathers the claims, starts and
+    # finishes of runs due together into `claim_many`, `start_many`, `finish_many` calls. A store
+    # that answers in memory is called run by run (a batch would only add loop passes).
+    batched: bool = False
 
     @abstractmethod
     async def claim(
@@ -212,15 +216,22 @@ class RunStore(ABC):
 class MemoryRunStore(RunStore):
     """The in-memory twin of the PostgreSQL store. Timestamps and leases follow `clock`.
 
-    `shared=True` makes several schedulers in one test stand for replicas sharing a database.
+    `shared=True` makes several schedulers in one test stand for replicas sharing a database;
+    `batched=True` has the runner send it batches, as it does to PostgreSQL.
     """
 
     def __init__(
-        self, clock: Clock | None = None, *, lease: timedelta = DEFAULT_LEASE, shared: bool = False
+        self,
+        clock: Clock | None = None,
+        *,
+        lease: timedelta = DEFAULT_LEASE,
+        shared: bool = False,
+        batched: bool = False,
     ) -> None:
         self._clock = clock or SystemClock()
         self.lease = lease
         self.shared = shared
+        self.batched = batched
         self._runs: dict[str, RunRecord] = {}
         # Run ids not final yet, per job: a claim looks at these, never at the whole history.
         self._open: dict[str, set[str]] = {}

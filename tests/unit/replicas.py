@@ -42,7 +42,8 @@ class Link:
 
 
 def shared_store(clock: FakeClock, lease_s: float = 30) -> MemoryRunStore:
-    return MemoryRunStore(clock, lease=timedelta(seconds=lease_s), shared=True)
+    """A store replicas share; batched, as the PostgreSQL store is."""
+    return MemoryRunStore(clock, lease=timedelta(seconds=lease_s), shared=True, batched=True)
 
 
 class Journal:

@@ -1,0 +1,178 @@
+"""Run store calls gathered per loop pass (`Batcher`), and the scheduler sending the runs of one
+tick to a batched store as one claim, one start and one finish call."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+from structlog.testing import capture_logs
+
+from financial.pkg.jobs.model import RunStatus
+from financial.pkg.scheduler.batch import Batcher
+from financial.pkg.scheduler.clock import FakeClock
+from financial.pkg.scheduler.store import (
+    ClaimRequest,
+    FinishRequest,
+    MemoryRunStore,
+    RunRecord,
+    StartRequest,
+)
+from tests.unit.replicas import Journal, Link
+from tests.unit.scheduling import Harness, job_of
+
+S = RunStatus
+
+
+class Echo:
+    """A batch call that answers each request with its double, and notes each batch."""
+
+    def __init__(self, fail: Exception | None = None) -> None:
+        self.batches: list[list[int]] = []
+        self.fail = fail
+
+    async def __call__(self, requests: list[int]) -> Sequence[int]:
+        self.batches.append(list(requests))
+        await asyncio.sleep(0)
+        if self.fail is not None:
+            raise self.fail
+        return [2 * r for r in requests]
+
+
+async def test_requests_of_one_pass_go_out_as_one_call_answered_in_order() -> None:
+    echo = Echo()
+    batcher = Batcher(echo)
+
+    async def ask(n: int) -> int:
+        return await batcher.submit(n)
+
+    assert await asyncio.gather(*(ask(n) for n in range(5))) == [0, 2, 4, 6, 8]
+    assert echo.batches == [[0, 1, 2, 3, 4]]
+    assert await ask(7) == 14
+    assert echo.batches[1:] == [[7]]
+    await asyncio.sleep(0)  # the sending task ends just after it answered
+    assert batcher.in_flight == 0
+
+
+async def test_a_full_batch_goes_out_at_once_and_the_rest_follows() -> None:
+    echo = Echo()
+    batcher = Batcher(echo, limit=3)
+    results = await asyncio.gather(*(batcher.submit(n) for n in range(7)))
+    assert results == [2 * n for n in range(7)]
+    assert echo.batches == [[0, 1, 2], [3, 4, 5], [6]]
+
+
+async def test_a_failed_batch_fails_every_request_in_it() -> None:
+    batcher = Batcher(Echo(fail=ConnectionError("store away")))
+    results = await asyncio.gather(*(batcher.submit(n) for n in range(3)), return_exceptions=True)
+    assert [type(r) for r in results] == [ConnectionError] * 3
+
+
+async def test_a_batch_answering_the_wrong_number_of_results_is_an_error() -> None:
+    async def short(requests: list[int]) -> list[int]:
+        return requests[:-1]
+
+    batcher = Batcher(short)
+    with pytest.raises(RuntimeError, match="batch of 2 requests answered with 1 results"):
+        await asyncio.gather(batcher.submit(1), batcher.submit(2))
+
+
+async def test_a_caller_cancelled_while_waiting_leaves_the_others_their_answers() -> None:
+    echo = Echo()
+    batcher = Batcher(echo)
+    first = asyncio.ensure_future(batcher.submit(1))
+    second = asyncio.ensure_future(batcher.submit(2))
+    first.cancel()
+    assert await second == 4
+    assert first.cancelled()
+    assert echo.batches == [[1, 2]]  # what was asked was sent, as a lost reply would be
+
+
+def test_a_limit_below_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="batch limit 0: expected >= 1"):
+        Batcher(Echo(), limit=0)
+
+
+# -- the scheduler against a batched store -----------------------------------------------------
+
+
+def batched_link(clock: FakeClock) -> Link:
+    return Link(MemoryRunStore(clock, shared=True, batched=True))
+
+
+def batch_calls(link: Link) -> dict[str, int]:
+    return {name: link.calls.count(name) for name in ("claim_many", "start_many", "finish_many")}
+
+
+class Sizes(MemoryRunStore):
+    """A batched memory store that notes the size of each batch."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock, shared=True, batched=True)
+        self.sizes: dict[str, list[int]] = {"claim": [], "start": [], "finish": []}
+
+    async def claim_many(
+        self, requests: Sequence[ClaimRequest], *, worker_id: str
+    ) -> list[RunRecord | None]:
+        self.sizes["claim"].append(len(requests))
+        return await super().claim_many(requests, worker_id=worker_id)
+
+    async def start_many(self, requests: Sequence[StartRequest]) -> list[RunRecord | None]:
+        self.sizes["start"].append(len(requests))
+        return await super().start_many(requests)
+
+    async def finish_many(self, requests: Sequence[FinishRequest]) -> list[RunRecord | None]:
+        self.sizes["finish"].append(len(requests))
+        return await super().finish_many(requests)
+
+
+async def test_the_runs_of_one_tick_share_one_claim_one_start_and_one_finish(
+    clock: FakeClock,
+) -> None:
+    store = Sizes(clock)
+    journal = Journal(clock)
+    jobs = [job_of("*/10 * * * * *", journal.body("a"), name=f"j{n}") for n in range(40)]
+    async with Harness(*jobs, clock=clock, store=store, max_concurrent=100) as h:
+        await h.advance_to(10)
+    assert len(journal.starts) == 40
+    assert store.sizes == {"claim": [40], "start": [40], "finish": [40]}
+    assert {status for _, _, status in await h.statuses()} == {S.SUCCEEDED}
+
+
+async def test_under_the_cap_the_starts_go_out_in_batches_of_the_free_slots(
+    clock: FakeClock,
+) -> None:
+    store = Sizes(clock)
+    journal = Journal(clock)
+    jobs = [job_of("*/10 * * * * *", journal.body("a"), name=f"j{n}") for n in range(25)]
+    async with Harness(*jobs, clock=clock, store=store, max_concurrent=10) as h:
+        await h.advance_to(10)
+    assert journal.most_at_once <= 10
+    assert store.sizes["claim"] == [25]
+    assert sum(store.sizes["start"]) == 25 and max(store.sizes["start"]) == 10
+    assert sum(store.sizes["finish"]) == 25
+    assert [status for _, _, status in await h.statuses()] == [S.SUCCEEDED] * 25
+
+
+async def test_a_batch_the_store_refuses_leaves_every_tick_in_it_to_be_recorded_missed(
+    clock: FakeClock,
+) -> None:
+    link = batched_link(clock)
+    journal = Journal(clock)
+    jobs = [job_of("*/10 * * * * *", journal.body("a"), name=f"j{n}") for n in range(3)]
+    h = Harness(*jobs, clock=clock, store=link.store)
+    with capture_logs() as logs:
+        async with h:
+            link.cut = True
+            await h.advance_to(10)
+            link.cut = False
+            await h.advance_to(15)
+    assert batch_calls(link)["claim_many"] >= 1
+    assert journal.starts == []
+    assert sorted(e["job"] for e in logs if e["event"] == "tick_not_recorded") == [
+        "j0",
+        "j1",
+        "j2",
+    ]
+    assert [status for _, _, status in await h.statuses()] == [S.MISSED] * 3
