@@ -63,15 +63,19 @@ def _is_async_callable(fn: object) -> bool:
     )
 
 
-async def call_job(job: Job, ctx: JobContext) -> None:
-    """Run one attempt of `job`: awaited when async, in a worker thread when blocking."""
+def job_caller(job: Job) -> Callable[[JobContext], Awaitable[None]]:
+    """How to run one attempt of `job`, decided once: awaited when async, in a worker thread
+    when blocking."""
     run = job.run
     if _is_async_callable(run):
-        await cast(Awaitable[None], run(ctx))
-        return
-    result = await asyncio.to_thread(run, ctx)
-    if inspect.isawaitable(result):
-        await result
+        return cast(Callable[[JobContext], Awaitable[None]], run)
+
+    async def in_thread(ctx: JobContext) -> None:
+        result = await asyncio.to_thread(run, ctx)
+        if inspect.isawaitable(result):
+            await result
+
+    return in_thread
 
 
 async def call_hook(job: Job, hook: str, *args: Any) -> None:

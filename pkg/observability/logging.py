@@ -147,6 +147,7 @@ _GENERATED_KEYS = frozenset(
         "trace_id",
         "span_id",
         "duration_ms",
+        "lateness_ms",
         "level",
         "log_level",
         "logger",

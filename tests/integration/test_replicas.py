@@ -55,6 +55,8 @@ def start_replicas(
                     "WORKER_ID": f"replica-{n}",
                     "WORKER_SHUTDOWN_TIMEOUT_SECONDS": "5",
                     "WORKER_RUN_LEASE_SECONDS": str(LEASE_S),
+                    # `first_job_start` watches `job_started`, which a run logs at DEBUG.
+                    "LOG_LEVEL": "DEBUG",
                 },
             )
         )

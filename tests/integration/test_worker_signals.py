@@ -12,7 +12,8 @@ from tests.integration.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.integration
 
-JOBS = {"WORKER_JOB_MODULES": "tests.fixtures.worker_jobs"}
+# DEBUG: these tests wait for `job_started`, which a run logs at DEBUG.
+JOBS = {"WORKER_JOB_MODULES": "tests.fixtures.worker_jobs", "LOG_LEVEL": "DEBUG"}
 
 
 Spawn = Callable[..., WorkerProcess]

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import format_trace_id
+from structlog.testing import capture_logs
 
 from financial.pkg.jobs import JobContext, cron_job
 from financial.pkg.jobs.model import RunStatus, Trigger
@@ -169,3 +170,27 @@ async def test_heartbeat_wakes_the_loop_at_its_interval(clock: FakeClock) -> Non
         await h.advance_to(12)
         assert h.scheduler.last_heartbeat == T0 + timedelta(seconds=10)
     assert beats == [0, 5, 10]
+
+
+async def test_a_successful_run_is_one_info_line_carrying_its_start_lateness(
+    clock: FakeClock,
+) -> None:
+    body = Recorder(clock)
+    h = Harness(job_of("*/10 * * * * *", body), clock=clock)
+    with capture_logs() as logs:
+        async with h:
+            await h.advance_to(10)
+            # The loop was blocked: the 20 s tick starts 1.5 s late, within its deadline.
+            h.clock._now = T0 + timedelta(seconds=21.5)
+            h.scheduler._wake.set()
+            await h.clock.settle()
+    runs = [e for e in logs if e["event"] in ("job_started", "job_succeeded")]
+    assert [(e["event"], e["log_level"]) for e in runs] == [
+        ("job_started", "debug"),
+        ("job_succeeded", "info"),
+        ("job_started", "debug"),
+        ("job_succeeded", "info"),
+    ]
+    assert [e["lateness_ms"] for e in runs if e["event"] == "job_succeeded"] == [0.0, 1500.0]
+    assert {e["trigger"] for e in runs} == {"schedule"}
+    assert all(e["duration_ms"] >= 0 for e in runs if e["event"] == "job_succeeded")

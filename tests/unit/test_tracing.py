@@ -36,6 +36,7 @@ from financial.pkg.scheduler.chain import (
     with_logging,
     with_recovery,
 )
+from financial.pkg.scheduler.clock import FakeClock
 
 SCHEDULED_AT = datetime(2026, 1, 5, 2, 30, tzinfo=UTC)
 
@@ -228,7 +229,7 @@ async def test_outermost_in_the_chain_it_sees_the_recovered_failure(
         seen.append(structlog.contextvars.get_contextvars().get("trace_id"))
         raise RuntimeError("upstream 503")
 
-    chain = [with_tracing(tracer), with_logging(), with_recovery()]
+    chain = [with_tracing(tracer), with_logging(FakeClock()), with_recovery()]
     outcome = await compose(job, chain)(context())
 
     assert outcome.status is RunStatus.FAILED
