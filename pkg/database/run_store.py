@@ -5,6 +5,11 @@ the in-memory store): one statement per call, claims decided by the unique key o
 `(job, scheduled_at, attempt)` with pause and overlap decided in the same statement, leases and
 timestamps from the database's `now()`, updates conditioned on the fence.
 
+The batch calls (`claim_many`, `start_many`, `finish_many`) send a whole batch as arrays in one
+statement. A batch naming one job (claims) or one run (starts, finishes) more than once would see
+its own changes only after the statement, so it goes out as one statement per repeat, in request
+order: each request is still decided as the single call would decide it, after those before it.
+
 Every call is retried through transient errors (a dropped connection, a restarting server) with
 back-off for up to `retry_for`, then fails with `RunStoreUnavailable`. Retrying is safe: the run
 id of a claim is chosen here, so a claim repeated after a lost reply finds its own row, and every
@@ -14,7 +19,7 @@ update is conditioned on the row's state, so a repeat changes nothing twice.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TypeVar
 
@@ -27,12 +32,15 @@ from financial.pkg.scheduler.store import (
     DEFAULT_LEASE,
     OVERLAP_REPLACED_REASON,
     OVERLAP_SKIP_REASON,
+    ClaimRequest,
+    FinishRequest,
     JobSummary,
     RunError,
     RunNotFound,
     RunRecord,
     RunStore,
     RunStoreUnavailable,
+    StartRequest,
     honours_pause,
     require_final,
 )
@@ -107,11 +115,53 @@ class PostgresRunStore(RunStore):
         )
         return _record(rows[0]) if rows else None
 
+    async def claim_many(
+        self, requests: Sequence[ClaimRequest], *, worker_id: str
+    ) -> list[RunRecord | None]:
+        run_ids = [uuid.uuid4() for _ in requests]
+        found: dict[uuid.UUID, RunRecord] = {}
+        for indexes in _rounds([r.job for r in requests]):
+            # Key order, as the statement inserts them (see the query).
+            indexes.sort(key=lambda i: _key(requests[i]))
+            batch = [requests[i] for i in indexes]
+            rows = await self._fetch(
+                "claim_many",
+                [run_ids[i] for i in indexes],
+                [r.job for r in batch],
+                [r.scheduled_at for r in batch],
+                [r.attempt for r in batch],
+                [r.trigger.value for r in batch],
+                [r.overlap.value for r in batch],
+                [honours_pause(r.trigger) for r in batch],
+                worker_id,
+                self.lease,
+                OVERLAP_SKIP_REASON,
+                OVERLAP_REPLACED_REASON,
+            )
+            found.update(_by_id(rows))
+        return [found.get(run_id) for run_id in run_ids]
+
     async def start(self, run_id: str, *, fence: int, trace_id: str | None = None) -> RunRecord:
         rows = await self._fetch("start", uuid.UUID(run_id), fence, trace_id, self.lease)
         if not rows:
             raise RunNotFound(run_id)
         return _record(rows[0])
+
+    async def start_many(self, requests: Sequence[StartRequest]) -> list[RunRecord | None]:
+        run_ids = [uuid.UUID(r.run_id) for r in requests]
+        results: list[RunRecord | None] = [None] * len(requests)
+        for indexes in _rounds(run_ids):
+            rows = await self._fetch(
+                "start_many",
+                [run_ids[i] for i in indexes],
+                [requests[i].fence for i in indexes],
+                [requests[i].trace_id for i in indexes],
+                self.lease,
+            )
+            found = _by_id(rows)
+            for i in indexes:
+                results[i] = found.get(run_ids[i])
+        return results
 
     async def renew(self, held: Mapping[str, int]) -> set[str]:
         if not held:
@@ -138,6 +188,26 @@ class PostgresRunStore(RunStore):
         if not rows:
             raise RunNotFound(run_id)
         return _record(rows[0])
+
+    async def finish_many(self, requests: Sequence[FinishRequest]) -> list[RunRecord | None]:
+        for r in requests:
+            require_final(r.run_id, r.status)
+        run_ids = [uuid.UUID(r.run_id) for r in requests]
+        results: list[RunRecord | None] = [None] * len(requests)
+        for indexes in _rounds(run_ids):
+            batch = [requests[i] for i in indexes]
+            rows = await self._fetch(
+                "finish_many",
+                [run_ids[i] for i in indexes],
+                [r.fence for r in batch],
+                [r.status.value for r in batch],
+                [r.error.type if r.error else None for r in batch],
+                [r.error.message if r.error else None for r in batch],
+            )
+            found = _by_id(rows)
+            for i in indexes:
+                results[i] = found.get(run_ids[i])
+        return results
 
     async def live_runs(self, job: str) -> list[RunRecord]:
         return [_record(row) for row in await self._fetch("live_runs", job)]
@@ -187,6 +257,28 @@ class PostgresRunStore(RunStore):
             )
             for row in rows
         }
+
+
+def _rounds(keys: Sequence[Hashable]) -> list[list[int]]:
+    """The indexes of `keys` in rounds where no key appears twice: the n-th occurrence of each
+    key goes in round n. Keys all distinct (the usual batch) make one round."""
+    rounds: list[list[int]] = []
+    seen: dict[Hashable, int] = {}
+    for i, key in enumerate(keys):
+        n = seen.get(key, 0)
+        seen[key] = n + 1
+        if n == len(rounds):
+            rounds.append([])
+        rounds[n].append(i)
+    return rounds
+
+
+def _key(request: ClaimRequest) -> tuple[str, datetime, int]:
+    return (request.job, request.scheduled_at, request.attempt)
+
+
+def _by_id(rows: Sequence[asyncpg.Record]) -> dict[uuid.UUID, RunRecord]:
+    return {row["run_id"]: _record(row) for row in rows}
 
 
 def _record(row: asyncpg.Record) -> RunRecord:

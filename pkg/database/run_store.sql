@@ -65,6 +65,84 @@ SELECT run_id, job, scheduled_at, attempt, trigger, status, worker_id, created_a
 FROM job_runs
 WHERE run_id = $1 AND NOT EXISTS (SELECT 1 FROM inserted);
 
+-- name: claim_many
+-- `claim` for several ticks in one statement. $1 run ids (chosen by the caller), $2 jobs,
+-- $3 scheduled_at, $4 attempts, $5 triggers, $6 overlap policies, $7 whether a pause holds each
+-- back: arrays of one length, one element per tick, no job twice. $8 worker_id, $9 lease, $10 the
+-- overlap skip reason, $11 the replace reason. Each tick is decided as `claim` decides it alone.
+-- Rows are inserted in key order: replicas claiming the same ticks at once then meet on the first
+-- key they share and wait for each other there, rather than each holding a key the other needs.
+WITH requested AS (
+    SELECT *
+    FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::integer[], $5::text[],
+                $6::text[], $7::boolean[])
+        AS r (run_id, job, scheduled_at, attempt, trigger, overlap, honours_pause)
+), decided AS (
+    SELECT r.run_id, r.job, r.scheduled_at, r.attempt, r.trigger,
+           CASE
+               WHEN state.job IS NOT NULL
+                   THEN 'paused' || coalesce(': ' || state.paused_reason, '')
+               WHEN busy.worker_id IS NOT NULL
+                   THEN $10::text || ' (on worker ' || busy.worker_id || ')'
+           END AS refusal
+    FROM requested AS r
+    LEFT JOIN job_state AS state ON state.job = r.job AND state.paused AND r.honours_pause
+    -- Only a `skip` tick looks for another live run (job_runs_live_idx: the job's few live rows).
+    LEFT JOIN LATERAL (
+        SELECT worker_id FROM job_runs
+        WHERE r.overlap = 'skip'
+          AND job = r.job AND status IN ('pending', 'running') AND lease_expires_at > now()
+        ORDER BY scheduled_at, attempt
+        LIMIT 1
+    ) AS busy ON true
+), inserted AS (
+    INSERT INTO job_runs (
+        run_id, job, scheduled_at, attempt, trigger, status, worker_id,
+        finished_at, error_type, error_message, lease_expires_at, fence
+    )
+    SELECT d.run_id, d.job, d.scheduled_at, d.attempt, d.trigger,
+           CASE WHEN d.refusal IS NULL THEN 'pending' ELSE 'skipped' END,
+           $8,
+           CASE WHEN d.refusal IS NOT NULL THEN now() END,
+           CASE WHEN d.refusal IS NOT NULL THEN 'skipped' END,
+           d.refusal,
+           CASE WHEN d.refusal IS NULL THEN now() + $9::interval END,
+           1
+    FROM decided AS d
+    ORDER BY d.job, d.scheduled_at, d.attempt
+    ON CONFLICT (job, scheduled_at, attempt) DO NOTHING
+    RETURNING *
+), replaced AS (
+    -- The jobs whose `replace` tick this statement won and that go on: their other live runs end
+    -- here (not the new ones, which this statement's snapshot does not see).
+    UPDATE job_runs AS o
+    SET status = 'interrupted',
+        fence = o.fence + 1,
+        finished_at = now(),
+        duration_ms = extract(epoch FROM now() - o.started_at)::float8 * 1000,
+        error_type = 'interrupted',
+        error_message = $11::text,
+        lease_expires_at = NULL
+    FROM (
+        SELECT DISTINCT i.job
+        FROM inserted AS i JOIN requested AS r ON r.run_id = i.run_id
+        WHERE i.status = 'pending' AND r.overlap = 'replace'
+    ) AS winner
+    WHERE o.job = winner.job
+      AND o.status IN ('pending', 'running')
+      AND o.lease_expires_at > now()
+    RETURNING o.run_id
+)
+SELECT run_id, job, scheduled_at, attempt, trigger, status, worker_id, created_at, started_at,
+       finished_at, error_type, error_message, trace_id, fence, lease_expires_at
+FROM inserted
+UNION ALL
+-- A repeat after a lost reply finds the rows its first try inserted.
+SELECT run_id, job, scheduled_at, attempt, trigger, status, worker_id, created_at, started_at,
+       finished_at, error_type, error_message, trace_id, fence, lease_expires_at
+FROM job_runs
+WHERE run_id = ANY($1::uuid[]) AND run_id NOT IN (SELECT run_id FROM inserted);
+
 -- name: start
 -- $1 run_id, $2 fence, $3 trace_id, $4 lease. Returns the row as it is now: `running` with our
 -- fence when the run may go on.
@@ -82,6 +160,28 @@ SELECT run_id, job, scheduled_at, attempt, trigger, status, worker_id, created_a
        finished_at, error_type, error_message, trace_id, fence, lease_expires_at
 FROM job_runs
 WHERE run_id = $1 AND NOT EXISTS (SELECT 1 FROM started);
+
+-- name: start_many
+-- `start` for several runs in one statement. $1 run ids (no id twice), $2 their fences,
+-- $3 trace ids, $4 lease. Returns each known run as it is now.
+WITH requested AS (
+    SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[]) AS r (run_id, fence, trace_id)
+), started AS (
+    UPDATE job_runs AS j
+    SET status = 'running', started_at = now(), trace_id = r.trace_id,
+        lease_expires_at = now() + $4::interval
+    FROM requested AS r
+    WHERE j.run_id = r.run_id AND j.fence = r.fence AND j.status = 'pending'
+    RETURNING j.*
+)
+SELECT run_id, job, scheduled_at, attempt, trigger, status, worker_id, created_at, started_at,
+       finished_at, error_type, error_message, trace_id, fence, lease_expires_at
+FROM started
+UNION ALL
+SELECT run_id, job, scheduled_at, attempt, trigger, status, worker_id, created_at, started_at,
+       finished_at, error_type, error_message, trace_id, fence, lease_expires_at
+FROM job_runs
+WHERE run_id = ANY($1::uuid[]) AND run_id NOT IN (SELECT run_id FROM started);
 
 -- name: renew
 -- $1 run ids, $2 their fences, $3 lease: one statement for every run this worker holds.
@@ -113,6 +213,35 @@ SELECT run_id, job, scheduled_at, attempt, trigger, status, worker_id, created_a
        finished_at, error_type, error_message, trace_id, fence, lease_expires_at
 FROM job_runs
 WHERE run_id = $1 AND NOT EXISTS (SELECT 1 FROM finished);
+
+-- name: finish_many
+-- `finish` for several runs in one statement. $1 run ids (no id twice), $2 their fences,
+-- $3 final statuses, $4 error types, $5 error messages. Rows final already, or whose fence moved
+-- on, are returned unchanged.
+WITH requested AS (
+    SELECT *
+    FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[])
+        AS r (run_id, fence, status, error_type, error_message)
+), finished AS (
+    UPDATE job_runs AS j
+    SET status = r.status,
+        finished_at = now(),
+        duration_ms = extract(epoch FROM now() - j.started_at)::float8 * 1000,
+        error_type = r.error_type,
+        error_message = r.error_message,
+        lease_expires_at = NULL
+    FROM requested AS r
+    WHERE j.run_id = r.run_id AND j.fence = r.fence AND j.status IN ('pending', 'running')
+    RETURNING j.*
+)
+SELECT run_id, job, scheduled_at, attempt, trigger, status, worker_id, created_at, started_at,
+       finished_at, error_type, error_message, trace_id, fence, lease_expires_at
+FROM finished
+UNION ALL
+SELECT run_id, job, scheduled_at, attempt, trigger, status, worker_id, created_at, started_at,
+       finished_at, error_type, error_message, trace_id, fence, lease_expires_at
+FROM job_runs
+WHERE run_id = ANY($1::uuid[]) AND run_id NOT IN (SELECT run_id FROM finished);
 
 -- name: live_runs
 SELECT run_id, job, scheduled_at, attempt, trigger, status, worker_id, created_at, started_at,

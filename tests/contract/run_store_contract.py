@@ -1,10 +1,11 @@
 """The contract every `RunStore` keeps, run against `MemoryRunStore` and the PostgreSQL store.
 
-A test module subclasses `RunStoreContract` as `Test...` and provides two fixtures: `store` (the
-implementation under test, with a lease of `LEASE`) and `elapse` (lets the store's clock move on
-by some seconds: a fake clock for the memory store, a real sleep for PostgreSQL, whose clock is
-the server's `now()`). Another replica is the same store used with another worker id: both
-stores hold all their state in the store itself.
+A test module subclasses `RunStoreContract` and `RunStoreBatchContract` (the batch calls, in
+`run_store_batch_contract`) as `Test...` and provides two fixtures: `store` (the implementation
+under test, with a lease of `LEASE`) and `elapse` (lets the store's clock move on by some seconds:
+a fake clock for the memory store, a real sleep for PostgreSQL, whose clock is the server's
+`now()`). Another replica is the same store used with another worker id: both stores hold all
+their state in the store itself.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from financial.pkg.jobs.model import Overlap, RunStatus, Trigger
-from financial.pkg.scheduler.store import ClaimRequest, RunError, RunNotFound, RunRecord, RunStore
+from financial.pkg.scheduler.store import RunError, RunNotFound, RunRecord, RunStore
 
 LEASE = timedelta(seconds=1)
 # Long enough for any lease of `LEASE` taken before it to have expired.
@@ -84,16 +85,6 @@ class RunStoreContract:
         assert (
             await store.claim("job", TICK, attempt=2, trigger=Trigger.RETRY, worker_id="w3") is None
         )
-
-    async def test_claim_many_answers_in_request_order(self, store: RunStore) -> None:
-        await claim(store, 10, job="b")
-        requests = [
-            ClaimRequest("a", tick(10), 1, Trigger.SCHEDULE),
-            ClaimRequest("b", tick(10), 1, Trigger.SCHEDULE),
-            ClaimRequest("c", tick(10), 1, Trigger.SCHEDULE),
-        ]
-        results = await store.claim_many(requests, worker_id="w1")
-        assert [r.job if r else None for r in results] == ["a", None, "c"]
 
     # -- start, finish --------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""MemoryRunStore: the run store contract, on a fake clock."""
+"""MemoryRunStore: the run store contract and its batch calls, on a fake clock."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ import pytest
 
 from financial.pkg.scheduler.clock import FakeClock
 from financial.pkg.scheduler.store import MemoryRunStore, RunStore
+from tests.contract.run_store_batch_contract import RunStoreBatchContract
 from tests.contract.run_store_contract import LEASE, Elapse, RunStoreContract
 from tests.unit.scheduling import T0
 
 
-class TestMemoryRunStore(RunStoreContract):
+class TestMemoryRunStore(RunStoreContract, RunStoreBatchContract):
     @pytest.fixture
     def fake_clock(self) -> FakeClock:
         return FakeClock(T0)
