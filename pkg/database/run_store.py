@@ -55,6 +55,7 @@ class PostgresRunStore(RunStore):
     """Runs in PostgreSQL, shared by every replica that uses the same database."""
 
     shared = True
+    batched = True
 
     def __init__(
         self,

@@ -236,6 +236,8 @@ async def test_pause_and_resume_hold_on_every_replica_and_history_shows_who_ran_
     [row] = [r for r in json.loads(listed.stdout) if r["name"] == "audit"]
     assert row["paused"] is True and row["paused_reason"] == "audit table migration"
     assert row["last_status"] == "skipped" and row["last_success_at"] is not None
+    # Ticks claimed before this instant found the job paused; the resume commits after it.
+    resuming_at = await db_now(database_dsn)
     resumed = cli("jobs", "resume", "audit", database_dsn=database_dsn, cwd=tmp_path)
     assert resumed.returncode == 0 and "resumed" in resumed.stdout
     resumed_at = await db_now(database_dsn)
@@ -259,7 +261,9 @@ async def test_pause_and_resume_hold_on_every_replica_and_history_shows_who_ran_
     while_paused = [
         t
         for t in runs
-        if paused_at + timedelta(seconds=1) < datetime.fromisoformat(t["scheduled_at"]) < resumed_at
+        if paused_at + timedelta(seconds=1)
+        < datetime.fromisoformat(t["scheduled_at"])
+        < resuming_at - timedelta(seconds=0.5)
     ]
     assert while_paused and {r["status"] for r in while_paused} == {"skipped"}
     assert {r["error_message"] for r in while_paused} == {"paused: audit table migration"}
