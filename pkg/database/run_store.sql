@@ -166,12 +166,17 @@ WHERE run_id = $1 AND NOT EXISTS (SELECT 1 FROM started);
 -- $3 trace ids, $4 lease. Returns each known run as it is now.
 WITH requested AS (
     SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[]) AS r (run_id, fence, trace_id)
+), locked AS (
+    -- Rows locked in run id order first: two statements over overlapping runs (a worker's
+    -- renewal and its finishes, say) then wait for each other instead of deadlocking.
+    SELECT run_id FROM job_runs WHERE run_id = ANY($1::uuid[]) ORDER BY run_id FOR UPDATE
 ), started AS (
     UPDATE job_runs AS j
     SET status = 'running', started_at = now(), trace_id = r.trace_id,
         lease_expires_at = now() + $4::interval
     FROM requested AS r
     WHERE j.run_id = r.run_id AND j.fence = r.fence AND j.status = 'pending'
+      AND j.run_id IN (SELECT run_id FROM locked)
     RETURNING j.*
 )
 SELECT run_id, job, scheduled_at, attempt, trigger, status, worker_id, created_at, started_at,
@@ -184,11 +189,16 @@ FROM job_runs
 WHERE run_id = ANY($1::uuid[]) AND run_id NOT IN (SELECT run_id FROM started);
 
 -- name: renew
--- $1 run ids, $2 their fences, $3 lease: one statement for every run this worker holds.
+-- $1 run ids, $2 their fences, $3 lease: one statement for every run this worker holds, its
+-- rows locked in run id order first (as start_many and finish_many lock theirs).
+WITH locked AS (
+    SELECT run_id FROM job_runs WHERE run_id = ANY($1::uuid[]) ORDER BY run_id FOR UPDATE
+)
 UPDATE job_runs AS r
 SET lease_expires_at = now() + $3::interval
 FROM unnest($1::uuid[], $2::bigint[]) AS held (run_id, fence)
 WHERE r.run_id = held.run_id AND r.fence = held.fence AND r.status IN ('pending', 'running')
+  AND r.run_id IN (SELECT run_id FROM locked)
 RETURNING r.run_id;
 
 -- name: finish
@@ -222,6 +232,10 @@ WITH requested AS (
     SELECT *
     FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[])
         AS r (run_id, fence, status, error_type, error_message)
+), locked AS (
+    -- Rows locked in run id order first: two statements over overlapping runs (a worker's
+    -- renewal and its finishes, say) then wait for each other instead of deadlocking.
+    SELECT run_id FROM job_runs WHERE run_id = ANY($1::uuid[]) ORDER BY run_id FOR UPDATE
 ), finished AS (
     UPDATE job_runs AS j
     SET status = r.status,
@@ -232,6 +246,7 @@ WITH requested AS (
         lease_expires_at = NULL
     FROM requested AS r
     WHERE j.run_id = r.run_id AND j.fence = r.fence AND j.status IN ('pending', 'running')
+      AND j.run_id IN (SELECT run_id FROM locked)
     RETURNING j.*
 )
 SELECT run_id, job, scheduled_at, attempt, trigger, status, worker_id, created_at, started_at,

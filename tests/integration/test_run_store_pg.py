@@ -179,3 +179,23 @@ async def test_an_unreachable_database_fails_after_the_retry_budget(tmp_path: Pa
         assert asyncio.get_running_loop().time() - started < 3
     finally:
         await pool.close()
+
+
+async def test_a_renewal_racing_finishes_of_the_same_runs_does_not_deadlock(
+    replicas: list[PostgresRunStore],
+) -> None:
+    # One worker's renewal (every run it holds, in the order it claimed them) and its finishes
+    # (in the order its runs ended) lock overlapping rows: they must wait, not deadlock.
+    renewer, finisher = replicas[0], replicas[1]
+    for n in range(5):
+        requests = [ClaimRequest(f"held{j}", tick(n), 1, Trigger.SCHEDULE) for j in range(300)]
+        claimed = [r for r in await renewer.claim_many(requests, worker_id="w1") if r]
+        done = [FinishRequest(r.run_id, RunStatus.SUCCEEDED, r.fence) for r in reversed(claimed)]
+        with capture_logs() as logs:
+            renewed, finished = await asyncio.gather(
+                renewer.renew({r.run_id: r.fence for r in claimed}),
+                finisher.finish_many(done),
+            )
+        assert [e for e in logs if e["event"] == "database_call_retrying"] == []
+        assert {r.status for r in finished if r} == {RunStatus.SUCCEEDED}
+        assert renewed <= {r.run_id for r in claimed}
