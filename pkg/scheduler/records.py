@@ -75,6 +75,9 @@ class RunRecords:
         self._worker_id = worker_id
         self._held: dict[asyncio.Task[object], RunRecord] = {}
         self.leases = LeaseKeeper(store, clock, on_lost)
+        self._on_lost = on_lost
+        # Runs started on a batched store whose `running` mark is not answered yet.
+        self._starts_pending: dict[asyncio.Task[object], asyncio.Future[RunRecord | None]] = {}
         self.unrecorded: deque[UnrecordedTick] = deque(maxlen=UNRECORDED_LIMIT)
         self._claims: Batcher[ClaimRequest, RunRecord | None] | None = None
         self._starts: Batcher[StartRequest, RunRecord | None] | None = None
@@ -159,6 +162,9 @@ class RunRecords:
         record = self._held[task]
         if halted():
             raise RunNotStarted(STOPPING_REASON, record=record, status=RunStatus.MISSED, lost=False)
+        if self._starts is not None:
+            self._start_in_background(task, record, trace_id)
+            return
         try:
             now = await self._start(StartRequest(record.run_id, record.fence, trace_id))
             if now is None:
@@ -181,11 +187,58 @@ class RunRecords:
         if halted():
             raise RunNotStarted(STOPPING_REASON, record=now, status=RunStatus.MISSED, lost=False)
 
+    def _start_in_background(
+        self, task: asyncio.Task[object], record: RunRecord, trace_id: str | None
+    ) -> None:
+        """A batched store: the run starts now and its `running` mark follows in the batch.
+
+        The claim already made the tick this worker's, so the job does not wait a round trip
+        (with the cap full, each wave of starts would). Should the mark find the run ended by
+        another worker (a `replace` elsewhere), the run is cancelled as for a lost lease and
+        nothing more is written; should it fail, the run goes on and its end is recorded as
+        usual. The end is written only after the mark has been answered.
+        """
+        assert self._starts is not None
+        starting = self._starts_pending[task] = self._starts.submit(
+            StartRequest(record.run_id, record.fence, trace_id)
+        )
+
+        def answered(done: asyncio.Future[RunRecord | None]) -> None:
+            if done.cancelled() or self._starts_pending.get(task) is not done:
+                return  # the run is recording its end: `finish` reads the answer
+            exc = done.exception()
+            if exc is not None:
+                log.warning(
+                    "run_start_not_recorded",
+                    job=record.job,
+                    run_id=record.run_id,
+                    reason=f"run store unavailable: {describe(exc)}",
+                )
+                return
+            now = done.result()
+            if _lost(record, now):
+                self._on_lost(task, _lost_reason(now))
+            elif now is not None and self._held.get(task) is record:
+                self._held[task] = now
+
+        starting.add_done_callback(answered)
+
     async def finish(
         self, record: RunRecord, status: RunStatus, error: RunError | None
     ) -> RunRecord:
         """Record the run's end; on a store failure, log it and return the run as we saw it."""
-        self.leases.settle(current_task())
+        task = current_task()
+        self.leases.settle(task)
+        starting = self._starts_pending.pop(task, None)
+        if starting is not None:
+            try:
+                now = await starting
+            except Exception:
+                pass  # logged by the mark; the end is recorded all the same
+            else:
+                if _lost(record, now):
+                    log.warning("job_lease_lost", reason=_lost_reason(now))
+                    return now or record
         try:
             finished = await self._finish(FinishRequest(record.run_id, status, record.fence, error))
             if finished is None:
@@ -207,6 +260,7 @@ class RunRecords:
     def release(self, task: asyncio.Task[object]) -> None:
         """The task holds no run any more."""
         self._held.pop(task, None)
+        self._starts_pending.pop(task, None)
         self.leases.release(task)
 
     async def flush_unrecorded(self) -> int:
@@ -232,6 +286,16 @@ class RunRecords:
             self.unrecorded.popleft()
             done += 1
         return done
+
+
+def _lost(record: RunRecord, now: RunRecord | None) -> bool:
+    """Whether the store's answer shows the run was no longer ours to run."""
+    return now is None or now.status is not RunStatus.RUNNING or now.fence != record.fence
+
+
+def _lost_reason(now: RunRecord | None) -> str:
+    status = now.status.value if now is not None else "not found"
+    return f"the run was ended by another worker as it started ({status})"
 
 
 def describe(exc: BaseException) -> str:
