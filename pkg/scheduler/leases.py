@@ -19,7 +19,7 @@ from datetime import datetime
 import structlog
 
 from financial.pkg.scheduler.clock import Clock
-from financial.pkg.scheduler.store import RunRecord, RunStore
+from financial.pkg.scheduler.store import RunRecord, RunStore, describe
 
 log = structlog.get_logger("financial.scheduler")
 
@@ -129,7 +129,7 @@ class LeaseKeeper:
             renewed = await self._store.renew(dict(snapshot.values()))
         except Exception as exc:
             # The next pass tries again; the runs go on until their leases are about to lapse.
-            log.warning("lease_renewal_failed", runs=len(snapshot), error=_describe(exc))
+            log.warning("lease_renewal_failed", runs=len(snapshot), error=describe(exc))
             return
         for task, (run_id, fence) in snapshot.items():
             held = self._held.get(task)
@@ -142,8 +142,3 @@ class LeaseKeeper:
             else:
                 self.release(task)
         self._wake.set()
-
-
-def _describe(exc: BaseException) -> str:
-    detail = str(exc).strip()
-    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__

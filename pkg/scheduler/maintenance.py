@@ -21,7 +21,7 @@ import structlog
 from financial.pkg.scheduler.clock import Clock
 from financial.pkg.scheduler.registry import JobSpec
 from financial.pkg.scheduler.runner import TickRunner
-from financial.pkg.scheduler.store import RunRecord, RunStore
+from financial.pkg.scheduler.store import RunRecord, RunStore, describe
 
 log = structlog.get_logger("financial.scheduler")
 
@@ -87,7 +87,7 @@ class Maintenance:
         try:
             await work
         except Exception as exc:
-            log.warning("maintenance_failed", step=step, error=f"{type(exc).__name__}: {exc}")
+            log.warning("maintenance_failed", step=step, error=describe(exc))
 
     async def _sweep(self) -> None:
         for _ in range(SWEEP_BATCHES_PER_PASS):

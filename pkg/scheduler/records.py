@@ -28,6 +28,7 @@ from financial.pkg.scheduler.store import (
     RunRecord,
     RunStore,
     StartRequest,
+    describe,
 )
 
 log = structlog.get_logger("financial.scheduler")
@@ -296,12 +297,6 @@ def _lost(record: RunRecord, now: RunRecord | None) -> bool:
 def _lost_reason(now: RunRecord | None) -> str:
     status = now.status.value if now is not None else "not found"
     return f"the run was ended by another worker as it started ({status})"
-
-
-def describe(exc: BaseException) -> str:
-    """`Type: message` of an exception, for a log field."""
-    detail = str(exc).strip()
-    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
 
 
 def current_task() -> asyncio.Task[object]:

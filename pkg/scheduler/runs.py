@@ -128,6 +128,12 @@ def honours_pause(trigger: Trigger) -> bool:
     return trigger is not Trigger.MANUAL
 
 
+def describe(exc: BaseException) -> str:
+    """`Type: message` of an exception (just `Type` when it has no message), for a log field."""
+    detail = str(exc).strip()
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+
+
 def require_final(run_id: str, status: RunStatus) -> None:
     """`finish` takes final statuses only."""
     if not status.is_final:

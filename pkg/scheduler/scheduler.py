@@ -26,7 +26,7 @@ from financial.pkg.scheduler.registry import JobSpec
 from financial.pkg.scheduler.runner import FailureHandler, TickRunner
 from financial.pkg.scheduler.schedule import Schedule
 from financial.pkg.scheduler.slots import OrderedSlots
-from financial.pkg.scheduler.store import RunRecord, RunStore
+from financial.pkg.scheduler.store import RunRecord, RunStore, describe
 
 log = structlog.get_logger("financial.scheduler")
 
@@ -258,7 +258,7 @@ class Scheduler:
             try:
                 plan = await plan_catchup(self._store, spec, now, MISSED_RECORD_LIMIT)
             except Exception as exc:
-                log.warning("catchup_failed", job=spec.name, error=f"{type(exc).__name__}: {exc}")
+                log.warning("catchup_failed", job=spec.name, error=describe(exc))
                 continue
             if self._stop.is_set():
                 return
