@@ -12,10 +12,10 @@ from structlog.testing import capture_logs
 from financial.pkg.jobs.model import RunStatus
 from financial.pkg.scheduler.batch import Batcher
 from financial.pkg.scheduler.clock import FakeClock
+from financial.pkg.scheduler.memory_store import MemoryRunStore
 from financial.pkg.scheduler.store import (
     ClaimRequest,
     FinishRequest,
-    MemoryRunStore,
     RunRecord,
     StartRequest,
 )

@@ -7,7 +7,8 @@ from datetime import timedelta
 import pytest
 
 from financial.pkg.scheduler.clock import FakeClock
-from financial.pkg.scheduler.store import MemoryRunStore, RunStore
+from financial.pkg.scheduler.memory_store import MemoryRunStore
+from financial.pkg.scheduler.store import RunStore
 from tests.contract.run_store_batch_contract import RunStoreBatchContract
 from tests.contract.run_store_contract import LEASE, Elapse, RunStoreContract
 from tests.unit.scheduling import T0
