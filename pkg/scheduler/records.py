@@ -103,16 +103,6 @@ class RunRecords:
             overlap=request.overlap,
         )
 
-    async def _start(self, request: StartRequest) -> RunRecord | None:
-        if self._starts is not None:
-            return await self._starts.submit(request)
-        try:
-            return await self._store.start(
-                request.run_id, fence=request.fence, trace_id=request.trace_id
-            )
-        except RunNotFound:
-            return None
-
     async def _finish(self, request: FinishRequest) -> RunRecord | None:
         if self._finishes is not None:
             return await self._finishes.submit(request)
@@ -164,12 +154,10 @@ class RunRecords:
         if halted():
             raise RunNotStarted(STOPPING_REASON, record=record, status=RunStatus.MISSED, lost=False)
         if self._starts is not None:
-            self._start_in_background(task, record, trace_id)
+            self._start_in_background(self._starts, task, record, trace_id)
             return
         try:
-            now = await self._start(StartRequest(record.run_id, record.fence, trace_id))
-            if now is None:
-                raise RunNotFound(record.run_id)
+            now = await self._store.start(record.run_id, fence=record.fence, trace_id=trace_id)
         except Exception as exc:
             raise RunNotStarted(
                 f"run store unavailable: {describe(exc)}",
@@ -177,7 +165,7 @@ class RunRecords:
                 status=RunStatus.FAILED,
                 lost=False,
             ) from exc
-        if now.status is not RunStatus.RUNNING or now.fence != record.fence:
+        if _lost(record, now):
             raise RunNotStarted(
                 f"the run was ended by another worker before it started ({now.status.value})",
                 record=now,
@@ -189,7 +177,11 @@ class RunRecords:
             raise RunNotStarted(STOPPING_REASON, record=now, status=RunStatus.MISSED, lost=False)
 
     def _start_in_background(
-        self, task: asyncio.Task[object], record: RunRecord, trace_id: str | None
+        self,
+        starts: Batcher[StartRequest, RunRecord | None],
+        task: asyncio.Task[object],
+        record: RunRecord,
+        trace_id: str | None,
     ) -> None:
         """A batched store: the run starts now and its `running` mark follows in the batch.
 
@@ -199,8 +191,7 @@ class RunRecords:
         nothing more is written; should it fail, the run goes on and its end is recorded as
         usual. The end is written only after the mark has been answered.
         """
-        assert self._starts is not None
-        starting = self._starts_pending[task] = self._starts.submit(
+        starting = self._starts_pending[task] = starts.submit(
             StartRequest(record.run_id, record.fence, trace_id)
         )
 
