@@ -1,9 +1,10 @@
 """Wrappers around one attempt of a job, composed in one declared order.
 
 Each wrapper takes a `Step` (an attempt that returns an `Outcome`) and returns one. The order,
-outermost first, is `default_chain` below: logging sees the final outcome of the attempt,
-recovery turns any exception into a `failed` outcome, the timeout cancels the body at the run's
-deadline. Tracing and metrics slot in as further wrappers.
+outermost first, is `default_chain` below: logging sees the final outcome of the attempt, the
+end of the body gives its slot back before anything else is done, recovery turns any exception
+into a `failed` outcome, the timeout cancels the body at the run's deadline. Tracing and metrics
+slot in as further wrappers.
 """
 
 from __future__ import annotations
@@ -158,6 +159,26 @@ def with_run_started(mark_started: StartHook) -> Wrapper:
     return wrap
 
 
+BodyDone = Callable[[], Awaitable[None]]
+
+
+def with_body_done(body_done: BodyDone) -> Wrapper:
+    """Once the body has an outcome (recovered, timed), call `body_done` before the outer
+    wrappers do their part: the runner gives the slot back and lets the runs still to start go
+    first (`starts_first.py`), so a run's log line, span and record never delay another's start.
+    A cancellation propagates without it."""
+
+    def wrap(step: Step) -> Step:
+        async def done(ctx: JobContext) -> Outcome:
+            outcome = await step(ctx)
+            await body_done()
+            return outcome
+
+        return done
+
+    return wrap
+
+
 def compose(step: Step, wrappers: Sequence[Wrapper]) -> Step:
     """Wrap `step` so that `wrappers[0]` is the outermost."""
     for wrapper in reversed(wrappers):
@@ -166,14 +187,18 @@ def compose(step: Step, wrappers: Sequence[Wrapper]) -> Step:
 
 
 def default_chain(
-    mark_started: StartHook, clock: Clock, extra: Sequence[Wrapper] = ()
+    mark_started: StartHook,
+    clock: Clock,
+    extra: Sequence[Wrapper] = (),
+    body_done: BodyDone | None = None,
 ) -> list[Wrapper]:
     """The declared order, outermost first: extra (tracing, metrics), recording the start,
-    logging, recovery, timeout."""
+    logging, the end of the body, recovery, timeout."""
     return [
         *extra,
         with_run_started(mark_started),
         with_logging(clock),
+        *([with_body_done(body_done)] if body_done is not None else []),
         with_recovery(),
         with_timeout(clock),
     ]

@@ -38,6 +38,7 @@ from financial.pkg.scheduler.records import (
 )
 from financial.pkg.scheduler.registry import JobSpec
 from financial.pkg.scheduler.slots import OrderedSlots
+from financial.pkg.scheduler.starts_first import StartsFirst, StartTicket
 from financial.pkg.scheduler.store import RunError, RunRecord, RunStore, skipped_for_pause
 
 log = structlog.get_logger("financial.scheduler")
@@ -79,13 +80,16 @@ class TickRunner:
         self._clock = clock
         self._slots = slots
         self._records = RunRecords(store, clock, worker_id, self._lease_lost)
-        self._chain = default_chain(self._mark_started, clock, wrappers)
+        self.starts = StartsFirst(clock)
+        self._chain = default_chain(self._mark_started, clock, wrappers, self._body_done)
         self._stopping = stopping
         self._on_final_failure = on_final_failure
         self._on_unstarted = on_unstarted
         self._bound_log: FilteringBoundLogger | None = None
         self._steps: dict[str, Step] = {}
         self._cancel_reasons: dict[asyncio.Task[object], str] = {}
+        self._tickets: dict[asyncio.Task[object], StartTicket] = {}
+        self._holding: set[asyncio.Task[object]] = set()  # tasks holding a slot
         self._lost: dict[asyncio.Task[object], str] = {}
         # Set the moment the worker is asked to stop, before the drain sets `stopping`: a run
         # claimed just before then is recorded `missed` rather than started.
@@ -124,12 +128,35 @@ class TickRunner:
         *,
         attempt: int = 1,
         start_by: datetime | None = None,
+        ticket: StartTicket | None = None,
     ) -> RunRecord | None:
         """Run one tick to its final status; None when another worker claimed it.
 
         `start_by` defaults to the tick's own start deadline; a catch-up or a recovery of an
-        older tick passes one counted from now.
+        older tick passes one counted from now. `ticket`, from `starts.ticket()` at dispatch, is
+        settled once the job starts or will not (see `starts_first.py`).
         """
+        task = current_task()
+        if ticket is not None:
+            self._tickets[task] = ticket
+            if spec.options.jitter:
+                ticket.settle()  # a run that waits on purpose holds no one back
+        try:
+            return await self._run_tick(spec, scheduled_at, trigger, next_tick, attempt, start_by)
+        finally:
+            if ticket is not None:
+                del self._tickets[task]
+                ticket.settle()
+
+    async def _run_tick(
+        self,
+        spec: JobSpec,
+        scheduled_at: datetime,
+        trigger: Trigger,
+        next_tick: datetime | None,
+        attempt: int,
+        start_by: datetime | None,
+    ) -> RunRecord | None:
         if spec.options.jitter:
             # Spread the start, not the tick: scheduled_at stays the tick the run belongs to.
             spread = spec.options.jitter * random.random()
@@ -168,6 +195,8 @@ class TickRunner:
             if asked <= start_by < self._clock.now():
                 reason = "the run store answered after the start deadline"
                 return await self._finish_unstarted(record, RunStatus.MISSED, reason)
+            if spec.options.overlap in (Overlap.QUEUE, Overlap.REPLACE):
+                self._settle_ticket(task)  # it may wait for another run to end
             refusal = await self.overlap.admit(spec, record, start_by)
             if refusal is not None:
                 status, reason = refusal
@@ -198,6 +227,7 @@ class TickRunner:
     def halt(self) -> None:
         """The worker is stopping: no claimed run starts from now on."""
         self._halted = True
+        self.starts.close()
 
     def cancel(self, task: asyncio.Task[object], reason: str) -> None:
         """Cancel a run; it is recorded `interrupted` with `reason`."""
@@ -210,6 +240,22 @@ class TickRunner:
 
     async def _mark_started(self, ctx: JobContext, trace_id: str | None) -> None:
         await self._records.mark_started(trace_id, halted=lambda: self._halted)
+        self._settle_ticket(current_task())
+
+    def _settle_ticket(self, task: asyncio.Task[object]) -> None:
+        ticket = self._tickets.get(task)
+        if ticket is not None:
+            ticket.settle()
+
+    async def _body_done(self) -> None:
+        """The job returned: give the slot back, then let the runs still to start go first."""
+        self._release_slot(current_task())
+        await self.starts.wait()
+
+    def _release_slot(self, task: asyncio.Task[object]) -> None:
+        if task in self._holding:
+            self._holding.discard(task)
+            self._slots.release()
 
     def _lease_lost(self, task: asyncio.Task[object], reason: str) -> None:
         self._lost[task] = reason
@@ -234,11 +280,13 @@ class TickRunner:
                     else f"no free slot before the start deadline {start_by.isoformat()}"
                 )
                 return await self._finish_unstarted(record, RunStatus.MISSED, reason)
+            task = current_task()
+            self._holding.add(task)
             try:
                 outcome, ctx = await self._attempt(spec, record, trigger)
             finally:
                 # The slot is for running the job: recording its end does not hold it.
-                self._slots.release()
+                self._release_slot(task)
             record = await self._record(record, outcome)
             if outcome.status is RunStatus.SUCCEEDED:
                 await self._hook(spec, "on_success", ctx)

@@ -307,7 +307,14 @@ class Scheduler:
             if now > spec.start_by(at, next_tick):
                 run = partial(self.runner.record_missed, spec, at, "tick passed its start deadline")
             else:
-                run = partial(self.runner.run_tick, spec, at, Trigger.SCHEDULE, next_tick)
+                run = partial(
+                    self.runner.run_tick,
+                    spec,
+                    at,
+                    Trigger.SCHEDULE,
+                    next_tick,
+                    ticket=self.runner.starts.ticket(),
+                )
             if missed:
                 self._spawn_after_missed(spec, missed, "tick passed while not running", run)
             else:

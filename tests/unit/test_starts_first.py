@@ -1,0 +1,118 @@
+"""Starts before ends (`starts_first.py`): the bookkeeping after a run waits, within a bound,
+while runs dispatched with it have yet to start."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from financial.pkg.jobs import JobContext
+from financial.pkg.jobs.model import RunStatus
+from financial.pkg.scheduler.clock import FakeClock
+from financial.pkg.scheduler.memory_store import MemoryRunStore
+from financial.pkg.scheduler.starts_first import StartsFirst
+from financial.pkg.scheduler.store import RunError, RunRecord
+from tests.unit.scheduling import Harness, job_of
+
+
+async def test_nothing_pending_means_no_wait(clock: FakeClock) -> None:
+    gate = StartsFirst(clock)
+    await asyncio.wait_for(gate.wait(), 0.1)
+    gate.ticket().settle()
+    await asyncio.wait_for(gate.wait(), 0.1)
+    assert gate.pending == 0
+
+
+async def test_ends_wait_until_every_ticket_is_settled_once(clock: FakeClock) -> None:
+    gate = StartsFirst(clock)
+    first, second = gate.ticket(), gate.ticket()
+    waiter = asyncio.ensure_future(gate.wait())
+    await clock.settle()
+    first.settle()
+    first.settle()  # twice counts once
+    await clock.settle()
+    assert not waiter.done() and gate.pending == 1
+    second.settle()
+    await clock.settle()
+    assert waiter.done() and gate.pending == 0
+
+
+async def test_the_wait_is_bounded(clock: FakeClock) -> None:
+    gate = StartsFirst(clock, max_hold=timedelta(seconds=1))
+    gate.ticket()  # a run that waits for a slot held by a long job
+    waiter = asyncio.ensure_future(gate.wait())
+    await clock.advance(0.9)
+    assert not waiter.done()
+    await clock.advance(0.1)
+    assert waiter.done()
+    # A later end waits again, for at most the bound.
+    again = asyncio.ensure_future(gate.wait())
+    await clock.settle()
+    assert not again.done()
+    await clock.advance(1)
+    assert again.done()
+
+
+async def test_a_stopping_worker_does_not_wait(clock: FakeClock) -> None:
+    gate = StartsFirst(clock)
+    gate.ticket()
+    waiter = asyncio.ensure_future(gate.wait())
+    await clock.settle()
+    gate.close()
+    await clock.settle()
+    assert waiter.done()
+    await asyncio.wait_for(gate.wait(), 0.1)
+
+
+async def test_a_run_cancelled_while_waiting_goes_on_to_record_its_end(clock: FakeClock) -> None:
+    gate = StartsFirst(clock)
+    gate.ticket()
+    recorded: list[str] = []
+
+    async def end_of_run() -> None:
+        await gate.wait()
+        await asyncio.sleep(0)  # recording the end: not cancelled again
+        recorded.append("end")
+
+    task = asyncio.ensure_future(end_of_run())
+    await clock.settle()
+    task.cancel()
+    await clock.settle()
+    assert task.done() and not task.cancelled()
+    assert recorded == ["end"]
+
+
+class EndsLog(MemoryRunStore):
+    """A store noting, with the jobs, the order of starts and recorded ends."""
+
+    def __init__(self, clock: FakeClock, events: list[str]) -> None:
+        super().__init__(clock)
+        self.events = events
+
+    async def finish(
+        self, run_id: str, status: RunStatus, *, fence: int, error: RunError | None = None
+    ) -> RunRecord:
+        record = await super().finish(run_id, status, fence=fence, error=error)
+        self.events.append(f"end {record.job}")
+        return record
+
+
+async def test_every_run_of_a_tick_starts_before_any_end_is_recorded(clock: FakeClock) -> None:
+    events: list[str] = []
+
+    def body(name: str) -> Callable[[JobContext], Awaitable[None]]:
+        async def run(ctx: JobContext) -> None:
+            events.append(f"start {name}")
+
+        return run
+
+    jobs = [job_of("* * * * * *", body(f"j{i}"), name=f"j{i}") for i in range(25)]
+    store = EndsLog(clock, events)
+    async with Harness(*jobs, clock=clock, store=store, max_concurrent=2) as h:
+        await h.advance_to(1)
+        starts = [i for i, e in enumerate(events) if e.startswith("start")]
+        ends = [i for i, e in enumerate(events) if e.startswith("end")]
+        assert len(starts) == 25 and len(ends) == 25
+        assert max(starts) < min(ends), events
+        assert {r.status for r in await h.history()} == {RunStatus.SUCCEEDED}
