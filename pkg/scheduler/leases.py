@@ -64,8 +64,11 @@ class LeaseKeeper:
             record.run_id, record.job, record.fence, valid_until=claimed_at + self._store.lease
         )
         if self._next_renewal is None:
+            # The keeper was idle. Otherwise it need not wake: its next wake-up, the renewal due
+            # within a third of the lease, comes before this lease could need watching (at
+            # five sixths), and waking it for every claim would walk every held run each time.
             self._next_renewal = claimed_at + self.interval
-        self._wake.set()
+            self._wake.set()
 
     def settle(self, task: asyncio.Task[object]) -> None:
         """The task is recording its run's end: keep renewing, never cancel it."""

@@ -59,7 +59,10 @@ class OverlapGate:
         self.states: dict[str, JobState] = {}
 
     def state(self, job: str) -> JobState:
-        return self.states.setdefault(job, JobState())
+        state = self.states.get(job)
+        if state is None:
+            state = self.states[job] = JobState()
+        return state
 
     def wake_all(self) -> None:
         for state in self.states.values():
