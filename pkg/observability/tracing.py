@@ -16,6 +16,8 @@ spans are masked with the same `mask_secrets` as the logs.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import random
 import threading
 import traceback
 import uuid
@@ -31,7 +33,6 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
-from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, StatusCode, Tracer
 from opentelemetry.util.types import Attributes, AttributeValue
 
@@ -188,9 +189,6 @@ class _IdsOnlyTracer(trace.NoOpTracer):
     tracer's `start_as_current_span` goes through `start_span`, so child spans work too.
     """
 
-    def __init__(self) -> None:
-        self._ids = RandomIdGenerator()
-
     def start_span(
         self,
         name: str,
@@ -202,10 +200,37 @@ class _IdsOnlyTracer(trace.NoOpTracer):
         record_exception: bool = True,
         set_status_on_exception: bool = True,
     ) -> Span:
-        parent = trace.get_current_span(context).get_span_context()
-        trace_id = parent.trace_id if parent.is_valid else self._ids.generate_trace_id()
-        ids = SpanContext(trace_id, self._ids.generate_span_id(), is_remote=False)
-        return trace.NonRecordingSpan(ids)
+        trace_id = _trace_id_under(trace.get_current_span(context))
+        return trace.NonRecordingSpan(_span_context(trace_id, _new_id(_SPAN_ID_BITS)))
+
+
+# Ids drawn as the SDK's `RandomIdGenerator` draws them, without its method calls.
+_TRACE_ID_BITS = 128
+_SPAN_ID_BITS = 64
+_TRACE_FLAGS = trace.DEFAULT_TRACE_OPTIONS  # immutable, shared by the SDK's span contexts too
+_TRACE_STATE = trace.DEFAULT_TRACE_STATE
+
+
+def _new_id(bits: int) -> int:
+    new_id = random.getrandbits(bits)
+    while not new_id:  # zero is the invalid id
+        new_id = random.getrandbits(bits)
+    return new_id
+
+
+def _trace_id_under(parent: object) -> int:
+    """The trace id of a span started under `parent`: its own if it is a valid span."""
+    ids = parent.get_span_context() if isinstance(parent, Span) else trace.INVALID_SPAN_CONTEXT
+    return ids.trace_id if ids.is_valid else _new_id(_TRACE_ID_BITS)
+
+
+def _span_context(trace_id: int, span_id: int) -> SpanContext:
+    """`SpanContext(trace_id, span_id, is_remote=False)` for ids known to be valid.
+
+    The constructor re-checks the ranges and fills in defaults, half the cost of an ids-only
+    span; the tuple layout built here is pinned by a test against the constructor.
+    """
+    return tuple.__new__(SpanContext, (trace_id, span_id, False, _TRACE_FLAGS, _TRACE_STATE, True))
 
 
 def _traces_endpoint(base: str) -> str | None:
@@ -231,10 +256,15 @@ def with_tracing(tracer: Tracer) -> Wrapper:
 
     The span's ids are bound in structlog's contextvars for the attempt and the previous values
     restored afterwards. Put this wrapper outside logging, as `default_chain(clock, extra)` does
-    with `extra`, so `job_started` and `job_failed` carry the ids. With a no-op tracer it
-    returns the step unchanged.
+    with `extra`, so `job_started` and `job_failed` carry the ids. With the ids-only tracer (no
+    exporter) a leaner wrapper binds the same ids; with a no-op tracer it returns the step
+    unchanged.
     """
-    if isinstance(tracer, trace.NoOpTracer) and not isinstance(tracer, _IdsOnlyTracer):
+    if isinstance(tracer, _IdsOnlyTracer):
+        fast = _ids_only_tracing()
+        if fast is not None:
+            return fast
+    elif isinstance(tracer, trace.NoOpTracer):
         return _unchanged
     span_names: dict[str, str] = {}
 
@@ -292,6 +322,50 @@ def with_tracing(tracer: Tracer) -> Wrapper:
 
 def _unchanged(step: Step) -> Step:
     return step
+
+
+def _ids_only_tracing() -> Wrapper | None:
+    """`with_tracing` for the ids-only tracer: the same ids and context at a third of the cost.
+
+    Sets the context variables behind OpenTelemetry's current context and structlog's bound
+    `trace_id` and `span_id` directly, and skips the span's name, attributes and status, which
+    nothing would read. None when OpenTelemetry's runtime context is not the default one, backed
+    by a context variable (`OTEL_PYTHON_CONTEXT`).
+    """
+    # The variables are found through the public API, which sets them: in a scratch context.
+    probe = trace.set_span_in_context(trace.INVALID_SPAN, otel_context.Context())
+    scratch = contextvars.copy_context()
+    otel_token = scratch.run(otel_context.attach, probe)
+    log_tokens = scratch.run(structlog.contextvars.bind_contextvars, trace_id=None, span_id=None)
+    found = scratch.get(otel_token.var) if isinstance(otel_token, contextvars.Token) else None
+    if found is not probe or scratch.run(otel_context.get_current) is not probe or len(probe) != 1:
+        return None
+    (span_key,) = probe
+    otel_var = otel_token.var
+    trace_id_var, span_id_var = log_tokens["trace_id"].var, log_tokens["span_id"].var
+
+    def wrap(step: Step) -> Step:
+        async def traced(ctx: JobContext) -> Outcome:
+            current = otel_var.get()
+            parent = current.get(span_key)
+            # Skipping `_trace_id_under` for a run outside any span saves its isinstance check.
+            trace_id = _new_id(_TRACE_ID_BITS) if parent is None else _trace_id_under(parent)
+            span_id = _new_id(_SPAN_ID_BITS)
+            span = trace.NonRecordingSpan(_span_context(trace_id, span_id))
+            context_token = otel_var.set(otel_context.Context({**current, span_key: span}))
+            # Lowercase and zero-padded like format_trace_id, at half the cost of a format().
+            trace_token = trace_id_var.set(trace_id.to_bytes(16).hex())
+            span_token = span_id_var.set(span_id.to_bytes(8).hex())
+            try:
+                return await step(ctx)
+            finally:
+                span_id_var.reset(span_token)
+                trace_id_var.reset(trace_token)
+                otel_var.reset(context_token)
+
+        return traced
+
+    return wrap
 
 
 @contextmanager
