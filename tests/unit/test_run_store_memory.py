@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import fields, replace
+from dataclasses import FrozenInstanceError, fields, replace
 from datetime import timedelta
 from typing import Any
 
@@ -54,6 +54,18 @@ async def test_run_ids_are_random_uuid4_strings() -> None:
         assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
         assert str(parsed) == run_id
     assert len(set(run_ids)) == len(run_ids)
+
+
+def test_the_store_builds_the_records_the_constructor_would() -> None:
+    """The store writes a record's fields itself, not through RunRecord's `__init__`: a field
+    or a check that `__init__` gained would be missed, which this test sees."""
+    values = {f.name: _sentinel() for f in fields(RunRecord)}
+    built = memory_store._record(**values)
+    assert type(built) is RunRecord
+    assert built == RunRecord(**values)
+    assert not hasattr(RunRecord, "__post_init__")
+    with pytest.raises(FrozenInstanceError):
+        built.status = RunStatus.FAILED  # type: ignore[misc]
 
 
 def test_a_run_changes_only_the_fields_of_its_step() -> None:
