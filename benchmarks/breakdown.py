@@ -31,6 +31,7 @@ from benchmarks.ours import HEARTBEAT, PRODUCTION_CAP, memory_store
 from financial.pkg.jobs import JobContext, Trigger, cron_job
 from financial.pkg.observability.tracing import setup_tracing, with_tracing
 from financial.pkg.scheduler.clock import FakeClock
+from financial.pkg.scheduler.collector import tune_collector
 from financial.pkg.scheduler.registry import JobRegistry
 from financial.pkg.scheduler.schedule import parse_schedule
 from financial.pkg.scheduler.scheduler import Scheduler, SchedulerConfig
@@ -61,6 +62,7 @@ async def per_run_us(log_level: str, tracing: bool) -> float:
         telemetry = setup_tracing("financial-worker", endpoint=None, set_global=False)
         wrappers.append(with_tracing(telemetry.tracer))
     with tempfile.TemporaryDirectory() as tmp, bench_logging(log_level, Path(tmp)):
+        tune_collector()
         scheduler = Scheduler(
             registry,
             store=memory_store(clock),

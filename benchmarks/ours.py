@@ -1,8 +1,9 @@
 """Scenarios driven through our scheduler, wired as `financial worker` wires it.
 
 The wiring mirrors `cmd/worker.py` with nothing configured: the in-memory run store, the system
-clock, the production concurrency cap (10) and heartbeat (5 s), and the tracing wrapper with no
-OTLP endpoint (trace and span ids for the log lines, no exporter). Jobs do nothing but record
+clock, the production concurrency cap (10) and heartbeat (5 s), the tracing wrapper with no
+OTLP endpoint (trace and span ids for the log lines, no exporter), and the worker's setting of
+the garbage collector (`collector.py`). Jobs do nothing but record
 when they started, so the figures are the scheduler's.
 """
 
@@ -34,6 +35,7 @@ from benchmarks.common import (
 from financial.pkg.jobs import FunctionJob, JobContext, cron_job
 from financial.pkg.observability.tracing import setup_tracing, with_tracing
 from financial.pkg.scheduler.clock import Clock, SystemClock
+from financial.pkg.scheduler.collector import tune_collector
 from financial.pkg.scheduler.registry import JobRegistry
 from financial.pkg.scheduler.scheduler import Scheduler, SchedulerConfig
 from financial.pkg.scheduler.store import RunStore
@@ -64,6 +66,7 @@ def build_scheduler(
 ) -> Scheduler:
     """A scheduler wired as `cmd/worker.py` wires it when nothing is configured."""
     telemetry = setup_tracing("financial-worker", endpoint=None, set_global=False)
+    tune_collector()
     return Scheduler(
         registry,
         store=store if store is not None else memory_store(),

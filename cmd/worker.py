@@ -36,6 +36,7 @@ from financial.pkg.observability.metrics import with_metrics
 from financial.pkg.observability.systemd import SystemdNotifier
 from financial.pkg.observability.tracing import with_tracing
 from financial.pkg.scheduler.clock import SystemClock
+from financial.pkg.scheduler.collector import tune_collector
 from financial.pkg.scheduler.registry import JobRegistry, JobSpec
 from financial.pkg.scheduler.scheduler import Scheduler
 
@@ -95,6 +96,7 @@ async def serve(settings: Settings) -> int:
         metrics.watch_next_fire_times(scheduler.next_fire_times)
         health.attach(scheduler, store)
         signals.subscribe(scheduler.stop, scheduler.abort)
+        tune_collector()  # what start-up built stays; see collector.py
         loop_task = asyncio.create_task(scheduler.run())
         notifier.ready(f"running {len(scheduler.jobs)} jobs")
         log.info(
