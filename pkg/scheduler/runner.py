@@ -273,7 +273,8 @@ class TickRunner:
     ) -> RunRecord:
         first = record.attempt
         while True:
-            if not await self._slots.acquire(record.scheduled_at, start_by):
+            ticket = self._tickets.get(current_task())
+            if not await self._slots.acquire(record.scheduled_at, start_by, ticket):
                 reason = (
                     STOPPING_REASON
                     if self._stopping.is_set()

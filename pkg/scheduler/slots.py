@@ -8,6 +8,7 @@ import itertools
 from datetime import datetime
 
 from financial.pkg.scheduler.clock import Clock
+from financial.pkg.scheduler.starts_first import StartTicket
 
 
 class OrderedSlots:
@@ -31,6 +32,7 @@ class OrderedSlots:
         self._seq = itertools.count()
         # (priority, seq, future): resolved True when handed a slot, False at the deadline.
         self._waiters: list[tuple[datetime, int, asyncio.Future[bool]]] = []
+        self._tickets: dict[asyncio.Future[bool], StartTicket] = {}
         self._deadlines: list[tuple[datetime, int, asyncio.Future[bool]]] = []
         self._watcher: asyncio.Task[None] | None = None
         self._watcher_wake = asyncio.Event()
@@ -44,8 +46,13 @@ class OrderedSlots:
     def waiting(self) -> int:
         return sum(1 for *_, fut in self._waiters if not fut.done())
 
-    async def acquire(self, priority: datetime, deadline: datetime) -> bool:
-        """Take a slot; False when none came before `deadline` or the slots were closed."""
+    async def acquire(
+        self, priority: datetime, deadline: datetime, ticket: StartTicket | None = None
+    ) -> bool:
+        """Take a slot; False when none came before `deadline` or the slots were closed.
+
+        A run that has to wait parks its start `ticket` until it is handed a slot.
+        """
         if self._closed:
             return False
         if self._in_use < self.capacity:
@@ -59,6 +66,9 @@ class OrderedSlots:
         heapq.heappush(self._waiters, (priority, seq, waiter))
         heapq.heappush(self._deadlines, (deadline, seq, waiter))
         self._watch(deadline)
+        if ticket is not None:
+            ticket.park()
+            self._tickets[waiter] = ticket
         try:
             return await waiter
         except asyncio.CancelledError:
@@ -66,6 +76,8 @@ class OrderedSlots:
             if waiter.done() and not waiter.cancelled() and waiter.result():
                 self.release()
             raise
+        finally:
+            self._tickets.pop(waiter, None)
 
     def release(self) -> None:
         """Give a slot back, handing it straight to the earliest waiter still waiting."""
@@ -74,6 +86,9 @@ class OrderedSlots:
             if waiter.done():
                 continue
             waiter.set_result(True)
+            ticket = self._tickets.get(waiter)
+            if ticket is not None:
+                ticket.unpark()  # it starts next: the end that gave the slot back waits
             return
         self._in_use -= 1
 

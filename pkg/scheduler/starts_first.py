@@ -1,15 +1,18 @@
 """Starts before ends: the bookkeeping after a run waits while runs due with it have yet to start.
 
-When a tick's runs outnumber the slots, they start in waves, each wave when the one before has
-returned its slots. Everything a run does after its job returns (its log line, its span, writing
-its end to the run store) delays every run still waiting behind it, and start lateness is what a
-scheduler is judged on. So the scheduler hands each run it dispatches a `StartTicket`, settled
-the moment the run starts its job (or will not start it); a run whose job has returned gives its
-slot back at once and then waits here, while any ticket is unsettled, before doing the rest.
+The runs of one tick start one after the other on one event loop. Everything a run does after
+its job returns (its log line, its span, writing its end to the run store) delays every run due
+with it that has not started yet, and start lateness is what a scheduler is judged on. So the
+scheduler hands each run it dispatches a `StartTicket`, settled the moment the run starts its
+job (or will not start it); a run whose job has returned gives its slot back at once and then
+waits here, while any ticket is open, before doing the rest.
 
-The wait is bounded: after `max_hold` every waiting end goes ahead (the runs still waiting for
-a slot may be waiting for long jobs to finish). It is skipped while the worker stops, and a run
-cancelled while waiting goes on to record how its job ended instead.
+A run waiting for a slot parks its ticket: it cannot start before a job ends, so nothing waits
+for it (the ends then use the loop while the jobs run). The slot handed to it unparks the ticket
+at once, so the end of the run that gave the slot back waits for this one to start.
+
+The wait is bounded: after `max_hold` every waiting end goes ahead. It is skipped while the
+worker stops, and a run cancelled while waiting goes on to record how its job ended instead.
 """
 
 from __future__ import annotations
@@ -27,17 +30,29 @@ MAX_HOLD = timedelta(seconds=1)
 class StartTicket:
     """One dispatched run that has not started its job yet; `settle` once it has (or won't)."""
 
-    __slots__ = ("_gate", "_open")
+    __slots__ = ("_counted", "_gate", "_settled")
 
     def __init__(self, gate: StartsFirst) -> None:
         self._gate = gate
-        self._open = True
+        self._counted = True  # holding ends back (not parked, not settled)
+        self._settled = False
 
     def settle(self) -> None:
         """The run started its job, or will not start it. Idempotent."""
-        if self._open:
-            self._open = False
-            self._gate._settled()
+        self._settled = True
+        self.park()
+
+    def park(self) -> None:
+        """The run waits for something other than the loop (a slot): it holds no end back."""
+        if self._counted:
+            self._counted = False
+            self._gate._uncount()
+
+    def unpark(self) -> None:
+        """The run can go on (it was handed a slot): ends wait for it again."""
+        if not self._counted and not self._settled:
+            self._counted = True
+            self._gate._count()
 
 
 class StartsFirst:
@@ -84,7 +99,10 @@ class StartsFirst:
             if task is not None:
                 task.uncancel()
 
-    def _settled(self) -> None:
+    def _count(self) -> None:
+        self._pending += 1
+
+    def _uncount(self) -> None:
         self._pending -= 1
         if self._pending == 0:
             self._open()

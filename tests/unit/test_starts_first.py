@@ -13,7 +13,7 @@ from financial.pkg.scheduler.clock import FakeClock
 from financial.pkg.scheduler.memory_store import MemoryRunStore
 from financial.pkg.scheduler.starts_first import StartsFirst
 from financial.pkg.scheduler.store import RunError, RunRecord
-from tests.unit.scheduling import Harness, job_of
+from tests.unit.scheduling import Harness, Recorder, job_of
 
 
 async def test_nothing_pending_means_no_wait(clock: FakeClock) -> None:
@@ -116,3 +116,21 @@ async def test_every_run_of_a_tick_starts_before_any_end_is_recorded(clock: Fake
         assert len(starts) == 25 and len(ends) == 25
         assert max(starts) < min(ends), events
         assert {r.status for r in await h.history()} == {RunStatus.SUCCEEDED}
+
+
+async def test_a_run_waiting_for_a_slot_does_not_hold_back_the_ends(clock: FakeClock) -> None:
+    long = Recorder(clock, duration=timedelta(seconds=5))
+    quick, waiting = Recorder(clock), Recorder(clock)
+    jobs = [
+        job_of("*/10 * * * * *", quick, name="a_quick"),
+        job_of("*/10 * * * * *", long, name="b_long"),
+        job_of("*/10 * * * * *", waiting, name="c_waiting"),
+    ]
+    async with Harness(*jobs, clock=clock, max_concurrent=1) as h:
+        await h.advance_to(10.5)
+        # `waiting` waits for the slot `long` holds: the end of `quick` is recorded meanwhile.
+        assert [len(r.starts) for r in (quick, long, waiting)] == [1, 1, 0]
+        assert [r.status for r in await h.history("a_quick")] == [RunStatus.SUCCEEDED]
+        await h.advance_to(15)
+        assert len(waiting.starts) == 1
+        assert [r.status for r in await h.history("b_long")] == [RunStatus.SUCCEEDED]
