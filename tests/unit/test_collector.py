@@ -21,7 +21,9 @@ def restored_collector() -> Iterator[None]:
 @pytest.mark.usefixtures("restored_collector")
 def test_start_up_objects_are_frozen_and_the_young_generation_collected_less_often() -> None:
     _, middle, old = gc.get_threshold()
-    kept_from_start_up = [[] for _ in range(10)]  # lists are tracked by the collector
+    kept_from_start_up: list[list[int]] = [
+        [] for _ in range(10)
+    ]  # lists are tracked by the collector
     tune_collector()
     assert gc.get_threshold() == (YOUNG_THRESHOLD, middle, old)
     assert gc.get_freeze_count() >= len(kept_from_start_up)
