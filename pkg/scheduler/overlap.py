@@ -68,6 +68,16 @@ class OverlapGate:
         for state in self.states.values():
             state.changed.set()
 
+    def clear(self, spec: JobSpec) -> bool:
+        """Whether the tick may go on without `admit`: nothing to wait for or refuse (the common
+        case, answered without a coroutine)."""
+        policy = spec.options.overlap
+        if policy is Overlap.ALLOW:
+            return True
+        if self.state(spec.name).active:
+            return False
+        return policy is not Overlap.QUEUE or not self._store.shared
+
     async def admit(self, spec: JobSpec, record: RunRecord, start_by: datetime) -> Refusal | None:
         """None when the tick may go on, else the status and reason to record it with."""
         policy = spec.options.overlap

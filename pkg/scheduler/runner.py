@@ -195,12 +195,13 @@ class TickRunner:
             if asked <= start_by < self._clock.now():
                 reason = "the run store answered after the start deadline"
                 return await self._finish_unstarted(record, RunStatus.MISSED, reason)
-            if spec.options.overlap in (Overlap.QUEUE, Overlap.REPLACE):
-                self._settle_ticket(task)  # it may wait for another run to end
-            refusal = await self.overlap.admit(spec, record, start_by)
-            if refusal is not None:
-                status, reason = refusal
-                return await self._finish_unstarted(record, status, reason)
+            if not self.overlap.clear(spec):
+                if spec.options.overlap in (Overlap.QUEUE, Overlap.REPLACE):
+                    self._settle_ticket(task)  # it may wait for another run to end
+                refusal = await self.overlap.admit(spec, record, start_by)
+                if refusal is not None:
+                    status, reason = refusal
+                    return await self._finish_unstarted(record, status, reason)
             state.active.add(task)
             try:
                 return await self._attempts(spec, record, trigger, start_by, next_tick)
