@@ -106,34 +106,23 @@ class MemoryRunStore(RunStore):
         elif overlap is Overlap.SKIP and others:
             error = RunError("skipped", overlap_reason(others[0].worker_id))
         run_id = self._new_run_id()
-        if error is not None:
-            record = _record(
-                run_id=run_id,
-                job=job,
-                scheduled_at=scheduled_at,
-                attempt=attempt,
-                trigger=trigger,
-                status=RunStatus.SKIPPED,
-                worker_id=worker_id,
-                created_at=now,
-                finished_at=now,
-                error=error,
-                fence=1,
-            )
-            self._runs[run_id] = record
-            return record
         record = _record(
             run_id=run_id,
             job=job,
             scheduled_at=scheduled_at,
             attempt=attempt,
             trigger=trigger,
-            status=RunStatus.PENDING,
+            status=RunStatus.PENDING if error is None else RunStatus.SKIPPED,
             worker_id=worker_id,
             created_at=now,
+            finished_at=None if error is None else now,
+            error=error,
             fence=1,
-            lease_expires_at=now + self.lease,
+            lease_expires_at=now + self.lease if error is None else None,
         )
+        if error is not None:
+            self._runs[run_id] = record
+            return record
         self._runs[run_id] = record
         if open_ids is None:
             self._open[job] = {run_id}
@@ -282,46 +271,41 @@ _UUID4_SET = 0x4 << 76 | 0x2 << 62
 def _started(
     r: RunRecord, started_at: datetime, trace_id: str | None, lease_expires_at: datetime
 ) -> RunRecord:
-    return _record(
-        run_id=r.run_id,
-        job=r.job,
-        scheduled_at=r.scheduled_at,
-        attempt=r.attempt,
-        trigger=r.trigger,
-        status=RunStatus.RUNNING,
-        worker_id=r.worker_id,
-        created_at=r.created_at,
-        started_at=started_at,
-        finished_at=r.finished_at,
-        error=r.error,
-        trace_id=trace_id,
-        fence=r.fence,
-        lease_expires_at=lease_expires_at,
+    return _changed(
+        r,
+        RunStatus.RUNNING,
+        started_at,
+        r.finished_at,
+        r.error,
+        trace_id,
+        r.fence,
+        lease_expires_at,
     )
 
 
 def _renewed(r: RunRecord, lease_expires_at: datetime) -> RunRecord:
-    return _record(
-        run_id=r.run_id,
-        job=r.job,
-        scheduled_at=r.scheduled_at,
-        attempt=r.attempt,
-        trigger=r.trigger,
-        status=r.status,
-        worker_id=r.worker_id,
-        created_at=r.created_at,
-        started_at=r.started_at,
-        finished_at=r.finished_at,
-        error=r.error,
-        trace_id=r.trace_id,
-        fence=r.fence,
-        lease_expires_at=lease_expires_at,
+    return _changed(
+        r, r.status, r.started_at, r.finished_at, r.error, r.trace_id, r.fence, lease_expires_at
     )
 
 
 def _ended(
     r: RunRecord, status: RunStatus, finished_at: datetime, error: RunError | None, fence: int
 ) -> RunRecord:
+    return _changed(r, status, r.started_at, finished_at, error, r.trace_id, fence, None)
+
+
+def _changed(
+    r: RunRecord,
+    status: RunStatus,
+    started_at: datetime | None,
+    finished_at: datetime | None,
+    error: RunError | None,
+    trace_id: str | None,
+    fence: int,
+    lease_expires_at: datetime | None,
+) -> RunRecord:
+    """`r` with the fields a run's life changes, the identity of the run kept."""
     return _record(
         run_id=r.run_id,
         job=r.job,
@@ -331,12 +315,12 @@ def _ended(
         status=status,
         worker_id=r.worker_id,
         created_at=r.created_at,
-        started_at=r.started_at,
+        started_at=started_at,
         finished_at=finished_at,
         error=error,
-        trace_id=r.trace_id,
+        trace_id=trace_id,
         fence=fence,
-        lease_expires_at=None,
+        lease_expires_at=lease_expires_at,
     )
 
 
