@@ -30,9 +30,8 @@ from typing import Any
 import structlog
 
 from benchmarks.common import bench_logging
-from benchmarks.ours import HEARTBEAT, PRODUCTION_CAP, memory_store
+from benchmarks.ours import HEARTBEAT, PRODUCTION_CAP, memory_store, observed
 from financial.pkg.jobs import JobContext, Trigger, cron_job
-from financial.pkg.observability.tracing import setup_tracing, with_tracing
 from financial.pkg.scheduler.clock import FakeClock
 from financial.pkg.scheduler.collector import tune_collector
 from financial.pkg.scheduler.registry import JobRegistry
@@ -50,12 +49,13 @@ def _cpu_s() -> float:
 
 
 async def per_run_us(
-    log_level: str, tracing: bool, *, collector: bool = True
+    log_level: str, tracing: bool, *, metrics: bool = True, collector: bool = True
 ) -> tuple[float, float]:
     """CPU microseconds per run, in all and before its tick's last run starts: `JOBS`
     every-second jobs for `TICKS` ticks on a fake clock. The second is what start lateness
-    grows with (the last of N runs starts about N times it after the tick). `collector=False`
-    leaves CPython's garbage collector as it comes instead of the worker's setting."""
+    grows with (the last of N runs starts about N times it after the tick). `tracing` and
+    `metrics` keep those wrappers; `collector=False` leaves CPython's garbage collector as it
+    comes instead of the worker's setting."""
     runs = 0
     last_start = 0.0
 
@@ -68,10 +68,9 @@ async def per_run_us(
     for i in range(JOBS):
         registry.add(cron_job("* * * * * *", name=f"j{i}")(job))
     clock = FakeClock(datetime(2026, 1, 5, tzinfo=UTC))
-    wrappers = []
-    if tracing:
-        telemetry = setup_tracing("financial-worker", endpoint=None, set_global=False)
-        wrappers.append(with_tracing(telemetry.tracer))
+    wrappers, _ = observed(registry, clock, "bench", tracing=tracing)
+    if not metrics:
+        wrappers = wrappers[:-1]  # the metrics wrapper comes last
     with tempfile.TemporaryDirectory() as tmp, bench_logging(log_level, Path(tmp)):
         if collector:
             tune_collector()
@@ -186,6 +185,7 @@ async def main_async() -> dict[str, Any]:
         "production wiring, INFO": await per_run_us("INFO", tracing=True),
         "production wiring, WARNING": await per_run_us("WARNING", tracing=True),
         "WARNING, no tracing wrapper": await per_run_us("WARNING", tracing=False),
+        "WARNING, no metrics wrapper": await per_run_us("WARNING", tracing=True, metrics=False),
         "WARNING, Python's default garbage collector": await per_run_us(
             "WARNING", tracing=True, collector=False
         ),

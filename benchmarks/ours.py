@@ -2,8 +2,9 @@
 
 The wiring mirrors `cmd/worker.py` with nothing configured: the in-memory run store, the system
 clock, the production concurrency cap (10) and heartbeat (5 s), the tracing wrapper with no
-OTLP endpoint (trace and span ids for the log lines, no exporter), and the worker's setting of
-the garbage collector (`collector.py`). Jobs do nothing but record
+OTLP endpoint (trace and span ids for the log lines, no exporter), the metrics wrapper and the
+event loop lag probe of `/metrics`, and the worker's setting of the garbage collector
+(`collector.py`). Jobs do nothing but record
 when they started, so the figures are the scheduler's.
 """
 
@@ -33,7 +34,9 @@ from benchmarks.common import (
     sleep_until_epoch,
 )
 from financial.pkg.jobs import FunctionJob, JobContext, cron_job
+from financial.pkg.observability.metrics import Metrics, setup_metrics, with_metrics
 from financial.pkg.observability.tracing import setup_tracing, with_tracing
+from financial.pkg.scheduler.chain import Wrapper
 from financial.pkg.scheduler.clock import Clock, SystemClock
 from financial.pkg.scheduler.collector import tune_collector
 from financial.pkg.scheduler.registry import JobRegistry
@@ -57,6 +60,21 @@ def memory_store(clock: Clock | None = None) -> RunStore:
     return cast(RunStore, store)
 
 
+def observed(
+    registry: JobRegistry, clock: Clock, worker_id: str, *, tracing: bool = True
+) -> tuple[list[Wrapper], Metrics]:
+    """The wrappers `cmd/worker.py` puts around every run: tracing with no OTLP endpoint (ids
+    for the log lines, no exporter) and the metrics of `/metrics`."""
+    metrics = setup_metrics("financial-worker", instance_id=worker_id)
+    metrics.known_jobs(spec.name for spec in registry)
+    wrappers: list[Wrapper] = []
+    if tracing:
+        telemetry = setup_tracing("financial-worker", endpoint=None, set_global=False)
+        wrappers.append(with_tracing(telemetry.tracer))
+    wrappers.append(with_metrics(metrics, clock))
+    return wrappers, metrics
+
+
 def build_scheduler(
     registry: JobRegistry,
     *,
@@ -64,17 +82,21 @@ def build_scheduler(
     store: RunStore | None = None,
     worker_id: str = "bench",
 ) -> Scheduler:
-    """A scheduler wired as `cmd/worker.py` wires it when nothing is configured."""
-    telemetry = setup_tracing("financial-worker", endpoint=None, set_global=False)
+    """A scheduler wired as `cmd/worker.py` wires it when nothing is configured, the event loop
+    lag probe of `/metrics` included (it wakes every half second)."""
+    clock = SystemClock()
+    wrappers, metrics = observed(registry, clock, worker_id)
+    metrics.loop_lag.start()
     tune_collector()
     return Scheduler(
         registry,
         store=store if store is not None else memory_store(),
-        clock=SystemClock(),
+        clock=clock,
         config=SchedulerConfig(
             worker_id=worker_id, max_concurrent_jobs=cap, heartbeat_interval=HEARTBEAT
         ),
-        wrappers=[with_tracing(telemetry.tracer)],
+        wrappers=wrappers,
+        on_unstarted=lambda record: metrics.count_run(record.job, record.status),
     )
 
 
