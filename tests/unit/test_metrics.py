@@ -8,6 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import structlog
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.version import __version__ as sdk_version
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from financial.pkg.jobs.context import JobContext
@@ -75,6 +79,16 @@ def step_taking(clock: FakeClock, duration_s: float, outcome: Outcome = SUCCEEDE
     return step
 
 
+def step_advancing(clock: FakeClock, duration_s: float, outcome: Outcome = SUCCEEDED) -> Step:
+    """A step that moves the fake clock itself, so it can be awaited directly."""
+
+    async def step(ctx: JobContext) -> Outcome:
+        await clock.advance(duration_s)
+        return outcome
+
+    return step
+
+
 async def test_exposition_names_labels_and_target_info(metrics: Metrics) -> None:
     metrics.known_jobs(["report"])
     samples = await scrape(metrics)
@@ -123,6 +137,161 @@ async def test_with_metrics_records_an_attempt(metrics: Metrics, clock: FakeCloc
         value(after, "financial_worker_last_success_timestamp_seconds", job="report")
         == (T0 + timedelta(seconds=2.040)).timestamp()
     )
+
+
+def exposition_after_a_run_a_retry_and_a_missed_run() -> str:
+    """What the OpenTelemetry SDK's own instruments exposed for the scenario of the next test."""
+    lateness_buckets = [0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]
+    duration_buckets = [0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2]
+    statuses = ["succeeded", "failed", "timed_out", "skipped", "missed", "interrupted", "abandoned"]
+    runs = dict.fromkeys(statuses, 0) | {"succeeded": 1, "failed": 1}
+    lateness = "financial_worker_start_lateness_seconds"
+    duration = "financial_worker_run_duration_seconds"
+    return "".join(
+        [
+            "# HELP target_info Target metadata\n",
+            "# TYPE target_info gauge\n",
+            'target_info{service_instance_id="worker-1",service_name="financial-worker",'
+            'telemetry_sdk_language="python",telemetry_sdk_name="opentelemetry",'
+            f'telemetry_sdk_version="{sdk_version}"}} 1.0\n',
+            "# HELP financial_worker_runs_in_flight Attempts executing now.\n",
+            "# TYPE financial_worker_runs_in_flight gauge\n",
+            'financial_worker_runs_in_flight{job="report"} 1.0\n',
+            "# HELP financial_worker_runs_total Runs by job and final status.\n",
+            "# TYPE financial_worker_runs_total counter\n",
+            *(
+                f'financial_worker_runs_total{{job="report",status="{status}"}} {n:.1f}\n'
+                for status, n in runs.items()
+            ),
+            'financial_worker_runs_total{job="ghost",status="missed"} 1.0\n',
+            f"# HELP {lateness} Start of a scheduled run's first attempt minus its tick.\n",
+            f"# TYPE {lateness} histogram\n",
+            *(
+                f'{lateness}_bucket{{job="report",le="{le}"}} {n:.1f}\n'
+                for le, n in zip([*LATENESS_BUCKETS_S, "+Inf"], lateness_buckets, strict=True)
+            ),
+            f'{lateness}_count{{job="report"}} 1.0\n',
+            f'{lateness}_sum{{job="report"}} 0.004\n',
+            f"# HELP {duration} Duration of one attempt of a job.\n",
+            f"# TYPE {duration} histogram\n",
+            *(
+                f'{duration}_bucket{{job="report",le="{le}"}} {n:.1f}\n'
+                for le, n in zip([*DURATION_BUCKETS_S, "+Inf"], duration_buckets, strict=True)
+            ),
+            f'{duration}_count{{job="report"}} 2.0\n',
+            f'{duration}_sum{{job="report"}} 30.75\n',
+            "# HELP financial_worker_last_success_timestamp_seconds "
+            "When each job last succeeded (Unix time).\n",
+            "# TYPE financial_worker_last_success_timestamp_seconds gauge\n",
+            'financial_worker_last_success_timestamp_seconds{job="report"} 1.767600000254e+09\n',
+        ]
+    )
+
+
+async def test_the_exposition_is_the_text_the_sdk_instruments_gave(
+    metrics: Metrics, clock: FakeClock
+) -> None:
+    # Lateness 4 ms; durations 0.25 s (on a bound: counted in `le="0.25"`) and 30.5 s.
+    metrics.known_jobs(["report"])
+    measured = with_metrics(metrics, clock)
+    await clock.advance(0.004)
+    await measured(step_advancing(clock, 0.25))(context())
+    failed = Outcome(RunStatus.FAILED, RuntimeError("boom"))
+    await measured(step_advancing(clock, 30.5, failed))(context(2, Trigger.RETRY))
+    metrics.count_run("ghost", "missed")
+    running = asyncio.ensure_future(measured(step_taking(clock, 60.0))(context(1, Trigger.MANUAL)))
+    await clock.settle()
+    assert (await metrics.render()).decode() == exposition_after_a_run_a_retry_and_a_missed_run()
+    running.cancel()
+
+
+async def test_the_histograms_match_the_sdk_aggregation_scrape_after_scrape(
+    metrics: Metrics,
+) -> None:
+    # The reference: the SDK's own histograms, as the module had them, fed the same values.
+    registry = CollectorRegistry()
+    reader = PrometheusMetricReader(scope_info_enabled=False, registry=registry)
+    provider = MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
+    meter = provider.get_meter("reference")
+    lateness = meter.create_histogram(
+        "financial_worker_start_lateness",
+        unit="s",
+        description="Start of a scheduled run's first attempt minus its tick.",
+        explicit_bucket_boundaries_advisory=LATENESS_BUCKETS_S,
+    )
+    duration = meter.create_histogram(
+        "financial_worker_run_duration",
+        unit="s",
+        description="Duration of one attempt of a job.",
+        explicit_bucket_boundaries_advisory=DURATION_BUCKETS_S,
+    )
+    # Every bound, and values beside them, at and below zero, past the last bound, and sums
+    # whose float rounding depends on how they are grouped between scrapes.
+    edges = [0.0, *LATENESS_BUCKETS_S, *DURATION_BUCKETS_S, 5000.0]
+    values = [*edges, *(edge * 1.001 for edge in edges), *(0.1 * i for i in range(1, 40))]
+
+    def histogram_text(text: str) -> list[str]:
+        return [line for line in text.splitlines() if "_seconds" in line]
+
+    try:
+        for chunk, at in enumerate(range(0, len(values), 23)):
+            for i, value in enumerate(values[at : at + 23]):
+                job = f"job-{(i + chunk) % 3}"
+                metrics.record_lateness(job, value)
+                metrics.record_attempt(job, RunStatus.SUCCEEDED, value)
+                lateness.record(value, {"job": job})
+                duration.record(value, {"job": job})
+            ours = histogram_text((await metrics.render()).decode())
+            reference = histogram_text(generate_latest(registry).decode())
+            assert ours == reference
+    finally:
+        provider.shutdown()
+
+
+async def test_runs_add_up_and_in_flight_returns_to_zero(
+    metrics: Metrics, clock: FakeClock
+) -> None:
+    measured = with_metrics(metrics, clock)
+    outcomes = [SUCCEEDED, Outcome(RunStatus.FAILED, RuntimeError()), SUCCEEDED]
+    tasks = [
+        asyncio.ensure_future(measured(step_taking(clock, 10.0 * (i + 1), outcome))(context()))
+        for i, outcome in enumerate(outcomes)
+    ]
+    await clock.settle()
+    assert value(await scrape(metrics), "financial_worker_runs_in_flight", job="report") == 3
+    await clock.advance(10.0)
+    tasks[1].cancel()  # its step would have failed; cancelled first, it is interrupted
+    await asyncio.wait(tasks[:2])
+    assert value(await scrape(metrics), "financial_worker_runs_in_flight", job="report") == 1
+    await clock.advance(20.0)
+    await tasks[2]
+    metrics.count_run("report", RunStatus.SKIPPED)
+
+    samples = await scrape(metrics)
+    assert value(samples, "financial_worker_runs_in_flight", job="report") == 0
+    runs = {
+        dict(labels)["status"]: n
+        for (name, labels), n in samples.items()
+        if name == "financial_worker_runs_total"
+    }
+    assert runs == {"succeeded": 2, "interrupted": 1, "skipped": 1}
+    assert value(samples, "financial_worker_run_duration_seconds_count", job="report") == 3
+    assert value(samples, "financial_worker_run_duration_seconds_sum", job="report") == 50.0
+    buckets = [
+        value(samples, "financial_worker_run_duration_seconds_bucket", job="report", le=le)
+        for le in [*map(str, DURATION_BUCKETS_S), "+Inf"]
+    ]
+    # Cumulative: up to 5 s none, up to 10 s the run that ended and the cancelled one, then all.
+    assert buckets == [0] * 8 + [2] + [3] * 8
+
+
+async def test_shutdown_leaves_the_registry() -> None:
+    metrics = setup_metrics("financial-worker")
+    metrics.known_jobs(["report"])
+    metrics.record_attempt("report", RunStatus.SUCCEEDED, 1.0)
+    await metrics.shutdown()
+    await metrics.shutdown()  # twice is harmless
+    assert generate_latest(metrics.registry) == b""
 
 
 @pytest.mark.parametrize(
