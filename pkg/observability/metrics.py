@@ -38,27 +38,23 @@ import asyncio
 import contextlib
 import math
 import uuid
-from bisect import bisect_left
-from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime
-from itertools import accumulate
-from typing import Any, Final, Protocol
+from typing import Final
 
 import structlog
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
-from opentelemetry.instrumentation.aio_pika import AioPikaInstrumentor
-from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
-from opentelemetry.trace import TracerProvider
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import HistogramMetricFamily, Metric
 
 from financial.pkg.jobs.context import JobContext
 from financial.pkg.jobs.model import RunStatus, Trigger
+from financial.pkg.observability.histograms import Exposition, Histograms
+from financial.pkg.observability.instrumentation import instrument_clients
 from financial.pkg.observability.logging import mask_secrets
+from financial.pkg.observability.loop_lag import EventLoopLagMonitor
 from financial.pkg.scheduler.chain import Outcome, Step, Wrapper
 from financial.pkg.scheduler.clock import Clock
 
@@ -92,8 +88,6 @@ LATENESS_BUCKETS_S: Final = (
 BACKLOG_TIMEOUT_S = 2.0
 """How long a scrape waits for the outbox backlog query before leaving the series out."""
 
-LAG_WINDOW_S = 60.0
-"""The window of `event_loop_lag_max_seconds`."""
 
 StatusLabel = RunStatus | str
 
@@ -120,15 +114,17 @@ class Metrics:
         self.registry = registry
         self._runs: dict[tuple[str, StatusLabel], int] = {}
         self._in_flight: dict[str, int] = {}
-        self._lateness = _Histograms(
+        self._lateness = Histograms(
             PREFIX + "start_lateness",
             "Start of a scheduled run's first attempt minus its tick.",
             LATENESS_BUCKETS_S,
         )
-        self._duration = _Histograms(
+        self._duration = Histograms(
             PREFIX + "run_duration", "Duration of one attempt of a job.", DURATION_BUCKETS_S
         )
-        self._exposition = _Exposition(source, [self._lateness, self._duration])
+        self._exposition = Exposition(
+            source, [self._lateness, self._duration], after=PREFIX + "runs"
+        )
         registry.register(self._exposition)
         self._last_success: dict[str, float] = {}
         self._next_fire: Callable[[], Mapping[str, datetime]] | None = None
@@ -344,173 +340,3 @@ def with_metrics(metrics: Metrics, clock: Clock) -> Wrapper:
         return measured
 
     return wrap
-
-
-class _Buckets:
-    __slots__ = ("counts", "scraped_sum", "sum")
-
-    def __init__(self, size: int) -> None:
-        self.counts = [0] * size
-        self.sum = 0.0  # since the last scrape
-        self.scraped_sum = 0.0
-
-
-class _Histograms:
-    """One explicit-bucket histogram per job, rendered as OpenTelemetry's exporter renders one.
-
-    Same name, unit, HELP text, `le` values (`f"{bound}"`, then `+Inf`), cumulative bucket
-    counts, `_count` and `_sum`. The SDK sums the values between two scrapes, then adds that to
-    the total at the scrape; so does this, so that `_sum` is the same float to the last digit.
-    """
-
-    def __init__(self, name: str, description: str, bounds: tuple[float, ...]) -> None:
-        self.name = name
-        self.description = description
-        self.bounds = bounds
-        self._le = [*(f"{bound}" for bound in bounds), "+Inf"]
-        self.by_job: dict[str, _Buckets] = {}
-
-    def record(self, job: str, value: float) -> None:
-        buckets = self.by_job.get(job)
-        if buckets is None:
-            buckets = self.by_job[job] = _Buckets(len(self.bounds) + 1)
-        # `bisect_left`: a value equal to a bound counts in that bound's bucket (`le`).
-        buckets.counts[bisect_left(self.bounds, value)] += 1
-        buckets.sum += value
-
-    def family(self) -> HistogramMetricFamily | None:
-        """The family at scrape time, or None before the first value (as the exporter does)."""
-        if not self.by_job:
-            return None
-        family = HistogramMetricFamily(self.name, self.description, labels=["job"], unit="seconds")
-        for job, buckets in list(self.by_job.items()):
-            # Resetting `sum` is safe because scrapes run on the loop thread, like `record`; a
-            # scrape on another thread could lose a value recorded between these two steps.
-            buckets.scraped_sum, buckets.sum = buckets.sum + buckets.scraped_sum, 0.0
-            cumulative = zip(self._le, accumulate(list(buckets.counts)), strict=True)
-            family.add_metric([job], list(cumulative), buckets.scraped_sum)
-        return family
-
-
-class _Exposition:
-    """The one collector in `Metrics.registry`: the OpenTelemetry reader's families, with the
-    histograms aggregated here placed after `runs_total` (where the reader listed them when a
-    run came before the first scrape), so the order no longer depends on what came first."""
-
-    def __init__(self, source: CollectorRegistry | None, histograms: list[_Histograms]) -> None:
-        self._source = source
-        self._histograms = histograms
-
-    def describe(self) -> list[Metric]:
-        # The names are only known at collection; without this the registry would collect (and
-        # run the reader's callbacks) when registering.
-        return []
-
-    def collect(self) -> Iterator[Metric]:
-        pending = True
-        for family in self._source.collect() if self._source is not None else ():
-            yield family
-            if family.name == PREFIX + "runs":
-                pending = False
-                yield from self._families()
-        if pending:
-            yield from self._families()
-
-    def _families(self) -> Iterator[Metric]:
-        for histograms in self._histograms:
-            family = histograms.family()
-            if family is not None:
-                yield family
-
-
-class EventLoopLagMonitor:
-    """Samples how late the event loop wakes a sleeper that asked for `interval_s`.
-
-    This measures the real loop, so it reads the loop's monotonic clock rather than the
-    scheduler's `Clock` (which may be a fake one); `monotonic` and `sleep` are parameters for
-    tests. A job that blocks the loop for 10 s shows as a 10 s sample right after it lets go.
-    """
-
-    def __init__(
-        self,
-        interval_s: float = 0.5,
-        *,
-        window_s: float = LAG_WINDOW_S,
-        monotonic: Callable[[], float] | None = None,
-        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
-    ) -> None:
-        self.interval_s = interval_s
-        self.window_s = window_s
-        self._monotonic = monotonic
-        self._sleep = sleep
-        self._samples: deque[tuple[float, float]] = deque()
-        self._task: asyncio.Task[None] | None = None
-
-    @property
-    def latest_s(self) -> float | None:
-        return self._samples[-1][1] if self._samples else None
-
-    @property
-    def max_s(self) -> float | None:
-        return max(lag for _, lag in self._samples) if self._samples else None
-
-    def start(self) -> None:
-        """Start sampling in a task of the running loop (idempotent)."""
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="loop-lag")
-
-    async def stop(self) -> None:
-        """Stop sampling and wait for the task to end."""
-        task, self._task = self._task, None
-        if task is None:
-            return
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-    def record(self, at: float, lag_s: float) -> None:
-        """Keep one sample, dropping those older than the window."""
-        self._samples.append((at, lag_s))
-        while self._samples and self._samples[0][0] < at - self.window_s:
-            self._samples.popleft()
-
-    async def _run(self) -> None:
-        monotonic = self._monotonic or asyncio.get_running_loop().time
-        while True:
-            before = monotonic()
-            await self._sleep(self.interval_s)
-            after = monotonic()
-            self.record(after, max(after - before - self.interval_s, 0.0))
-
-
-class _Instrumentor(Protocol):
-    # OpenTelemetry's BaseInstrumentor module is marked `# type: ignore` as a whole, so mypy
-    # sees it as Any: this spells out the part used here.
-    @property
-    def is_instrumented_by_opentelemetry(self) -> bool: ...
-    def instrument(self, **kwargs: Any) -> object: ...
-    def uninstrument(self, **kwargs: Any) -> object: ...
-
-
-def instrument_clients(tracer_provider: TracerProvider | None = None) -> Callable[[], None]:
-    """Turn on the asyncpg and aio-pika instrumentations; returns a function that turns them off.
-
-    Database and broker calls then get CLIENT/PRODUCER child spans of the current run's span.
-    With no `tracer_provider` they use OpenTelemetry's global one, which `setup_tracing` sets
-    when traces are exported; query parameters are not captured (they may hold personal data).
-    Calling it twice is harmless: an instrumentor already on is left as it is.
-    """
-    instrumentors: list[_Instrumentor] = [
-        AsyncPGInstrumentor(),  # type: ignore[no-untyped-call]  # its __init__ has no annotations
-        AioPikaInstrumentor(),
-    ]
-    for instrumentor in instrumentors:
-        if not instrumentor.is_instrumented_by_opentelemetry:
-            instrumentor.instrument(tracer_provider=tracer_provider)
-
-    def uninstrument() -> None:
-        for instrumentor in instrumentors:
-            if instrumentor.is_instrumented_by_opentelemetry:
-                instrumentor.uninstrument()
-
-    return uninstrument

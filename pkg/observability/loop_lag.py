@@ -1,0 +1,71 @@
+"""The event loop lag probe behind `event_loop_lag_seconds` and `event_loop_lag_max_seconds`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+LAG_WINDOW_S = 60.0
+"""The window of `event_loop_lag_max_seconds`."""
+
+
+class EventLoopLagMonitor:
+    """Samples how late the event loop wakes a sleeper that asked for `interval_s`.
+
+    This measures the real loop, so it reads the loop's monotonic clock rather than the
+    scheduler's `Clock` (which may be a fake one); `monotonic` and `sleep` are parameters for
+    tests. A job that blocks the loop for 10 s shows as a 10 s sample right after it lets go.
+    """
+
+    def __init__(
+        self,
+        interval_s: float = 0.5,
+        *,
+        window_s: float = LAG_WINDOW_S,
+        monotonic: Callable[[], float] | None = None,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    ) -> None:
+        self.interval_s = interval_s
+        self.window_s = window_s
+        self._monotonic = monotonic
+        self._sleep = sleep
+        self._samples: deque[tuple[float, float]] = deque()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def latest_s(self) -> float | None:
+        return self._samples[-1][1] if self._samples else None
+
+    @property
+    def max_s(self) -> float | None:
+        return max(lag for _, lag in self._samples) if self._samples else None
+
+    def start(self) -> None:
+        """Start sampling in a task of the running loop (idempotent)."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="loop-lag")
+
+    async def stop(self) -> None:
+        """Stop sampling and wait for the task to end."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    def record(self, at: float, lag_s: float) -> None:
+        """Keep one sample, dropping those older than the window."""
+        self._samples.append((at, lag_s))
+        while self._samples and self._samples[0][0] < at - self.window_s:
+            self._samples.popleft()
+
+    async def _run(self) -> None:
+        monotonic = self._monotonic or asyncio.get_running_loop().time
+        while True:
+            before = monotonic()
+            await self._sleep(self.interval_s)
+            after = monotonic()
+            self.record(after, max(after - before - self.interval_s, 0.0))
