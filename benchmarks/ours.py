@@ -83,7 +83,7 @@ def build_scheduler(
     worker_id: str = "bench",
 ) -> Scheduler:
     """A scheduler wired as `cmd/worker.py` wires it when nothing is configured, the event loop
-    lag probe of `/metrics` included (it wakes every half second)."""
+    lag probe of `/metrics` included (it samples while runs are in flight)."""
     clock = SystemClock()
     wrappers, metrics = observed(registry, clock, worker_id)
     metrics.loop_lag.start()

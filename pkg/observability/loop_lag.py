@@ -17,6 +17,10 @@ class EventLoopLagMonitor:
     This measures the real loop, so it reads the loop's monotonic clock rather than the
     scheduler's `Clock` (which may be a fake one); `monotonic` and `sleep` are parameters for
     tests. A job that blocks the loop for 10 s shows as a 10 s sample right after it lets go.
+
+    With `while_busy`, it samples only while `busy()` counts work in flight (the worker's runs:
+    only a job's code can hold the loop for long), so an idle worker does not wake for it; its
+    samples then age out of the window by the clock, not only as new ones come.
     """
 
     def __init__(
@@ -26,6 +30,7 @@ class EventLoopLagMonitor:
         window_s: float = LAG_WINDOW_S,
         monotonic: Callable[[], float] | None = None,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        while_busy: bool = False,
     ) -> None:
         self.interval_s = interval_s
         self.window_s = window_s
@@ -33,14 +38,25 @@ class EventLoopLagMonitor:
         self._sleep = sleep
         self._samples: deque[tuple[float, float]] = deque()
         self._task: asyncio.Task[None] | None = None
+        self._while_busy = while_busy
+        self._busy = 0
+        self._work = asyncio.Event()
 
     @property
     def latest_s(self) -> float | None:
+        self._age_out()
         return self._samples[-1][1] if self._samples else None
 
     @property
     def max_s(self) -> float | None:
+        self._age_out()
         return max(lag for _, lag in self._samples) if self._samples else None
+
+    def busy(self, delta: int) -> None:
+        """Work began (+1) or ended (-1); with `while_busy`, the probe samples while any is on."""
+        self._busy += delta
+        if self._busy > 0:
+            self._work.set()
 
     def start(self) -> None:
         """Start sampling in a task of the running loop (idempotent)."""
@@ -62,9 +78,20 @@ class EventLoopLagMonitor:
         while self._samples and self._samples[0][0] < at - self.window_s:
             self._samples.popleft()
 
+    def _age_out(self) -> None:
+        if not self._while_busy or not self._samples:
+            return
+        now = (self._monotonic or asyncio.get_running_loop().time)()
+        while self._samples and self._samples[0][0] < now - self.window_s:
+            self._samples.popleft()
+
     async def _run(self) -> None:
         monotonic = self._monotonic or asyncio.get_running_loop().time
         while True:
+            if self._while_busy and self._busy <= 0:
+                self._work.clear()
+                await self._work.wait()
+                continue
             before = monotonic()
             await self._sleep(self.interval_s)
             after = monotonic()

@@ -26,7 +26,8 @@ Series (every name starts `financial_worker_`):
   `observe_last_success` seeded from the run store).
 - `outbox_backlog`: unsent outbox events, read at scrape time by `watch_outbox_backlog`.
 - `event_loop_lag_seconds` (latest sample) and `event_loop_lag_max_seconds` (worst sample over the
-  last minute), from `EventLoopLagMonitor`: a job that blocks the loop shows here.
+  last minute), from `EventLoopLagMonitor`, which samples every half second while runs are in
+  flight (an idle worker does not wake for it): a job that blocks the loop shows here.
 
 `instrument_clients` turns on the OpenTelemetry asyncpg and aio-pika instrumentations, so database
 and broker calls get their child spans from them instead of hand-written ones.
@@ -130,7 +131,8 @@ class Metrics:
         self._next_fire: Callable[[], Mapping[str, datetime]] | None = None
         self._backlog_query: Callable[[], Awaitable[int]] | None = None
         self._backlog: int | None = None
-        self.loop_lag = EventLoopLagMonitor()
+        # It samples while runs are in flight (`add_in_flight`): an idle worker does not wake.
+        self.loop_lag = EventLoopLagMonitor(while_busy=True)
         meter = provider.get_meter(METER_NAME)
         # Callbacks run in this order at each collection, and the exporter lists the series in
         # the order it first saw them: in flight and runs first, as when `known_jobs` set them.
@@ -205,6 +207,7 @@ class Metrics:
     def add_in_flight(self, job: str, delta: int) -> None:
         """An attempt of `job` began (+1) or ended (-1)."""
         self._in_flight[job] = self._in_flight.get(job, 0) + delta
+        self.loop_lag.busy(delta)
 
     def observe_last_success(self, job: str, at: datetime) -> None:
         """Record a success; older instants than the one held are ignored (seeding at start)."""
