@@ -6,9 +6,10 @@ the in-memory store): one statement per call, claims decided by the unique key o
 timestamps from the database's `now()`, updates conditioned on the fence.
 
 The batch calls (`claim_many`, `start_many`, `finish_many`) send a whole batch as arrays in one
-statement. A batch naming one job (claims) or one run (starts, finishes) more than once would see
-its own changes only after the statement, so it goes out as one statement per repeat, in request
-order: each request is still decided as the single call would decide it, after those before it.
+statement; `claim`, `start` and `finish` send a batch of one. A batch naming one job (claims) or
+one run (starts, finishes) more than once would see its own changes only after the statement, so
+it goes out as one statement per repeat, in request order: each request is still decided as if
+sent alone, after those before it.
 
 Every call is retried through transient errors (a dropped connection, a restarting server) with
 back-off for up to `retry_for`, then fails with `RunStoreUnavailable`. Retrying is safe: the run
@@ -100,21 +101,9 @@ class PostgresRunStore(RunStore):
         worker_id: str,
         overlap: Overlap = Overlap.ALLOW,
     ) -> RunRecord | None:
-        rows = await self._fetch(
-            "claim",
-            uuid.uuid4(),
-            job,
-            scheduled_at,
-            attempt,
-            trigger.value,
-            worker_id,
-            self.lease,
-            overlap.value,
-            honours_pause(trigger),
-            OVERLAP_SKIP_REASON,
-            OVERLAP_REPLACED_REASON,
-        )
-        return _record(rows[0]) if rows else None
+        request = ClaimRequest(job, scheduled_at, attempt, trigger, overlap)
+        [record] = await self.claim_many([request], worker_id=worker_id)
+        return record
 
     async def claim_many(
         self, requests: Sequence[ClaimRequest], *, worker_id: str
@@ -143,10 +132,10 @@ class PostgresRunStore(RunStore):
         return [found.get(run_id) for run_id in run_ids]
 
     async def start(self, run_id: str, *, fence: int, trace_id: str | None = None) -> RunRecord:
-        rows = await self._fetch("start", uuid.UUID(run_id), fence, trace_id, self.lease)
-        if not rows:
+        [record] = await self.start_many([StartRequest(run_id, fence, trace_id)])
+        if record is None:
             raise RunNotFound(run_id)
-        return _record(rows[0])
+        return record
 
     async def start_many(self, requests: Sequence[StartRequest]) -> list[RunRecord | None]:
         run_ids = [uuid.UUID(r.run_id) for r in requests]
@@ -177,18 +166,10 @@ class PostgresRunStore(RunStore):
     async def finish(
         self, run_id: str, status: RunStatus, *, fence: int, error: RunError | None = None
     ) -> RunRecord:
-        require_final(run_id, status)
-        rows = await self._fetch(
-            "finish",
-            uuid.UUID(run_id),
-            fence,
-            status.value,
-            error.type if error else None,
-            error.message if error else None,
-        )
-        if not rows:
+        [record] = await self.finish_many([FinishRequest(run_id, status, fence, error)])
+        if record is None:
             raise RunNotFound(run_id)
-        return _record(rows[0])
+        return record
 
     async def finish_many(self, requests: Sequence[FinishRequest]) -> list[RunRecord | None]:
         for r in requests:

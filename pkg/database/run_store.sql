@@ -3,75 +3,15 @@
 -- agree on when a lease expires. Each call is one statement (one round trip), and each is safe to
 -- repeat after a lost connection: a repeat finds what the first try did.
 
--- name: claim
--- $1 run_id (chosen by the caller, so a repeat finds its own row), $2 job, $3 scheduled_at,
--- $4 attempt, $5 trigger, $6 worker_id, $7 lease, $8 overlap policy, $9 whether a pause holds it
--- back, $10 the overlap skip reason, $11 the replace reason. Pause and overlap are decided in
--- the same statement as the insert: a tick refused is inserted `skipped` at once.
-WITH paused AS (
-    SELECT paused_reason FROM job_state WHERE job = $2 AND paused AND $9::boolean
-), busy AS (
-    SELECT worker_id FROM job_runs
-    WHERE job = $2 AND status IN ('pending', 'running') AND lease_expires_at > now()
-    ORDER BY scheduled_at, attempt
-    LIMIT 1
-), decision AS (
-    SELECT CASE
-        WHEN EXISTS (SELECT 1 FROM paused)
-            THEN 'paused' || coalesce(': ' || (SELECT paused_reason FROM paused), '')
-        WHEN $8::text = 'skip' AND EXISTS (SELECT 1 FROM busy)
-            THEN $10::text || ' (on worker ' || (SELECT worker_id FROM busy) || ')'
-    END AS refusal
-), inserted AS (
-    INSERT INTO job_runs (
-        run_id, job, scheduled_at, attempt, trigger, status, worker_id,
-        finished_at, error_type, error_message, lease_expires_at, fence
-    )
-    SELECT $1, $2, $3, $4, $5,
-           CASE WHEN d.refusal IS NULL THEN 'pending' ELSE 'skipped' END,
-           $6,
-           CASE WHEN d.refusal IS NOT NULL THEN now() END,
-           CASE WHEN d.refusal IS NOT NULL THEN 'skipped' END,
-           d.refusal,
-           CASE WHEN d.refusal IS NULL THEN now() + $7::interval END,
-           1
-    FROM decision AS d
-    ON CONFLICT (job, scheduled_at, attempt) DO NOTHING
-    RETURNING *
-), replaced AS (
-    -- Only when this claim won the tick and goes on: the other live runs of the job end here,
-    -- their fence raised so that their workers' renewals fail and they cancel those runs.
-    UPDATE job_runs AS o
-    SET status = 'interrupted',
-        fence = o.fence + 1,
-        finished_at = now(),
-        duration_ms = extract(epoch FROM now() - o.started_at)::float8 * 1000,
-        error_type = 'interrupted',
-        error_message = $11::text,
-        lease_expires_at = NULL
-    WHERE $8::text = 'replace'
-      AND o.job = $2
-      AND o.status IN ('pending', 'running')
-      AND o.lease_expires_at > now()
-      AND EXISTS (SELECT 1 FROM inserted WHERE status = 'pending')
-    RETURNING o.run_id
-)
-SELECT run_id, job, scheduled_at, attempt, trigger, status, worker_id, created_at, started_at,
-       finished_at, error_type, error_message, trace_id, fence, lease_expires_at
-FROM inserted
-UNION ALL
-SELECT run_id, job, scheduled_at, attempt, trigger, status, worker_id, created_at, started_at,
-       finished_at, error_type, error_message, trace_id, fence, lease_expires_at
-FROM job_runs
-WHERE run_id = $1 AND NOT EXISTS (SELECT 1 FROM inserted);
-
 -- name: claim_many
--- `claim` for several ticks in one statement. $1 run ids (chosen by the caller), $2 jobs,
--- $3 scheduled_at, $4 attempts, $5 triggers, $6 overlap policies, $7 whether a pause holds each
--- back: arrays of one length, one element per tick, no job twice. $8 worker_id, $9 lease, $10 the
--- overlap skip reason, $11 the replace reason. Each tick is decided as `claim` decides it alone.
--- Rows are inserted in key order: replicas claiming the same ticks at once then meet on the first
--- key they share and wait for each other there, rather than each holding a key the other needs.
+-- Claims of ticks in one statement (`claim` sends a batch of one). $1 run ids (chosen by the
+-- caller, so a repeat finds its own rows), $2 jobs, $3 scheduled_at, $4 attempts, $5 triggers,
+-- $6 overlap policies, $7 whether a pause holds each back: arrays of one length, one element per
+-- tick, no job twice. $8 worker_id, $9 lease, $10 the overlap skip reason, $11 the replace
+-- reason. Pause and overlap are decided in the same statement as the insert: a tick refused is
+-- inserted `skipped` at once. Rows are inserted in key order: replicas claiming the same ticks at
+-- once then meet on the first key they share and wait for each other there, rather than each
+-- holding a key the other needs.
 WITH requested AS (
     SELECT *
     FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::integer[], $5::text[],
@@ -114,7 +54,8 @@ WITH requested AS (
     RETURNING *
 ), replaced AS (
     -- The jobs whose `replace` tick this statement won and that go on: their other live runs end
-    -- here (not the new ones, which this statement's snapshot does not see).
+    -- here (not the new ones, which this statement's snapshot does not see), their fence raised
+    -- so that their workers' renewals fail and they cancel those runs.
     UPDATE job_runs AS o
     SET status = 'interrupted',
         fence = o.fence + 1,
@@ -143,27 +84,10 @@ SELECT run_id, job, scheduled_at, attempt, trigger, status, worker_id, created_a
 FROM job_runs
 WHERE run_id = ANY($1::uuid[]) AND run_id NOT IN (SELECT run_id FROM inserted);
 
--- name: start
--- $1 run_id, $2 fence, $3 trace_id, $4 lease. Returns the row as it is now: `running` with our
--- fence when the run may go on.
-WITH started AS (
-    UPDATE job_runs
-    SET status = 'running', started_at = now(), trace_id = $3, lease_expires_at = now() + $4::interval
-    WHERE run_id = $1 AND fence = $2 AND status = 'pending'
-    RETURNING *
-)
-SELECT run_id, job, scheduled_at, attempt, trigger, status, worker_id, created_at, started_at,
-       finished_at, error_type, error_message, trace_id, fence, lease_expires_at
-FROM started
-UNION ALL
-SELECT run_id, job, scheduled_at, attempt, trigger, status, worker_id, created_at, started_at,
-       finished_at, error_type, error_message, trace_id, fence, lease_expires_at
-FROM job_runs
-WHERE run_id = $1 AND NOT EXISTS (SELECT 1 FROM started);
-
 -- name: start_many
--- `start` for several runs in one statement. $1 run ids (no id twice), $2 their fences,
--- $3 trace ids, $4 lease. Returns each known run as it is now.
+-- Runs marked `running` in one statement (`start` sends a batch of one). $1 run ids (no id
+-- twice), $2 their fences, $3 trace ids, $4 lease. Returns each known run as it is now: `running`
+-- with the caller's fence when the run may go on.
 WITH requested AS (
     SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[]) AS r (run_id, fence, trace_id)
 ), locked AS (
@@ -201,33 +125,10 @@ WHERE r.run_id = held.run_id AND r.fence = held.fence AND r.status IN ('pending'
   AND r.run_id IN (SELECT run_id FROM locked)
 RETURNING r.run_id;
 
--- name: finish
--- $1 run_id, $2 fence, $3 status, $4 error type, $5 error message. A row that is final already,
--- or whose fence moved on, is returned unchanged.
-WITH finished AS (
-    UPDATE job_runs
-    SET status = $3,
-        finished_at = now(),
-        duration_ms = extract(epoch FROM now() - started_at)::float8 * 1000,
-        error_type = $4,
-        error_message = $5,
-        lease_expires_at = NULL
-    WHERE run_id = $1 AND fence = $2 AND status IN ('pending', 'running')
-    RETURNING *
-)
-SELECT run_id, job, scheduled_at, attempt, trigger, status, worker_id, created_at, started_at,
-       finished_at, error_type, error_message, trace_id, fence, lease_expires_at
-FROM finished
-UNION ALL
-SELECT run_id, job, scheduled_at, attempt, trigger, status, worker_id, created_at, started_at,
-       finished_at, error_type, error_message, trace_id, fence, lease_expires_at
-FROM job_runs
-WHERE run_id = $1 AND NOT EXISTS (SELECT 1 FROM finished);
-
 -- name: finish_many
--- `finish` for several runs in one statement. $1 run ids (no id twice), $2 their fences,
--- $3 final statuses, $4 error types, $5 error messages. Rows final already, or whose fence moved
--- on, are returned unchanged.
+-- Runs given their final status in one statement (`finish` sends a batch of one). $1 run ids
+-- (no id twice), $2 their fences, $3 final statuses, $4 error types, $5 error messages. Rows
+-- final already, or whose fence moved on, are returned unchanged.
 WITH requested AS (
     SELECT *
     FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[])
