@@ -142,7 +142,9 @@ class TickRunner:
             if spec.options.jitter:
                 ticket.settle()  # a run that waits on purpose holds no one back
         try:
-            return await self._run_tick(spec, scheduled_at, trigger, next_tick, attempt, start_by)
+            return await self._run_tick(
+                task, spec, scheduled_at, trigger, next_tick, attempt, start_by
+            )
         finally:
             if ticket is not None:
                 del self._tickets[task]
@@ -150,6 +152,7 @@ class TickRunner:
 
     async def _run_tick(
         self,
+        task: asyncio.Task[object],
         spec: JobSpec,
         scheduled_at: datetime,
         trigger: Trigger,
@@ -164,7 +167,6 @@ class TickRunner:
         if start_by is None:
             start_by = spec.start_by(scheduled_at, next_tick)
         asked = self._clock.now()
-        task = current_task()
         record = await self._records.claim(
             spec.name, scheduled_at, attempt, trigger, spec.options.overlap
         )
@@ -273,16 +275,17 @@ class TickRunner:
         next_tick: datetime | None,
     ) -> RunRecord:
         first = record.attempt
+        task = current_task()
         while True:
-            ticket = self._tickets.get(current_task())
-            if not await self._slots.acquire(record.scheduled_at, start_by, ticket):
+            if not await self._slots.acquire(
+                record.scheduled_at, start_by, self._tickets.get(task)
+            ):
                 reason = (
                     STOPPING_REASON
                     if self._stopping.is_set()
                     else f"no free slot before the start deadline {start_by.isoformat()}"
                 )
                 return await self._finish_unstarted(record, RunStatus.MISSED, reason)
-            task = current_task()
             self._holding.add(task)
             try:
                 outcome, ctx = await self._attempt(spec, record, trigger)
