@@ -304,9 +304,7 @@ class _JsonLineProcessor:
             for processor in self._after_merge:
                 processed = processor(logger, method_name, processed)
             return _encode(processed)
-        for key, value in event_dict.items():
-            if key not in _GENERATED_KEYS:
-                event_dict[key] = _mask_value(key, value)
+        mask_processor(logger, method_name, event_dict)
         _add_logger_name(logger, method_name, event_dict)
         structlog.processors.add_log_level(logger, method_name, event_dict)
         # The wall clock, read as structlog's `TimeStamper` reads it: a line's timestamp is
