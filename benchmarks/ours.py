@@ -61,17 +61,24 @@ def memory_store(clock: Clock | None = None) -> RunStore:
 
 
 def observed(
-    registry: JobRegistry, clock: Clock, worker_id: str, *, tracing: bool = True
+    registry: JobRegistry,
+    clock: Clock,
+    worker_id: str,
+    *,
+    tracing: bool = True,
+    metrics_wrapper: bool = True,
 ) -> tuple[list[Wrapper], Metrics]:
     """The wrappers `cmd/worker.py` puts around every run: tracing with no OTLP endpoint (ids
-    for the log lines, no exporter) and the metrics of `/metrics`."""
+    for the log lines, no exporter) and the metrics of `/metrics` (either left out on request,
+    to measure what it costs)."""
     metrics = setup_metrics("financial-worker", instance_id=worker_id)
     metrics.known_jobs(spec.name for spec in registry)
     wrappers: list[Wrapper] = []
     if tracing:
         telemetry = setup_tracing("financial-worker", endpoint=None, set_global=False)
         wrappers.append(with_tracing(telemetry.tracer))
-    wrappers.append(with_metrics(metrics, clock))
+    if metrics_wrapper:
+        wrappers.append(with_metrics(metrics, clock))
     return wrappers, metrics
 
 
