@@ -69,9 +69,7 @@ class Exposition:
     listed them when a run came before the first scrape), so the order no longer depends on what
     came first."""
 
-    def __init__(
-        self, source: CollectorRegistry | None, histograms: list[Histograms], after: str
-    ) -> None:
+    def __init__(self, source: CollectorRegistry, histograms: list[Histograms], after: str) -> None:
         self._source = source
         self._histograms = histograms
         self._after = after
@@ -83,7 +81,7 @@ class Exposition:
 
     def collect(self) -> Iterator[Metric]:
         pending = True
-        for family in self._source.collect() if self._source is not None else ():
+        for family in self._source.collect():
             yield family
             if family.name == self._after:
                 pending = False

@@ -108,9 +108,10 @@ class Metrics:
         self,
         provider: MeterProvider,
         registry: CollectorRegistry,
-        source: CollectorRegistry | None = None,
+        source: CollectorRegistry,
     ) -> None:
-        """`source` is the registry the provider's Prometheus reader is in, when not `registry`."""
+        """`source` is the registry the provider's Prometheus reader is in; `registry` is the one
+        scraped, which reads it (see `Exposition`)."""
         self.provider = provider
         self.registry = registry
         self._runs: dict[tuple[str, StatusLabel], int] = {}
