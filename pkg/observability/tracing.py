@@ -255,7 +255,7 @@ def with_tracing(tracer: Tracer) -> Wrapper:
     recorded and re-raised, without a `job.status`.
 
     The span's ids are bound in structlog's contextvars for the attempt and the previous values
-    restored afterwards. Put this wrapper outside logging, as `default_chain(clock, extra)` does
+    restored afterwards. Put this wrapper outside logging, as `default_chain(..., extra)` does
     with `extra`, so `job_started` and `job_failed` carry the ids. With the ids-only tracer (no
     exporter) a leaner wrapper binds the same ids; with a no-op tracer it returns the step
     unchanged.

@@ -187,10 +187,7 @@ def compose(step: Step, wrappers: Sequence[Wrapper]) -> Step:
 
 
 def default_chain(
-    mark_started: StartHook,
-    clock: Clock,
-    extra: Sequence[Wrapper] = (),
-    body_done: BodyDone | None = None,
+    mark_started: StartHook, body_done: BodyDone, clock: Clock, extra: Sequence[Wrapper] = ()
 ) -> list[Wrapper]:
     """The declared order, outermost first: extra (tracing, metrics), recording the start,
     logging, the end of the body, recovery, timeout."""
@@ -198,7 +195,7 @@ def default_chain(
         *extra,
         with_run_started(mark_started),
         with_logging(clock),
-        *([with_body_done(body_done)] if body_done is not None else []),
+        with_body_done(body_done),
         with_recovery(),
         with_timeout(clock),
     ]

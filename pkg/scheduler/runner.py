@@ -81,7 +81,7 @@ class TickRunner:
         self._slots = slots
         self._records = RunRecords(store, clock, worker_id, self._lease_lost)
         self.starts = StartsFirst(clock)
-        self._chain = default_chain(self._mark_started, clock, wrappers, self._body_done)
+        self._chain = default_chain(self._mark_started, self._body_done, clock, wrappers)
         self._stopping = stopping
         self._on_final_failure = on_final_failure
         self._on_unstarted = on_unstarted
