@@ -80,14 +80,21 @@ async def retrying(
 ) -> T:
     """Await `call()`; on a transient error wait and try again, for about `budget_s` at most.
 
-    The last error propagates when the budget is spent; a non-transient one at once.
+    The budget bounds the whole call in time, not only the waits between tries: a try that
+    hangs (a frozen server, traffic black-holed, a pool with no free connection) is cancelled
+    when the budget is spent and fails with TimeoutError, so a dead database is a failure
+    within bounded time, never a hang. The last error propagates when the budget is spent; a
+    non-transient one at once.
     """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + budget_s
     delays = backoff_delays(budget_s)
     for tries, delay in enumerate([*delays, None], start=1):
         try:
-            return await call()
+            async with asyncio.timeout_at(deadline):
+                return await call()
         except Exception as exc:
-            if delay is None or not is_transient(exc):
+            if delay is None or not is_transient(exc) or loop.time() + delay >= deadline:
                 raise
             if tries == 1:
                 log.warning(

@@ -36,7 +36,9 @@ class Clock(ABC):
     async def sleep_until(self, deadline: datetime, wake: asyncio.Event | None = None) -> bool:
         """Sleep until `deadline` or until `wake` is set; True when the deadline was reached.
 
-        Never returns True before `now() >= deadline`.
+        Never returns True before `now() >= deadline`, and always yields to the event loop at
+        least once, even for a deadline already past: a loop that waits on a past deadline
+        must let the work it waits for (a store call in flight) go on, not spin.
         """
 
     async def sleep(self, delay: timedelta) -> None:
@@ -84,12 +86,14 @@ class SystemClock(Clock):
 
     async def sleep_until(self, deadline: datetime, wake: asyncio.Event | None = None) -> bool:
         loop = asyncio.get_running_loop()
+        waited = False
         while True:
-            if wake is not None and wake.is_set():
-                return self.now() >= deadline
             remaining_s = (deadline - self.now()).total_seconds()
-            if remaining_s <= 0:
-                return True
+            if remaining_s <= 0 or (wake is not None and wake.is_set()):
+                if not waited:
+                    await asyncio.sleep(0)  # a wait on a past deadline still yields
+                return self.now() >= deadline
+            waited = True
             if remaining_s <= self._lead_s:
                 # The last stretch: yield so other tasks run, and look at the clock again.
                 await asyncio.sleep(0)

@@ -7,6 +7,11 @@ another replica), or when no renewal succeeded for so long that its lease is abo
 keeper then cancels the run's task before any other replica may see the lease expired. The worker
 writes nothing more to a lost run's row: the row is final already, or the sweep of whichever
 replica sees its lease expired records it `abandoned`.
+
+A renewal has a time limit of its own, one interval: a store that does not answer (frozen, or its
+traffic black-holed) fails the renewal within bounded time, and the next one is sent. While a
+renewal is in flight the keeper waits for it or for the next lease to watch, never for a renewal
+instant already past: every pass of its loop awaits.
 """
 
 from __future__ import annotations
@@ -91,6 +96,8 @@ class LeaseKeeper:
                 if due is not None and now >= due and not self._renewal_in_flight():
                     self._renewing = asyncio.ensure_future(self._renew())
                     self._next_renewal = now + self.interval
+                elif not self._held:
+                    self._cancel_renewal()  # every run it was for is gone
                 self._wake.clear()
                 deadline = self._deadline()
                 if deadline is None:
@@ -99,15 +106,20 @@ class LeaseKeeper:
                 else:
                     await self._clock.sleep_until(deadline, self._wake)
         finally:
-            if self._renewing is not None and not self._renewing.done():
-                self._renewing.cancel()
+            self._cancel_renewal()
 
     def _renewal_in_flight(self) -> bool:
         return self._renewing is not None and not self._renewing.done()
 
+    def _cancel_renewal(self) -> None:
+        if self._renewing is not None and not self._renewing.done():
+            self._renewing.cancel()
+
     def _deadline(self) -> datetime | None:
         instants = [h.valid_until - self.margin for h in self._held.values() if h.cancellable]
-        if self._next_renewal is not None:
+        # A renewal in flight wakes the keeper when it ends (or fails at its time limit): its
+        # due instant, already past, is not a deadline to sleep until.
+        if self._next_renewal is not None and not self._renewal_in_flight():
             instants.append(self._next_renewal)
         return min(instants) if instants else None
 
@@ -129,10 +141,16 @@ class LeaseKeeper:
             return
         sent = self._clock.now()
         try:
-            renewed = await self._store.renew(dict(snapshot.values()))
+            async with self._clock.timeout_at(sent + self.interval):
+                renewed = await self._store.renew(dict(snapshot.values()))
         except Exception as exc:
             # The next pass tries again; the runs go on until their leases are about to lapse.
-            log.warning("lease_renewal_failed", runs=len(snapshot), error=describe(exc))
+            if isinstance(exc, TimeoutError):
+                error = f"no answer within {self.interval.total_seconds():g} s"
+            else:
+                error = describe(exc)
+            log.warning("lease_renewal_failed", runs=len(snapshot), error=error)
+            self._wake.set()
             return
         for task, (run_id, fence) in snapshot.items():
             held = self._held.get(task)

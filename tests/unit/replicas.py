@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -23,6 +24,9 @@ class Link:
         self._store = store
         self.cut = False
         self.calls: list[str] = []
+        # Cleared: the store is frozen (a SIGSTOPped database): calls hang until it is set.
+        self.thawed = asyncio.Event()
+        self.thawed.set()
 
     def __getattr__(self, name: str) -> Any:
         value = getattr(self._store, name)
@@ -33,6 +37,7 @@ class Link:
             self.calls.append(name)
             if self.cut:
                 raise ConnectionError(f"{name}: connection refused")
+            await self.thawed.wait()
             return await value(*args, **kwargs)
 
         return call

@@ -153,3 +153,32 @@ async def test_fake_timeout_expires_at_the_fake_deadline() -> None:
     with pytest.raises(TimeoutError):
         await task
     assert scope.expired()
+
+
+@pytest.mark.parametrize("clock", [SystemClock(), FakeClock()], ids=["system", "fake"])
+async def test_a_wait_on_a_past_deadline_still_yields_to_the_loop(clock: SystemClock) -> None:
+    # A loop waiting on a past deadline must let the work it waits for go on (STYLE 12): a
+    # wait that returns without yielding spins the event loop and starves everything else.
+    ran = asyncio.Event()
+
+    async def other() -> None:
+        ran.set()
+
+    passes = 0
+    asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(other()))
+    while not ran.is_set() and passes < 100:
+        passes += 1
+        await clock.sleep_until(clock.now() - timedelta(seconds=1))
+    assert ran.is_set()
+    assert passes <= 3
+
+
+async def test_a_woken_wait_still_yields_to_the_loop() -> None:
+    clock = SystemClock()
+    wake = asyncio.Event()
+    wake.set()
+    order: list[str] = []
+    asyncio.get_running_loop().call_soon(lambda: order.append("other"))
+    await clock.sleep_until(clock.now() + timedelta(hours=1), wake)
+    order.append("waiter")
+    assert order == ["other", "waiter"]

@@ -4,6 +4,7 @@ silently, and a worker asked to stop starts nothing it claimed."""
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timedelta
 
 import pytest
 from structlog.testing import capture_logs
@@ -13,7 +14,7 @@ from financial.pkg.scheduler.clock import FakeClock
 from financial.pkg.scheduler.memory_store import MemoryRunStore
 from financial.pkg.scheduler.store import RunRecord
 from tests.unit.replicas import Journal, Link, shared_store
-from tests.unit.scheduling import Harness, Recorder, job_of
+from tests.unit.scheduling import T0, Harness, Recorder, job_of
 
 S = RunStatus
 
@@ -142,3 +143,50 @@ async def test_a_run_claimed_as_the_worker_is_asked_to_stop_is_missed_not_starte
     assert body.starts == []
     assert (run.status, run.trigger) == (RunStatus.MISSED, Trigger.SCHEDULE)
     assert run.error is not None and "stopping" in run.error.message
+
+
+class CountingClock(FakeClock):
+    """A fake clock that counts the waits, so a loop that spins on a past deadline shows."""
+
+    def __init__(self) -> None:
+        super().__init__(T0)
+        self.waits = 0
+
+    async def sleep_until(self, deadline: datetime, wake: asyncio.Event | None = None) -> bool:
+        self.waits += 1
+        return await super().sleep_until(deadline, wake)
+
+
+async def test_a_store_frozen_past_the_lease_cancels_the_run_and_the_worker_goes_on() -> None:
+    clock = CountingClock()
+    store = shared_store(clock)
+    link = Link(store)
+    journal = Journal(clock)
+    h = Harness(
+        job_of(
+            "0 * * * * *",
+            journal.body(
+                "a", lambda ctx: 100 if ctx.scheduled_at == T0 + timedelta(seconds=60) else 1
+            ),
+        ),
+        clock=clock,
+        store=link.store,
+        worker_id="a",
+    )
+    with capture_logs() as logs:
+        async with h:
+            await h.advance_to(75)  # one renewal went through, at 70 s: the lease lasts to 100 s
+            link.thawed.clear()  # the database is frozen: every call hangs
+            waits_before = clock.waits
+            await h.advance_to(110)
+            # The renewals sent at 80 and 90 s hang; each is given up at its time limit, and the
+            # run is cancelled before its lease could lapse. The keeper never spins meanwhile.
+            assert journal.cancelled == [("a", 95)]
+            assert clock.waits - waits_before < 50
+            link.thawed.set()
+            await h.advance_to(125)
+    assert [tick for _, _, tick, _, _ in journal.starts] == [60, 120]
+    statuses = await h.statuses()
+    assert statuses == [(60, 1, S.ABANDONED), (120, 1, S.SUCCEEDED)]
+    failed = [e for e in logs if e["event"] == "lease_renewal_failed"]
+    assert failed and "no answer within 10 s" in failed[0]["error"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import pytest
 
@@ -80,3 +82,19 @@ async def test_retrying_goes_through_transient_errors_and_stops_at_others() -> N
     with pytest.raises(ConnectionRefusedError):
         await retrying(down, budget_s=1.0, what="probe", sleep=no_sleep)
     assert len(waits) == 2 + len(backoff_delays(1.0))
+
+
+async def test_a_call_that_never_answers_fails_when_the_budget_is_spent() -> None:
+    # A frozen server or black-holed traffic: the call hangs rather than failing. The budget
+    # bounds it in time, so the caller gets an error instead of waiting forever.
+    answered = asyncio.Event()
+
+    async def hangs() -> str:
+        await answered.wait()
+        return "never"
+
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    with pytest.raises(TimeoutError):
+        await retrying(hangs, budget_s=0.05, what="probe")
+    assert loop.time() - began < 1.0
