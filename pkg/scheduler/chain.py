@@ -9,7 +9,7 @@ slot in as further wrappers.
 
 from __future__ import annotations
 
-import time
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -22,10 +22,12 @@ from financial.pkg.scheduler.clock import Clock
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """How one attempt ended; `error` holds the exception of a failed or timed-out attempt."""
+    """How one attempt ended; `error` holds the exception of a failed or timed-out attempt,
+    `duration_s` the job's own time (set by the recovery wrapper, which sees every ending)."""
 
     status: RunStatus
     error: BaseException | None = None
+    duration_s: float | None = None
 
 
 SUCCEEDED = Outcome(RunStatus.SUCCEEDED)
@@ -67,8 +69,11 @@ def with_timeout(clock: Clock) -> Wrapper:
                 if not scope.expired():
                     raise  # the job's own TimeoutError: a failure, not our timeout
                 return Outcome(RunStatus.TIMED_OUT, _timeout_error(ctx, exc))
-            if scope.expired():
-                # The body swallowed the cancellation and returned after its deadline.
+            if scope.expired() or (
+                outcome.status is RunStatus.SUCCEEDED and clock.now() >= ctx.deadline
+            ):
+                # The body swallowed the cancellation and returned after its deadline, or it
+                # held the event loop past its deadline, so the timer could not even fire.
                 return Outcome(RunStatus.TIMED_OUT, _timeout_error(ctx, None))
             return outcome
 
@@ -83,18 +88,34 @@ def _timeout_error(ctx: JobContext, cause: BaseException | None) -> RunTimeoutEr
     return err
 
 
-def with_recovery() -> Wrapper:
-    """Any exception from the job (not only the expected ones) becomes a `failed` outcome.
+def worker_cancelled() -> bool:
+    """Whether the current task is being cancelled by the worker (shutdown, a `replace` tick, a
+    lost lease, a timeout scope): a `CancelledError` a job raises by itself is not that."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
-    Cancellation is not an error of the job: it propagates (shutdown, `replace` overlap).
+
+def with_recovery(clock: Clock) -> Wrapper:
+    """Anything the job raises becomes a `failed` outcome: every exception, and `SystemExit`,
+    `KeyboardInterrupt`, `GeneratorExit` or any other `BaseException` too, so a job can end
+    neither the worker nor its own run's record. Sets the outcome's `duration_s`.
+
+    Only the worker's own cancellation propagates (shutdown, `replace` overlap, a lost lease).
     """
 
     def wrap(step: Step) -> Step:
         async def recovered(ctx: JobContext) -> Outcome:
+            started = clock.now()
             try:
-                return await step(ctx)
-            except Exception as exc:
-                return Outcome(RunStatus.FAILED, exc)
+                outcome = await step(ctx)
+            except asyncio.CancelledError as exc:
+                if worker_cancelled():
+                    raise
+                outcome = Outcome(RunStatus.FAILED, exc)
+            except BaseException as exc:  # a job's SystemExit is its failure
+                outcome = Outcome(RunStatus.FAILED, exc)
+            duration_s = (clock.now() - started).total_seconds()
+            return Outcome(outcome.status, outcome.error, duration_s)
 
         return recovered
 
@@ -114,9 +135,8 @@ def with_logging(clock: Clock) -> Wrapper:
         async def logged(ctx: JobContext) -> Outcome:
             lateness_ms = round((clock.now() - ctx.scheduled_at).total_seconds() * 1000.0, 3)
             ctx.log.debug("job_started", trigger=ctx.trigger.value, lateness_ms=lateness_ms)
-            started = time.perf_counter()
             outcome = await step(ctx)
-            duration_ms = round((time.perf_counter() - started) * 1000.0, 3)
+            duration_ms = round((outcome.duration_s or 0.0) * 1000.0, 3)
             if outcome.status is RunStatus.SUCCEEDED:
                 ctx.log.info(
                     "job_succeeded",
@@ -196,6 +216,6 @@ def default_chain(
         with_run_started(mark_started),
         with_logging(clock),
         with_body_done(body_done),
-        with_recovery(),
+        with_recovery(clock),
         with_timeout(clock),
     ]

@@ -25,7 +25,15 @@ from structlog.typing import FilteringBoundLogger
 from financial.pkg.jobs.context import JobContext
 from financial.pkg.jobs.job import call_hook
 from financial.pkg.jobs.model import Overlap, RunStatus, Trigger
-from financial.pkg.scheduler.chain import Outcome, Step, Wrapper, compose, default_chain, invoke
+from financial.pkg.scheduler.chain import (
+    Outcome,
+    Step,
+    Wrapper,
+    compose,
+    default_chain,
+    invoke,
+    worker_cancelled,
+)
 from financial.pkg.scheduler.clock import Clock
 from financial.pkg.scheduler.leases import LeaseKeeper
 from financial.pkg.scheduler.overlap import OverlapGate
@@ -428,5 +436,9 @@ class TickRunner:
     async def _hook(self, spec: JobSpec, hook: str, *args: object) -> None:
         try:
             await call_hook(spec.job, hook, *args)
-        except Exception:
+        except asyncio.CancelledError:
+            if worker_cancelled():
+                raise
+            log.exception("job_hook_failed", hook=hook)
+        except BaseException:  # a hook's SystemExit must not end the worker
             log.exception("job_hook_failed", hook=hook)

@@ -231,7 +231,7 @@ async def test_outermost_in_the_chain_it_sees_the_recovered_failure(
         seen.append(structlog.contextvars.get_contextvars().get("trace_id"))
         raise RuntimeError("upstream 503")
 
-    chain = [with_tracing(tracer), with_logging(FakeClock()), with_recovery()]
+    chain = [with_tracing(tracer), with_logging(FakeClock()), with_recovery(FakeClock())]
     outcome = await compose(job, chain)(context())
 
     assert outcome.status is RunStatus.FAILED
