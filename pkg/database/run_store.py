@@ -164,9 +164,17 @@ class PostgresRunStore(RunStore):
         return {str(row["run_id"]) for row in rows}
 
     async def finish(
-        self, run_id: str, status: RunStatus, *, fence: int, error: RunError | None = None
+        self,
+        run_id: str,
+        status: RunStatus,
+        *,
+        fence: int,
+        error: RunError | None = None,
+        duration_ms: float | None = None,
     ) -> RunRecord:
-        [record] = await self.finish_many([FinishRequest(run_id, status, fence, error)])
+        [record] = await self.finish_many(
+            [FinishRequest(run_id, status, fence, error, duration_ms)]
+        )
         if record is None:
             raise RunNotFound(run_id)
         return record
@@ -185,6 +193,7 @@ class PostgresRunStore(RunStore):
                 [r.status.value for r in batch],
                 [r.error.type if r.error else None for r in batch],
                 [r.error.message if r.error else None for r in batch],
+                [r.duration_ms for r in batch],
             )
             found = _by_id(rows)
             for i in indexes:
@@ -282,4 +291,5 @@ def _record(row: asyncpg.Record) -> RunRecord:
         trace_id=row["trace_id"],
         fence=row["fence"],
         lease_expires_at=row["lease_expires_at"],
+        duration_ms=row["duration_ms"],
     )

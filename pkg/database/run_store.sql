@@ -75,12 +75,12 @@ WITH requested AS (
     RETURNING o.run_id
 )
 SELECT run_id, job, scheduled_at, attempt, trigger, status, worker_id, created_at, started_at,
-       finished_at, error_type, error_message, trace_id, fence, lease_expires_at
+       finished_at, error_type, error_message, trace_id, fence, lease_expires_at, duration_ms
 FROM inserted
 UNION ALL
 -- A repeat after a lost reply finds the rows its first try inserted.
 SELECT run_id, job, scheduled_at, attempt, trigger, status, worker_id, created_at, started_at,
-       finished_at, error_type, error_message, trace_id, fence, lease_expires_at
+       finished_at, error_type, error_message, trace_id, fence, lease_expires_at, duration_ms
 FROM job_runs
 WHERE run_id = ANY($1::uuid[]) AND run_id NOT IN (SELECT run_id FROM inserted);
 
@@ -104,11 +104,11 @@ WITH requested AS (
     RETURNING j.*
 )
 SELECT run_id, job, scheduled_at, attempt, trigger, status, worker_id, created_at, started_at,
-       finished_at, error_type, error_message, trace_id, fence, lease_expires_at
+       finished_at, error_type, error_message, trace_id, fence, lease_expires_at, duration_ms
 FROM started
 UNION ALL
 SELECT run_id, job, scheduled_at, attempt, trigger, status, worker_id, created_at, started_at,
-       finished_at, error_type, error_message, trace_id, fence, lease_expires_at
+       finished_at, error_type, error_message, trace_id, fence, lease_expires_at, duration_ms
 FROM job_runs
 WHERE run_id = ANY($1::uuid[]) AND run_id NOT IN (SELECT run_id FROM started);
 
@@ -127,12 +127,13 @@ RETURNING r.run_id;
 
 -- name: finish_many
 -- Runs given their final status in one statement (`finish` sends a batch of one). $1 run ids
--- (no id twice), $2 their fences, $3 final statuses, $4 error types, $5 error messages. Rows
+-- (no id twice), $2 their fences, $3 final statuses, $4 error types, $5 error messages, $6 the
+-- jobs' own durations (null: from the start to now). Rows
 -- final already, or whose fence moved on, are returned unchanged.
 WITH requested AS (
     SELECT *
-    FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[])
-        AS r (run_id, fence, status, error_type, error_message)
+    FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::float8[])
+        AS r (run_id, fence, status, error_type, error_message, duration_ms)
 ), locked AS (
     -- Rows locked in run id order first: two statements over overlapping runs (a worker's
     -- renewal and its finishes, say) then wait for each other instead of deadlocking.
@@ -141,7 +142,7 @@ WITH requested AS (
     UPDATE job_runs AS j
     SET status = r.status,
         finished_at = now(),
-        duration_ms = extract(epoch FROM now() - j.started_at)::float8 * 1000,
+        duration_ms = coalesce(r.duration_ms, extract(epoch FROM now() - j.started_at) * 1000),
         error_type = r.error_type,
         error_message = r.error_message,
         lease_expires_at = NULL
@@ -151,17 +152,17 @@ WITH requested AS (
     RETURNING j.*
 )
 SELECT run_id, job, scheduled_at, attempt, trigger, status, worker_id, created_at, started_at,
-       finished_at, error_type, error_message, trace_id, fence, lease_expires_at
+       finished_at, error_type, error_message, trace_id, fence, lease_expires_at, duration_ms
 FROM finished
 UNION ALL
 SELECT run_id, job, scheduled_at, attempt, trigger, status, worker_id, created_at, started_at,
-       finished_at, error_type, error_message, trace_id, fence, lease_expires_at
+       finished_at, error_type, error_message, trace_id, fence, lease_expires_at, duration_ms
 FROM job_runs
 WHERE run_id = ANY($1::uuid[]) AND run_id NOT IN (SELECT run_id FROM finished);
 
 -- name: live_runs
 SELECT run_id, job, scheduled_at, attempt, trigger, status, worker_id, created_at, started_at,
-       finished_at, error_type, error_message, trace_id, fence, lease_expires_at
+       finished_at, error_type, error_message, trace_id, fence, lease_expires_at, duration_ms
 FROM job_runs
 WHERE job = $1 AND status IN ('pending', 'running') AND lease_expires_at > now()
 ORDER BY scheduled_at, attempt;
@@ -188,7 +189,7 @@ FROM expired
 WHERE r.run_id = expired.run_id
 RETURNING r.run_id, r.job, r.scheduled_at, r.attempt, r.trigger, r.status, r.worker_id,
           r.created_at, r.started_at, r.finished_at, r.error_type, r.error_message, r.trace_id,
-          r.fence, r.lease_expires_at;
+          r.fence, r.lease_expires_at, r.duration_ms;
 
 -- name: prune
 -- $1 age, $2 batch size: final rows only, oldest first, a bounded batch per statement. Replicas
@@ -223,7 +224,7 @@ SELECT DISTINCT scheduled_at FROM job_runs WHERE job = $1 AND scheduled_at >= $2
 -- name: history_all
 -- $1 status or NULL, $2 limit.
 SELECT run_id, job, scheduled_at, attempt, trigger, status, worker_id, created_at, started_at,
-       finished_at, error_type, error_message, trace_id, fence, lease_expires_at
+       finished_at, error_type, error_message, trace_id, fence, lease_expires_at, duration_ms
 FROM job_runs
 WHERE $1::text IS NULL OR status = $1
 ORDER BY scheduled_at DESC, attempt DESC, created_at DESC
@@ -232,7 +233,7 @@ LIMIT $2;
 -- name: history_job
 -- A query of its own for one job, so it always walks the (job, scheduled_at) index.
 SELECT run_id, job, scheduled_at, attempt, trigger, status, worker_id, created_at, started_at,
-       finished_at, error_type, error_message, trace_id, fence, lease_expires_at
+       finished_at, error_type, error_message, trace_id, fence, lease_expires_at, duration_ms
 FROM job_runs
 WHERE job = $1 AND ($2::text IS NULL OR status = $2)
 ORDER BY scheduled_at DESC, attempt DESC, created_at DESC

@@ -48,6 +48,8 @@ _CLOSED_CONNECTION_MESSAGES = ("connection is closed", "connection was closed")
 
 FIRST_DELAY_S = 0.05
 MAX_DELAY_S = 2.0
+# The least time a call is given in all, whatever its retry budget (a budget of 0: one try).
+MIN_CALL_S = 5.0
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -77,17 +79,18 @@ async def retrying(
     budget_s: float,
     what: str,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    limit_s: float | None = None,
 ) -> T:
     """Await `call()`; on a transient error wait and try again, for about `budget_s` at most.
 
-    The budget bounds the whole call in time, not only the waits between tries: a try that
-    hangs (a frozen server, traffic black-holed, a pool with no free connection) is cancelled
-    when the budget is spent and fails with TimeoutError, so a dead database is a failure
-    within bounded time, never a hang. The last error propagates when the budget is spent; a
-    non-transient one at once.
+    The whole call is bounded in time, not only the waits between tries: a try that hangs (a
+    frozen server, traffic black-holed, a pool with no free connection) is cancelled at
+    `limit_s` (default: the budget, and at least `MIN_CALL_S`) and fails with TimeoutError, so
+    a dead database is a failure within bounded time, never a hang. The last error propagates
+    when the budget is spent; a non-transient one at once.
     """
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + budget_s
+    deadline = loop.time() + (max(budget_s, MIN_CALL_S) if limit_s is None else limit_s)
     delays = backoff_delays(budget_s)
     for tries, delay in enumerate([*delays, None], start=1):
         try:

@@ -6,7 +6,9 @@
   attempt number with trigger `retry`, claimed like any attempt, so only one replica gets it. A
   tick is recovered at most `MAX_RECOVERIES` times, so a job that kills its worker cannot take
   every replica down in turn. Other jobs stay at most once: the tick is not run again.
-- Ticks the store could not take when they were due are recorded `missed` once it answers.
+- Ends of runs the store could not take when the runs ended are written once it answers, before
+  the sweep (which would otherwise find their leases lapsed); ticks it could not take when they
+  were due are recorded `missed`.
 - History older than `history_retention` is pruned (final runs only, in batches), at start and
   then every `prune_interval`.
 """
@@ -64,7 +66,7 @@ class Maintenance:
     def next_due(self) -> datetime | None:
         """When the next pass is due; None when there is nothing to look after (no timer)."""
         instants = []
-        if self._store.shared or self._runner.unrecorded:
+        if self._store.shared or self._runner.unrecorded or self._runner.unwritten:
             instants.append(self._next_sweep)
         if self._retention is not None:
             instants.append(self._next_prune)
@@ -75,6 +77,8 @@ class Maintenance:
         now = self._clock.now()
         if now >= self._next_sweep:
             self._next_sweep = now + self._sweep_interval
+            if self._runner.unwritten:
+                await self._guard("ends", self._runner.flush_unwritten())
             if self._store.shared:
                 await self._guard("sweep", self._sweep())
             if self._runner.unrecorded:
@@ -83,7 +87,7 @@ class Maintenance:
             self._next_prune = now + self._prune_interval
             await self._guard("prune", self._prune(self._retention))
 
-    async def _guard(self, step: str, work: Awaitable[None]) -> None:
+    async def _guard(self, step: str, work: Awaitable[object]) -> None:
         try:
             await work
         except Exception as exc:

@@ -172,14 +172,22 @@ class MemoryRunStore(RunStore):
         return renewed
 
     async def finish(
-        self, run_id: str, status: RunStatus, *, fence: int, error: RunError | None = None
+        self,
+        run_id: str,
+        status: RunStatus,
+        *,
+        fence: int,
+        error: RunError | None = None,
+        duration_ms: float | None = None,
     ) -> RunRecord:
         if status in _LIVE:  # the cheap test first: `require_final` reads `is_final`
             require_final(run_id, status)
         record = self._get(run_id)
         if record.status not in _LIVE or record.fence != fence:
             return record
-        record = self._runs[run_id] = _ended(record, status, self._clock.now(), error, record.fence)
+        record = self._runs[run_id] = _ended(
+            record, status, self._clock.now(), error, record.fence, duration_ms
+        )
         self._open[record.job].discard(run_id)  # where every live run's id is
         return record
 
@@ -280,19 +288,37 @@ def _started(
         trace_id,
         r.fence,
         lease_expires_at,
+        r.duration_ms,
     )
 
 
 def _renewed(r: RunRecord, lease_expires_at: datetime) -> RunRecord:
     return _changed(
-        r, r.status, r.started_at, r.finished_at, r.error, r.trace_id, r.fence, lease_expires_at
+        r,
+        r.status,
+        r.started_at,
+        r.finished_at,
+        r.error,
+        r.trace_id,
+        r.fence,
+        lease_expires_at,
+        r.duration_ms,
     )
 
 
 def _ended(
-    r: RunRecord, status: RunStatus, finished_at: datetime, error: RunError | None, fence: int
+    r: RunRecord,
+    status: RunStatus,
+    finished_at: datetime,
+    error: RunError | None,
+    fence: int,
+    duration_ms: float | None = None,
 ) -> RunRecord:
-    return _changed(r, status, r.started_at, finished_at, error, r.trace_id, fence, None)
+    if duration_ms is None and r.started_at is not None:
+        duration_ms = (finished_at - r.started_at).total_seconds() * 1000.0
+    return _changed(
+        r, status, r.started_at, finished_at, error, r.trace_id, fence, None, duration_ms
+    )
 
 
 def _changed(
@@ -304,6 +330,7 @@ def _changed(
     trace_id: str | None,
     fence: int,
     lease_expires_at: datetime | None,
+    duration_ms: float | None,
 ) -> RunRecord:
     """`r` with the fields a run's life changes, the identity of the run kept."""
     return _record(
@@ -321,6 +348,7 @@ def _changed(
         trace_id=trace_id,
         fence=fence,
         lease_expires_at=lease_expires_at,
+        duration_ms=duration_ms,
     )
 
 
@@ -350,6 +378,7 @@ def _record(
     trace_id: str | None = None,
     fence: int = 0,
     lease_expires_at: datetime | None = None,
+    duration_ms: float | None = None,
 ) -> RunRecord:
     """`RunRecord(...)` at a quarter of its cost, which is most of what a run costs this store.
 
@@ -372,5 +401,6 @@ def _record(
     draft.trace_id = trace_id
     draft.fence = fence
     draft.lease_expires_at = lease_expires_at
+    draft.duration_ms = duration_ms
     draft.__class__ = RunRecord
     return cast(RunRecord, draft)

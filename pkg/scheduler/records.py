@@ -3,7 +3,10 @@
 Every call the runner makes to the store goes through here, so a store that fails never
 escapes into the scheduler: a tick that cannot be claimed is logged `tick_not_recorded` (and kept
 to be recorded `missed` once the store answers), a run whose end cannot be written is logged
-`run_not_recorded` (its lease, no longer renewed, then makes it `abandoned`).
+`run_not_recorded` and its end is kept to be written once the store answers: before any new
+claim (so the job's next tick does not find it still `running` and skip as an overlap) and by
+the loop's housekeeping. Should another replica sweep the run `abandoned` first (its lease lapsed
+during a long outage), the fence keeps that status and the late end changes nothing.
 """
 
 from __future__ import annotations
@@ -37,6 +40,14 @@ log = structlog.get_logger("financial.scheduler")
 # answers; past this many the oldest are dropped (each was logged `tick_not_recorded`).
 UNRECORDED_LIMIT = 1000
 STOPPING_REASON = "worker stopping before the run could start"
+
+
+@dataclass(frozen=True, slots=True)
+class UnwrittenEnd:
+    """A run's end the store could not take when the run ended."""
+
+    record: RunRecord
+    request: FinishRequest
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +91,8 @@ class RunRecords:
         # Runs started on a batched store whose `running` mark is not answered yet.
         self._starts_pending: dict[asyncio.Task[object], asyncio.Future[RunRecord | None]] = {}
         self.unrecorded: deque[UnrecordedTick] = deque(maxlen=UNRECORDED_LIMIT)
+        self.unwritten: deque[UnwrittenEnd] = deque(maxlen=UNRECORDED_LIMIT)
+        self._writing = asyncio.Lock()
         self._claims: Batcher[ClaimRequest, RunRecord | None] | None = None
         self._starts: Batcher[StartRequest, RunRecord | None] | None = None
         self._finishes: Batcher[FinishRequest, RunRecord | None] | None = None
@@ -108,7 +121,11 @@ class RunRecords:
             return await self._finishes.submit(request)
         try:
             return await self._store.finish(
-                request.run_id, request.status, fence=request.fence, error=request.error
+                request.run_id,
+                request.status,
+                fence=request.fence,
+                error=request.error,
+                duration_ms=request.duration_ms,
             )
         except RunNotFound:
             return None
@@ -118,6 +135,8 @@ class RunRecords:
     ) -> RunRecord | None:
         """Claim a tick for the current task; a live run is held (its lease kept) until
         `release`. None when claimed elsewhere or when the store failed (logged)."""
+        if self.unwritten:
+            await self.flush_unwritten()  # the job's last end first: it is not an overlap
         asked = self._clock.now()
         try:
             record = await self._claim(ClaimRequest(job, scheduled_at, attempt, trigger, overlap))
@@ -216,9 +235,14 @@ class RunRecords:
         starting.add_done_callback(answered)
 
     async def finish(
-        self, record: RunRecord, status: RunStatus, error: RunError | None
+        self,
+        record: RunRecord,
+        status: RunStatus,
+        error: RunError | None,
+        duration_ms: float | None = None,
     ) -> RunRecord:
-        """Record the run's end; on a store failure, log it and return the run as we saw it."""
+        """Record the run's end (`duration_ms`: the job's own time, when it ran); on a store
+        failure, log it and return the run as we saw it."""
         task = current_task()
         self.leases.settle(task)
         starting = self._starts_pending.pop(task, None)
@@ -231,29 +255,52 @@ class RunRecords:
                 if _lost(record, now):
                     log.warning("job_lease_lost", reason=_lost_reason(now))
                     return now or record
+        request = FinishRequest(record.run_id, status, record.fence, error, duration_ms)
         try:
-            finished = await self._finish(FinishRequest(record.run_id, status, record.fence, error))
-            if finished is None:
-                raise RunNotFound(record.run_id)
-            return finished
+            finished = await self._finish(request)
         except Exception as exc:
-            log.error(
-                "run_not_recorded",
-                job=record.job,
-                run_id=record.run_id,
-                scheduled_at=record.scheduled_at.isoformat(),
-                attempt=record.attempt,
-                status=status.value,
-                reason=f"run store unavailable: {describe(exc)}; its lease will lapse and the "
-                "run be recorded abandoned",
-            )
-            return replace(record, status=status, error=error)
+            reason = f"run store unavailable: {describe(exc)}; the end is written once it answers"
+            self.unwritten.append(UnwrittenEnd(record, request))
+        else:
+            if finished is not None:
+                return finished
+            reason = "the run is not in the run store"
+        log.error(
+            "run_not_recorded",
+            job=record.job,
+            run_id=record.run_id,
+            scheduled_at=record.scheduled_at.isoformat(),
+            attempt=record.attempt,
+            status=status.value,
+            reason=reason,
+        )
+        return replace(record, status=status, error=error, duration_ms=duration_ms)
 
     def release(self, task: asyncio.Task[object]) -> None:
         """The task holds no run any more."""
         self._held.pop(task, None)
         self._starts_pending.pop(task, None)
         self.leases.release(task)
+
+    async def flush_unwritten(self) -> int:
+        """Write the ends the store could not take, oldest first, as one batch; 0 when the
+        store still fails (logged once by the caller's next pass, not here)."""
+        async with self._writing:
+            if not self.unwritten:
+                return 0
+            ends = list(self.unwritten)
+            try:
+                await self._store.finish_many([end.request for end in ends])
+            except Exception:
+                return 0
+            for _ in ends:
+                self.unwritten.popleft()
+            log.info(
+                "run_ends_recorded",
+                count=len(ends),
+                runs=[end.record.run_id for end in ends[:10]],
+            )
+            return len(ends)
 
     async def flush_unrecorded(self) -> int:
         """Record `missed` the ticks the store could not take; stop at the first failure."""

@@ -42,6 +42,7 @@ from financial.pkg.scheduler.records import (
     RunNotStarted,
     RunRecords,
     UnrecordedTick,
+    UnwrittenEnd,
     current_task,
 )
 from financial.pkg.scheduler.registry import JobSpec
@@ -118,6 +119,14 @@ class TickRunner:
     async def flush_unrecorded(self) -> int:
         """Record `missed` the ticks the store could not take when they were due."""
         return await self._records.flush_unrecorded()
+
+    @property
+    def unwritten(self) -> deque[UnwrittenEnd]:
+        return self._records.unwritten
+
+    async def flush_unwritten(self) -> int:
+        """Write the ends of runs the store could not take when they ended."""
+        return await self._records.flush_unwritten()
 
     def notify_unstarted(self, record: RunRecord) -> None:
         """Tell the `on_unstarted` hook (metrics) of a run that ended with no attempt here:
@@ -383,7 +392,8 @@ class TickRunner:
             reason = str(outcome.error)
             return await self._finish_unstarted(record, outcome.status, reason, notify=False)
         error = RunError.of(outcome.error) if outcome.error is not None else None
-        return await self._records.finish(record, outcome.status, error)
+        duration_ms = None if outcome.duration_s is None else outcome.duration_s * 1000.0
+        return await self._records.finish(record, outcome.status, error, duration_ms)
 
     def _run_log(self) -> FilteringBoundLogger:
         # One concrete logger for every run: the module's lazy proxy would build a new bound

@@ -47,12 +47,9 @@ class RunRecord:
     trace_id: str | None = None
     fence: int = 0
     lease_expires_at: datetime | None = None
-
-    @property
-    def duration_ms(self) -> float | None:
-        if self.started_at is None or self.finished_at is None:
-            return None
-        return (self.finished_at - self.started_at).total_seconds() * 1000.0
+    # The job's own time, as its worker measured it; for a run ended by another (abandoned,
+    # replaced), from its start to its end.
+    duration_ms: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +80,8 @@ class FinishRequest:
     status: RunStatus
     fence: int
     error: RunError | None = None
+    # The job's own time; None: from the run's start to now.
+    duration_ms: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,9 @@ log = structlog.get_logger("financial.scheduler")
 # Ticks of one job found missed in one pass (after a suspend, say) recorded one by one; past
 # this, the rest are counted in a log line rather than written row by row.
 MISSED_RECORD_LIMIT = 100
+# At exit, how long the ends the store could not take are tried once more before they are left
+# to the leases (the runs then end `abandoned`, as for a worker that died).
+LAST_WRITE_TIMEOUT = timedelta(seconds=2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,10 +196,22 @@ class Scheduler:
             self.runner.cancel(task, "worker shutdown deadline passed")
         if remaining:
             await asyncio.gather(*remaining, return_exceptions=True)
+        await self._write_last_ends()
         await self.close()
         result = DrainResult(interrupted=self.runner.interrupted)
         log.info("drain_finished", interrupted=result.interrupted)
         return result
+
+    async def _write_last_ends(self) -> None:
+        if not self.runner.unwritten:
+            return
+        try:
+            async with self._clock.timeout_at(self._clock.now() + LAST_WRITE_TIMEOUT):
+                await self.runner.flush_unwritten()
+        except TimeoutError:
+            pass
+        if self.runner.unwritten:
+            log.error("run_ends_lost", count=len(self.runner.unwritten), status="abandoned")
 
     async def close(self) -> None:
         """Stop the lease keeper and housekeeping (the drain does it; `run_now` callers too)."""

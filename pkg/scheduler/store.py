@@ -148,11 +148,18 @@ class RunStore(ABC):
 
     @abstractmethod
     async def finish(
-        self, run_id: str, status: RunStatus, *, fence: int, error: RunError | None = None
+        self,
+        run_id: str,
+        status: RunStatus,
+        *,
+        fence: int,
+        error: RunError | None = None,
+        duration_ms: float | None = None,
     ) -> RunRecord:
         """Give a run its final status, if it is still live and `fence` is still its fence.
 
-        Returns the row as it now is: a row that was final already keeps its first status.
+        `duration_ms` is the job's own time (None: from the run's start to now). Returns the row
+        as it now is: a row that was final already keeps its first status.
         """
 
     async def finish_many(self, requests: Sequence[FinishRequest]) -> list[RunRecord | None]:
@@ -164,7 +171,11 @@ class RunStore(ABC):
         results: list[RunRecord | None] = []
         for r in requests:
             try:
-                results.append(await self.finish(r.run_id, r.status, fence=r.fence, error=r.error))
+                results.append(
+                    await self.finish(
+                        r.run_id, r.status, fence=r.fence, error=r.error, duration_ms=r.duration_ms
+                    )
+                )
             except RunNotFound:
                 results.append(None)
         return results

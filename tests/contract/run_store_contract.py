@@ -116,6 +116,16 @@ class RunStoreContract:
         assert done.lease_expires_at is None
         assert await store.history() == [done]
 
+    async def test_finish_keeps_the_jobs_own_duration_when_given(
+        self, store: RunStore, elapse: Elapse
+    ) -> None:
+        # The job ran 5 ms; its end reached the store later (an outage): the record says 5 ms.
+        record = await started(store)
+        await elapse(0.2)
+        done = await store.finish(record.run_id, S.SUCCEEDED, fence=record.fence, duration_ms=5.0)
+        assert done.duration_ms == 5.0
+        assert await store.history() == [done]
+
     async def test_the_first_final_status_is_the_only_one(self, store: RunStore) -> None:
         record = await started(store)
         await store.finish(record.run_id, S.SUCCEEDED, fence=record.fence)

@@ -77,6 +77,7 @@ def run(
         started_at=started,
         finished_at=finished,
         error=error,
+        duration_ms=None if finished is None or duration_s is None else duration_s * 1000.0,
     )
 
 

@@ -73,6 +73,7 @@ def test_a_run_changes_only_the_fields_of_its_step() -> None:
     does not know (one RunRecord gained) would be dropped, which this test sees."""
     record = RunRecord(**{f.name: _sentinel() for f in fields(RunRecord)})
     at, lease_end, trace, fence = _sentinel(), _sentinel(), _sentinel(), _sentinel()
+    took = 1234.5
     error = RunError("type", "message")
     changes: list[tuple[RunRecord, dict[str, Any]]] = [
         (
@@ -89,13 +90,14 @@ def test_a_run_changes_only_the_fields_of_its_step() -> None:
             {"lease_expires_at": lease_end},
         ),
         (
-            memory_store._ended(record, RunStatus.FAILED, at, error, fence),
+            memory_store._ended(record, RunStatus.FAILED, at, error, fence, took),
             {
                 "status": RunStatus.FAILED,
                 "finished_at": at,
                 "error": error,
                 "fence": fence,
                 "lease_expires_at": None,
+                "duration_ms": took,
             },
         ),
     ]

@@ -91,9 +91,17 @@ class EndsLog(MemoryRunStore):
         self.events = events
 
     async def finish(
-        self, run_id: str, status: RunStatus, *, fence: int, error: RunError | None = None
+        self,
+        run_id: str,
+        status: RunStatus,
+        *,
+        fence: int,
+        error: RunError | None = None,
+        duration_ms: float | None = None,
     ) -> RunRecord:
-        record = await super().finish(run_id, status, fence=fence, error=error)
+        record = await super().finish(
+            run_id, status, fence=fence, error=error, duration_ms=duration_ms
+        )
         self.events.append(f"end {record.job}")
         return record
 

@@ -49,7 +49,9 @@ async def test_ticks_due_while_the_store_is_away_are_recorded_missed_once_it_is_
     assert "ConnectionError" in not_recorded[0]["reason"]
 
 
-async def test_a_run_whose_end_cannot_be_written_ends_abandoned(clock: FakeClock) -> None:
+async def test_a_run_whose_end_cannot_be_written_gets_it_once_the_store_is_back(
+    clock: FakeClock,
+) -> None:
     store = shared_store(clock)
     link = Link(store)
     journal = Journal(clock)
@@ -65,13 +67,46 @@ async def test_a_run_whose_end_cannot_be_written_ends_abandoned(clock: FakeClock
             link.cut = True
             await h.advance_to(70)
             link.cut = False
-            # The lease taken when the run started (60 s) lapses at 90 s; the sweep sees it.
+            # The lease taken when the run started (60 s) would lapse at 90 s: the end is
+            # written by the housekeeping pass before the sweep could see it.
             await h.advance_to(100)
     assert journal.ticks() == [60]
     [run] = await h.history()
-    assert run.status is S.ABANDONED
+    assert run.status is S.SUCCEEDED
+    assert run.duration_ms == 5000.0  # the job's own time, not the wait for the store
     [lost] = [e for e in logs if e["event"] == "run_not_recorded"]
-    assert lost["status"] == "succeeded" and "abandoned" in lost["reason"]
+    assert lost["status"] == "succeeded" and "written once it answers" in lost["reason"]
+    assert [e["count"] for e in logs if e["event"] == "run_ends_recorded"] == [1]
+
+
+async def test_the_tick_after_an_outage_is_not_skipped_for_a_run_whose_end_was_not_written(
+    clock: FakeClock,
+) -> None:
+    store = shared_store(clock, lease_s=60)
+    link = Link(store)
+    journal = Journal(clock)
+    h = Harness(
+        job_of("*/10 * * * * *", journal.body("a", lambda ctx: 1)),
+        clock=clock,
+        store=link.store,
+        worker_id="a",
+    )
+    async with h:
+        await h.advance_to(10.5)
+        link.cut = True  # the run of tick 10 ends at 11 s: its end cannot be written
+        await h.advance_to(35)
+        link.cut = False
+        await h.advance_to(41)
+    assert journal.ticks() == [10, 40]
+    statuses = await h.statuses()
+    assert statuses == [
+        (10, 1, S.SUCCEEDED),
+        (20, 1, S.MISSED),
+        (30, 1, S.MISSED),
+        (40, 1, S.SUCCEEDED),
+    ]
+    for run in (await h.history())[1:3]:
+        assert run.error is not None and "run store unavailable" in run.error.message
 
 
 async def test_a_run_that_cannot_renew_its_lease_is_cancelled_before_it_lapses(
