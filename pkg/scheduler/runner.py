@@ -48,11 +48,20 @@ from financial.pkg.scheduler.records import (
 from financial.pkg.scheduler.registry import JobSpec
 from financial.pkg.scheduler.slots import OrderedSlots
 from financial.pkg.scheduler.starts_first import StartsFirst, StartTicket
-from financial.pkg.scheduler.store import RunError, RunRecord, RunStore, skipped_for_pause
+from financial.pkg.scheduler.store import (
+    RunError,
+    RunRecord,
+    RunStore,
+    describe,
+    skipped_for_pause,
+)
 
 log = structlog.get_logger("financial.scheduler")
 
 OVERLAP_POLL = timedelta(seconds=1)
+# How long the dead-letter event of a run that failed for good may take to be written (the
+# outbox is in the database: a frozen one must not hold the run, and the drain, forever).
+FINAL_FAILURE_TIMEOUT = timedelta(seconds=10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -439,9 +448,10 @@ class TickRunner:
             error=RunError.of(error),
         )
         try:
-            await self._on_final_failure(failure)
-        except Exception:
-            log.exception("final_failure_not_recorded", job=spec.name)
+            async with self._clock.timeout_at(self._clock.now() + FINAL_FAILURE_TIMEOUT):
+                await self._on_final_failure(failure)
+        except Exception as exc:
+            log.error("final_failure_not_recorded", job=spec.name, error=describe(exc))
 
     async def _hook(self, spec: JobSpec, hook: str, *args: object) -> None:
         try:

@@ -12,6 +12,7 @@ from structlog.testing import capture_logs
 from financial.pkg.jobs import JobContext
 from financial.pkg.jobs.model import RunStatus
 from financial.pkg.scheduler.clock import FakeClock
+from financial.pkg.scheduler.runner import FinalFailure
 from tests.unit.scheduling import Harness, job_of
 
 S = RunStatus
@@ -96,3 +97,26 @@ async def test_a_job_that_returns_within_its_deadline_after_holding_the_loop_suc
     async with h:
         await h.advance_to(65)
     assert [status for _, _, status in await h.statuses()] == [S.SUCCEEDED]
+
+
+class FrozenOutbox(Harness):
+    """A worker whose dead-letter events go to a database that never answers."""
+
+    async def _on_failure(self, failure: FinalFailure) -> None:
+        await asyncio.Event().wait()
+
+
+async def test_a_dead_letter_that_cannot_be_written_does_not_hold_the_run(
+    clock: FakeClock,
+) -> None:
+    async def body(ctx: JobContext) -> None:
+        raise RuntimeError("boom")
+
+    h = FrozenOutbox(job_of("0 * * * * *", body), clock=clock)
+    with capture_logs() as logs:
+        async with h:
+            await h.advance_to(75)
+            assert h.scheduler.running == 0
+    assert [status for _, _, status in await h.statuses()] == [S.FAILED]
+    [line] = [e for e in logs if e["event"] == "final_failure_not_recorded"]
+    assert line["error"] == "TimeoutError"
