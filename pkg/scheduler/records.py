@@ -40,6 +40,8 @@ log = structlog.get_logger("financial.scheduler")
 # answers; past this many the oldest are dropped (each was logged `tick_not_recorded`).
 UNRECORDED_LIMIT = 1000
 STOPPING_REASON = "worker stopping before the run could start"
+LATE_REASON = "the run store did not answer before the start deadline"
+ANSWERED_LATE_REASON = "the run store answered after the start deadline"
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +95,8 @@ class RunRecords:
         self.unrecorded: deque[UnrecordedTick] = deque(maxlen=UNRECORDED_LIMIT)
         self.unwritten: deque[UnwrittenEnd] = deque(maxlen=UNRECORDED_LIMIT)
         self._writing = asyncio.Lock()
+        # Each job's claim being decided: the job's next claim waits for it (see `claim`).
+        self._claiming: dict[str, asyncio.Future[None]] = {}
         self._claims: Batcher[ClaimRequest, RunRecord | None] | None = None
         self._starts: Batcher[StartRequest, RunRecord | None] | None = None
         self._finishes: Batcher[FinishRequest, RunRecord | None] | None = None
@@ -131,12 +135,50 @@ class RunRecords:
             return None
 
     async def claim(
-        self, job: str, scheduled_at: datetime, attempt: int, trigger: Trigger, overlap: Overlap
+        self,
+        job: str,
+        scheduled_at: datetime,
+        attempt: int,
+        trigger: Trigger,
+        overlap: Overlap,
+        start_by: datetime | None = None,
     ) -> RunRecord | None:
         """Claim a tick for the current task; a live run is held (its lease kept) until
-        `release`. None when claimed elsewhere or when the store failed (logged)."""
+        `release`. None when claimed elsewhere or when the store failed (logged).
+
+        A job's claims are decided one after the other: while the store has not answered the
+        job's previous claim (an outage), this one waits for it, so the ticks of an outage are
+        never skipped as overlaps of each other's rows. A tick whose claim could not be
+        answered before `start_by` is recorded `missed` (and returned so).
+        """
         if self.unwritten:
             await self.flush_unwritten()  # the job's last end first: it is not an overlap
+        prior = self._claiming.get(job)
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._claiming[job] = turn
+        try:
+            if prior is not None:
+                await asyncio.wait((prior,))
+                if start_by is not None and self._clock.now() > start_by:
+                    return await self._missed(job, scheduled_at, attempt, trigger, LATE_REASON)
+            asked = self._clock.now()
+            record = await self._claim_once(job, scheduled_at, attempt, trigger, overlap)
+            if (
+                record is not None
+                and not record.status.is_final
+                and start_by is not None
+                and asked <= start_by < self._clock.now()
+            ):
+                return await self._finish_missed(record, ANSWERED_LATE_REASON)
+            return record
+        finally:
+            turn.set_result(None)
+            if self._claiming.get(job) is turn:
+                del self._claiming[job]
+
+    async def _claim_once(
+        self, job: str, scheduled_at: datetime, attempt: int, trigger: Trigger, overlap: Overlap
+    ) -> RunRecord | None:
         asked = self._clock.now()
         try:
             record = await self._claim(ClaimRequest(job, scheduled_at, attempt, trigger, overlap))
@@ -161,6 +203,21 @@ class RunRecords:
             self._held[task] = record
             self.leases.hold(task, record, asked)
         return record
+
+    async def _missed(
+        self, job: str, scheduled_at: datetime, attempt: int, trigger: Trigger, reason: str
+    ) -> RunRecord | None:
+        record = await self._claim_once(job, scheduled_at, attempt, trigger, Overlap.ALLOW)
+        if record is None or record.status.is_final:
+            return record
+        return await self._finish_missed(record, reason)
+
+    async def _finish_missed(self, record: RunRecord, reason: str) -> RunRecord:
+        try:
+            error = RunError(RunStatus.MISSED.value, reason)
+            return await self.finish(record, RunStatus.MISSED, error)
+        finally:
+            self.release(current_task())
 
     async def mark_started(self, trace_id: str | None, halted: Callable[[], bool]) -> None:
         """Mark the current task's run `running`; RunNotStarted when it must not go on.

@@ -192,16 +192,15 @@ class TickRunner:
             await self._clock.sleep_until(scheduled_at + spread, self._stopping)
         if start_by is None:
             start_by = spec.start_by(scheduled_at, next_tick)
-        asked = self._clock.now()
         record = await self._records.claim(
-            spec.name, scheduled_at, attempt, trigger, spec.options.overlap
+            spec.name, scheduled_at, attempt, trigger, spec.options.overlap, start_by
         )
         if record is None or record.status.is_final:
             if record is not None and record.error is not None:
                 # A pause is an operator's choice, an overlap a sign the job runs too long.
                 emit = log.info if skipped_for_pause(record) else log.warning
                 emit(
-                    "job_skipped",
+                    f"job_{record.status.value}",
                     job=spec.name,
                     run_id=record.run_id,
                     scheduled_at=scheduled_at.isoformat(),
@@ -220,9 +219,6 @@ class TickRunner:
         try:
             if self._halted:
                 return await self._finish_unstarted(record, RunStatus.MISSED, STOPPING_REASON)
-            if asked <= start_by < self._clock.now():
-                reason = "the run store answered after the start deadline"
-                return await self._finish_unstarted(record, RunStatus.MISSED, reason)
             if not self.overlap.clear(spec):
                 if spec.options.overlap in (Overlap.QUEUE, Overlap.REPLACE):
                     self._settle_ticket(task)  # it may wait for another run to end

@@ -225,3 +225,32 @@ async def test_a_store_frozen_past_the_lease_cancels_the_run_and_the_worker_goes
     assert statuses == [(60, 1, S.ABANDONED), (120, 1, S.SUCCEEDED)]
     failed = [e for e in logs if e["event"] == "lease_renewal_failed"]
     assert failed and "no answer within 10 s" in failed[0]["error"]
+
+
+async def test_ticks_of_a_frozen_store_are_missed_never_skipped_for_each_other(
+    clock: FakeClock,
+) -> None:
+    store = shared_store(clock, lease_s=60)
+    link = Link(store)
+    journal = Journal(clock)
+    h = Harness(
+        job_of("* * * * * *", journal.body("a", lambda ctx: 0.5)),
+        clock=clock,
+        store=link.store,
+        worker_id="a",
+    )
+    async with h:
+        await h.advance_to(2.9)
+        link.thawed.clear()  # the claims of ticks 3..10 hang in the frozen store
+        await h.advance_to(10.5)
+        link.thawed.set()
+        await h.advance_to(13)
+    statuses = await h.statuses()
+    # Ticks 3 to 9 passed their start deadline (the next tick) in the freeze; tick 10 did not.
+    window = [(at, status) for at, _, status in statuses if 3 <= at <= 9]
+    assert [at for at, _ in window] == [float(s) for s in range(3, 10)]
+    assert {status for _, status in window} == {S.MISSED}, window
+    for run in await h.history():
+        if 3 <= (run.scheduled_at - T0).total_seconds() <= 9:
+            assert run.error is not None and "start deadline" in run.error.message
+    assert [status for at, _, status in statuses if 10 <= at <= 12] == [S.SUCCEEDED] * 3
