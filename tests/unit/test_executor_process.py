@@ -175,3 +175,15 @@ async def test_close_stops_the_children_still_running(tmp_path: Path) -> None:
     with pytest.raises(JobProcessDied, match="SIGKILL"):
         await asyncio.wait_for(run, WAIT_S)
     assert processes.running_children == 0
+
+
+async def test_a_run_started_while_draining_sees_stopping_set(
+    executor: ProcessExecutor, tmp_path: Path
+) -> None:
+    stopping = asyncio.Event()
+    stopping.set()
+    await asyncio.wait_for(
+        executor.run(PidJob(tmp_path, "poll_stopping"), ctx("pid_job", "run-d", stopping)),
+        WAIT_S,
+    )
+    assert (tmp_path / "run-d.stopped").exists()

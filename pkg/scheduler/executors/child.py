@@ -43,6 +43,12 @@ class ChildCall:
     log_fields: dict[str, Any]
     log_level: str
     log_format: str
+    stopping: bool = False
+
+
+READY = "ready"
+"""The child's first message: its SIGTERM handler is in place, so SIGTERM now means "stop
+early" (before it, SIGTERM's default action would end the child at once)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +66,9 @@ def child_main(call: ChildCall, results: Connection) -> None:
     # SIGTERM asks the job to finish early (ctx.stopping), as the worker's own shutdown does;
     # the parent sends SIGKILL after its grace if the job does not return.
     signal.signal(signal.SIGTERM, lambda _signum, _frame: stopping.set())
+    if call.stopping:
+        stopping.set()  # the worker was draining already when the run started
+    results.send(READY)
     try:
         configure_logging(call.log_level, call.log_format)
         structlog.contextvars.clear_contextvars()
@@ -91,6 +100,10 @@ def child_main(call: ChildCall, results: Connection) -> None:
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
         os._exit(0)
+
+
+def warm_up() -> None:
+    """A child that does nothing: the fork server has finished preloading once it ran."""
 
 
 async def _run_async(call: Any, ctx: JobContext) -> None:

@@ -21,6 +21,7 @@ import multiprocessing
 import os
 import pickle
 import signal
+import sys
 from collections.abc import Callable, Iterable
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -30,13 +31,21 @@ import structlog
 
 from financial.pkg.jobs.context import JobContext
 from financial.pkg.jobs.job import FunctionJob, Job
-from financial.pkg.scheduler.executors.child import ChildCall, ChildResult, child_main
+from financial.pkg.scheduler.executors.child import (
+    READY,
+    ChildCall,
+    ChildResult,
+    child_main,
+    warm_up,
+)
 
 log = structlog.get_logger("financial.executor")
 
 CHILD_MODULE = "financial.pkg.scheduler.executors.child"
 # After SIGKILL, how long to wait for the fork server to report the child gone.
 KILLED_WAIT_S = 5.0
+# How long the fork server may take to start and preload the modules (imports, on a busy host).
+WARM_UP_TIMEOUT_S = 120.0
 # Names of remote exception types rebuilt as classes; past this, the base class is used.
 MAX_REMOTE_TYPES = 256
 
@@ -114,14 +123,18 @@ class ProcessExecutor:
     async def start(self, jobs: Iterable[Job] = ()) -> None:
         """Start the fork server with the child module and `jobs`' modules preloaded, so the
         first run does not pay for it (blocking work: done on a thread, once, at start)."""
-        modules = {CHILD_MODULE, *(_module_of(job) for job in jobs)}
+        modules = {CHILD_MODULE, *(_module_of(job) for job in jobs), *_main_imports()}
         if hasattr(self._mp, "set_forkserver_preload"):
-            # `__main__` first: a child imports the parent's main module unless the fork server
-            # holds it already (the `financial` script's, guarded by `if __name__ == ...`).
-            self._mp.set_forkserver_preload(["__main__", *sorted(modules)])
-            from multiprocessing import forkserver
-
-            await asyncio.to_thread(forkserver.ensure_running)
+            self._mp.set_forkserver_preload(sorted(modules))
+        # One child that does nothing: `start()` of the first blocks until the fork server has
+        # preloaded, which must not happen on the event loop nor in a run's time.
+        process: BaseProcess = self._mp.Process(target=warm_up, name="job-warm-up")
+        await asyncio.to_thread(process.start)
+        child = _Child(process)
+        if await child.wait(WARM_UP_TIMEOUT_S):
+            child.release()
+        else:
+            self._children.add(child)
 
     def caller(self, job: Job) -> Callable[[JobContext], Any]:
         """Run each attempt of `job` in a child process."""
@@ -145,6 +158,7 @@ class ProcessExecutor:
             log_fields=dict(structlog.contextvars.get_contextvars()),
             log_level=self._log_level,
             log_format=self._log_format,
+            stopping=ctx.stopping.is_set(),
         )
         reader, writer = self._mp.Pipe(duplex=False)
         process: BaseProcess = self._mp.Process(
@@ -185,11 +199,21 @@ class ProcessExecutor:
     # -- inside -----------------------------------------------------------------------------------
 
     async def _result(self, child: _Child, reader: Connection) -> ChildResult | None:
-        await _readable_or(reader.fileno(), child.exited)
         result: ChildResult | None = None
-        if reader.poll():
-            with contextlib.suppress(EOFError, OSError):
-                result = reader.recv()
+        while result is None:
+            if not reader.poll():
+                if child.exited.done():
+                    break  # gone, and nothing more to read
+                await _readable_or(reader.fileno(), child.exited)
+                continue
+            try:
+                message = reader.recv()
+            except (EOFError, OSError):
+                break  # the child is gone without a result
+            if message == READY:
+                child.ready.set()
+            else:
+                result = message
         # The child leaves right after its message; one that lingers is stopped.
         if not await child.wait(self.kill_grace_s):
             await self._stop(child, None)
@@ -203,7 +227,7 @@ class ProcessExecutor:
         fields = {} if ctx is None else {"job": ctx.job_name, "run_id": ctx.run_id}
         child.signal(signal.SIGTERM)
         if await child.wait(self.kill_grace_s):
-            log.info("job_process_terminated", pid=child.pid, **fields)
+            log.info("job_process_terminated", pid=child.pid, exit_code=child.exitcode, **fields)
             return
         child.signal(signal.SIGKILL)
         log.warning("job_process_killed", pid=child.pid, grace_s=self.kill_grace_s, **fields)
@@ -220,6 +244,7 @@ class _Child:
         self.exitcode: int | None = None
         self._loop = asyncio.get_running_loop()
         self.exited: asyncio.Future[None] = self._loop.create_future()
+        self.ready = asyncio.Event()  # its SIGTERM handler is in place
         self._sentinel = process.sentinel
         self._loop.add_reader(self._sentinel, self._check)
 
@@ -250,6 +275,8 @@ class _Child:
 
 
 async def _forward_stopping(ctx: JobContext, child: _Child) -> None:
+    # Before the child is ready, SIGTERM would end it: it learns of the drain from its call.
+    await child.ready.wait()
     await ctx.stopping.wait()
     child.signal(signal.SIGTERM)
 
@@ -280,6 +307,24 @@ def _death(exitcode: int | None) -> str:
             name = f"signal {-exitcode}"
         return f"the job's process was killed by {name} (exit code {exitcode})"
     return f"the job's process exited with code {exitcode} without a result"
+
+
+def _main_imports() -> set[str]:
+    """The modules the parent's `__main__` takes its functions from.
+
+    Every child runs the parent's main script again as `__mp_main__` (its `if __name__ ==
+    "__main__"` guard keeps it from doing anything), and the fork server of Python 3.11 does
+    not preload the script itself. The `financial` script is three lines that import
+    `financial.cmd.cli`, a second of imports on a small host: with that module preloaded,
+    running the script again costs nothing.
+    """
+    main = sys.modules.get("__main__")
+    found = set()
+    for value in vars(main).values() if main is not None else ():
+        module = getattr(value, "__module__", None)
+        if callable(value) and isinstance(module, str) and module not in ("__main__", "builtins"):
+            found.add(module)
+    return found
 
 
 def _module_of(job: Job) -> str:
