@@ -80,11 +80,11 @@ def alive(pid: int) -> bool:
 async def test_stuck_threads_neither_starve_blocking_jobs_nor_hold_the_exit(
     spawn: Spawn, database_dsn: str
 ) -> None:
-    # Pool of 4: six stuck threads are past what the pool itself holds (replaced up to 8).
+    # Pool of 5: six stuck threads are more than the pool holds (it is replaced up to 10).
     worker = spawn(
         WORKER_JOBS__STUCK_SLEEPER__ENABLED="true",
         WORKER_JOBS__QUICK_BLOCKING__ENABLED="true",
-        WORKER_THREAD_POOL_SIZE="4",
+        WORKER_THREAD_POOL_SIZE="5",
     )
     stuck = await asyncio.to_thread(
         worker.wait_for,

@@ -12,8 +12,12 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from financial.pkg.jobs import JobContext, Trigger
+from financial.pkg.jobs import JobContext, RunStatus, Trigger, cron_job
+from financial.pkg.scheduler.clock import FakeClock
 from financial.pkg.scheduler.executors import Executors, LoopExecutor, ThreadExecutor
+from financial.pkg.scheduler.memory_store import MemoryRunStore
+from financial.pkg.scheduler.registry import JobRegistry
+from financial.pkg.scheduler.scheduler import Scheduler, SchedulerConfig
 from tests.unit.scheduling import T0
 
 WAIT_S = 5.0
@@ -188,3 +192,34 @@ async def test_a_blocking_job_runs_through_the_pool_and_an_async_one_on_the_loop
     with pytest.raises(TypeError, match="blocking"):
         executors.loop.caller(blocking)
     await executors.close()
+
+
+async def test_the_scheduler_runs_blocking_jobs_on_its_pool_and_a_stuck_one_times_out(
+    clock: FakeClock,
+) -> None:
+    release, started = threading.Event(), threading.Event()
+
+    @cron_job("0 0 1 1 *", name="hangs", timeout=5)
+    def hangs(ctx: JobContext) -> None:
+        started.set()
+        release.wait(WAIT_S)
+
+    pool = ThreadExecutor(1)
+    registry = JobRegistry()
+    registry.add(hangs)
+    scheduler = Scheduler(
+        registry,
+        store=MemoryRunStore(clock),
+        clock=clock,
+        config=SchedulerConfig(worker_id="w"),
+        executors=Executors(threads=pool),
+    )
+    run = asyncio.ensure_future(scheduler.run_now(registry.get("hangs")))
+    await asyncio.to_thread(started.wait, WAIT_S)
+    await clock.advance(timedelta(seconds=6))  # past the run's 5 s timeout
+    record = await asyncio.wait_for(run, WAIT_S)
+    await scheduler.close()
+    assert record is not None and record.status is RunStatus.TIMED_OUT
+    assert pool.stuck_by_job() == {"hangs": 1}
+    release.set()
+    await until(lambda: pool.stuck_threads == 0)

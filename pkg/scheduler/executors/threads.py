@@ -239,6 +239,7 @@ class ThreadExecutor:
                 if self._stuck[work.job] <= 0:
                     del self._stuck[work.job]
                 stuck = sum(self._stuck.values())
+                self._saturated_logged = False  # a thread came back: say so again next time
         if stuck_since is not None:
             log.info(
                 "executor_thread_released",
