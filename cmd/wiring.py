@@ -18,6 +18,7 @@ from financial.internal.worker.jobs.report_generator import ReportGeneratorJob
 from financial.pkg import outbox
 from financial.pkg.database.handle import Database
 from financial.pkg.jobs.job import Job
+from financial.pkg.jobs.model import ExecutorKind
 from financial.pkg.messaging.rabbit import RabbitPublisher
 from financial.pkg.scheduler.registry import Defaults, JobRegistry, discover_jobs
 from financial.pkg.scheduler.runner import FailureHandler, FinalFailure
@@ -79,6 +80,7 @@ def registry_defaults(settings: Settings) -> Defaults:
         timezone=settings.worker_timezone,
         timeout=timedelta(seconds=settings.worker_default_timeout_seconds),
         start_deadline=timedelta(seconds=settings.worker_start_deadline_seconds),
+        executor=ExecutorKind(settings.worker_default_executor),
     )
 
 

@@ -31,16 +31,37 @@ from financial.cmd.wiring import (
 from financial.configs import Settings
 from financial.pkg import outbox
 from financial.pkg.database.migrator import migrate
-from financial.pkg.jobs.model import RunStatus
+from financial.pkg.jobs.model import ExecutorKind, RunStatus
 from financial.pkg.observability.metrics import with_metrics
 from financial.pkg.observability.systemd import SystemdNotifier
 from financial.pkg.observability.tracing import with_tracing
 from financial.pkg.scheduler.clock import SystemClock
 from financial.pkg.scheduler.collector import tune_collector
+from financial.pkg.scheduler.executors import Executors, ProcessExecutor, ThreadExecutor
 from financial.pkg.scheduler.registry import JobRegistry, JobSpec
 from financial.pkg.scheduler.scheduler import Scheduler
 
 log = structlog.get_logger("financial.worker")
+
+
+async def open_executors(
+    settings: Settings, specs: list[JobSpec], stack: AsyncExitStack
+) -> Executors:
+    """The thread pool and the process executor, from settings; the fork server is started
+    when a job runs in a process. Closed after the drain: children terminated, threads not
+    joined (a stuck one must never hold the exit)."""
+    executors = Executors(
+        threads=ThreadExecutor(settings.thread_pool_size),
+        processes=ProcessExecutor(
+            kill_grace_s=settings.worker_process_kill_grace_seconds,
+            log_level=settings.log_level,
+            log_format=settings.log_format,
+        ),
+        blocking_default=ExecutorKind(settings.worker_default_executor),
+    )
+    stack.push_async_callback(executors.close)
+    await executors.start((spec.job, spec.options.executor) for spec in specs)
+    return executors
 
 
 def registry_for(settings: Settings, clients: Clients | None = None) -> JobRegistry:
@@ -79,6 +100,9 @@ async def serve(settings: Settings) -> int:
         await open_broker(settings, clients, stack)
         store = await open_store(settings, clients, stack)
         metrics.watch_outbox_backlog(lambda: outbox.backlog(clients.db.pool))
+        executors = await open_executors(settings, registry.enabled(), stack)
+        metrics.watch_stuck_threads(lambda: executors.stuck_threads)
+        health.watch_stuck_threads(executors.threads.stuck_by_job)
         summaries = await store.summaries([spec.name for spec in registry])
         for name, summary in summaries.items():
             if summary.last_success_at is not None:
@@ -92,6 +116,7 @@ async def serve(settings: Settings) -> int:
             on_final_failure=dead_letter(clients.db),
             on_heartbeat=_watchdog(notifier),
             on_unstarted=lambda record: metrics.count_run(record.job, record.status),
+            executors=executors,
         )
         metrics.watch_next_fire_times(scheduler.next_fire_times)
         health.attach(scheduler, store)
@@ -133,6 +158,7 @@ async def run_once(settings: Settings, spec: JobSpec, clients: Clients) -> int:
         await open_database(settings, clients, stack, retry_until=None)
         await open_broker(settings, clients, stack)
         store = await open_store(settings, clients, stack)
+        executors = await open_executors(settings, [spec], stack)
         scheduler = Scheduler(
             [spec],
             store=store,
@@ -140,6 +166,7 @@ async def run_once(settings: Settings, spec: JobSpec, clients: Clients) -> int:
             config=scheduler_config(settings),
             wrappers=[with_tracing(telemetry.tracer)],
             on_final_failure=dead_letter(clients.db),
+            executors=executors,
         )
         signals.subscribe(scheduler.stop, scheduler.abort)
         try:

@@ -40,6 +40,7 @@ __all__ = ["JobOverride", "Settings", "SettingsError", "job_key", "load_settings
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 LogFormat = Literal["json", "console", "auto"]
+BlockingExecutor = Literal["thread", "process"]
 LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
 # NoDecode: pydantic-settings would otherwise demand JSON for a list read from the environment.
 CommaList = Annotated[list[str], NoDecode]
@@ -123,6 +124,11 @@ class Settings(BaseSettings):
     worker_health_addr: str = "127.0.0.1:8080"
     worker_data_dir: Path = Path(".data")
     worker_jobs: dict[str, JobOverride] = Field(default_factory=dict)
+    # Blocking jobs: where they run unless they say, the thread pool's size (None: the
+    # concurrency cap), and how long a child process has between SIGTERM and SIGKILL.
+    worker_default_executor: BlockingExecutor = "thread"
+    worker_thread_pool_size: int | None = Field(default=None, ge=1)
+    worker_process_kill_grace_seconds: float = Field(default=5, ge=0)
 
     # Logging
     log_level: LogLevel = "INFO"
@@ -185,6 +191,11 @@ class Settings(BaseSettings):
     @field_validator("log_format", mode="before")
     @classmethod
     def _normalize_format(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("worker_default_executor", mode="before")
+    @classmethod
+    def _normalize_executor(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("worker_job_modules", "cleanup_tables", mode="before")
@@ -271,6 +282,12 @@ class Settings(BaseSettings):
     def job_override(self, name: str) -> JobOverride | None:
         """The overrides for job `name` (any case, `.`/`-` as `_`), or `None`."""
         return self.worker_jobs.get(job_key(name))
+
+    @property
+    def thread_pool_size(self) -> int:
+        """`WORKER_THREAD_POOL_SIZE`, else `WORKER_MAX_CONCURRENT_JOBS`: a run that has a slot
+        always finds a thread."""
+        return self.worker_thread_pool_size or self.worker_max_concurrent_jobs
 
     @property
     def timezone(self) -> ZoneInfo:

@@ -27,6 +27,7 @@ class JobStatus:
     turned off in configuration (no ticks at all). `next_fire` is the scheduler's next tick.
     `recent_runs` are newest first, as `RunStore.history` returns them. `runs_error` is set
     when the history could not be read (the database is down): the page still renders.
+    `stuck_threads` counts the pool threads still running one of its runs that was abandoned.
     """
 
     name: str
@@ -38,6 +39,7 @@ class JobStatus:
     disabled: bool = False
     recent_runs: Sequence[RunRecord] = field(default_factory=tuple)
     runs_error: str | None = None
+    stuck_threads: int = 0
 
 
 class HealthSource(Protocol):

@@ -100,10 +100,17 @@ def _summary(report: StatusReport) -> str:
         items = "".join(f"<li>{_e(c.name)}: {_e(c.detail)}</li>" for c in failing)
         reasons = f'\n<ul class="reasons">{items}</ul>'
     count = len(report.jobs)
+    stuck = sum(job.stuck_threads for job in report.jobs)
+    stuck_text = f" · {_stuck(stuck)}" if stuck else ""
     return (
         f'<p class="summary">{" ".join(pills)} <span>{count} job{"" if count == 1 else "s"}'
-        f" · {_e(live.detail)} · page rendered {_e(_utc(report.now))}</span></p>{reasons}"
+        f" · {_e(live.detail)}{stuck_text} · page rendered {_e(_utc(report.now))}</span></p>"
+        f"{reasons}"
     )
+
+
+def _stuck(count: int) -> str:
+    return f"{count} stuck thread{'' if count == 1 else 's'}"
 
 
 def _pill(label: str, ok: bool, detail: str) -> str:
@@ -144,6 +151,14 @@ def _job(job: JobStatus, now: datetime) -> str:
         paused = f"\n<dt>Paused</dt><dd>{_e(job.paused_reason or 'yes')}</dd>"
     if job.disabled:
         paused += "\n<dt>Disabled</dt><dd>in configuration: no ticks</dd>"
+    if job.stuck_threads:
+        # A blocking run abandoned at its timeout whose thread has not returned yet.
+        badges.append(f'<span class="badge">{_stuck(job.stuck_threads)}</span>')
+        badge = " " + " ".join(badges)
+        paused += (
+            f"\n<dt>Stuck threads</dt><dd>{job.stuck_threads}: timed-out runs whose thread "
+            "still runs the job</dd>"
+        )
     if job.runs_error is not None:
         strip = f'<p class="alert">Run history unavailable: {_e(job.runs_error)}</p>'
     elif not runs:

@@ -79,6 +79,11 @@ class WorkerHealth:
         self._store: RunHistory | None = None
         self._migrated = False
         self._draining = False
+        self._stuck: Callable[[], Mapping[str, int]] | None = None
+
+    def watch_stuck_threads(self, source: Callable[[], Mapping[str, int]]) -> None:
+        """Read the blocking-job threads stuck per job (`ThreadExecutor.stuck_by_job`)."""
+        self._stuck = source
 
     def attach(self, scheduler: SchedulerView, store: RunHistory) -> None:
         """Hand over the scheduler and its run store once they are built."""
@@ -128,6 +133,7 @@ class WorkerHealth:
     async def jobs(self) -> Sequence[JobStatus]:
         next_fire = dict(self._scheduler.next_fire_times()) if self._scheduler else {}
         histories, paused, error = await self._from_store()
+        stuck = self._stuck() if self._stuck is not None else {}
         statuses = []
         for spec in self._specs:
             enabled = spec.options.enabled
@@ -142,6 +148,7 @@ class WorkerHealth:
                     disabled=not enabled,
                     recent_runs=histories.get(spec.name, ()),
                     runs_error=error,
+                    stuck_threads=stuck.get(spec.name, 0),
                 )
             )
         return statuses

@@ -1,6 +1,8 @@
 """The public API for job authors.
 
 from financial.pkg.jobs import Job, JobContext, cron_job, RetryPolicy, Overlap
+
+`ExecutorKind` names where a job runs (`executor="process"` on `@cron_job` or the class).
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 from financial.pkg.jobs.context import JobContext
 from financial.pkg.jobs.job import FunctionJob, Job, cron_job, options_of
 from financial.pkg.jobs.model import (
+    ExecutorKind,
     JobDefinitionError,
     JobOptions,
     Overlap,
@@ -17,6 +20,7 @@ from financial.pkg.jobs.model import (
 from financial.pkg.jobs.retry import RetryPolicy
 
 __all__ = [
+    "ExecutorKind",
     "FunctionJob",
     "Job",
     "JobContext",

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import inspect
+import pickle
+import sys
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any, Protocol, cast, runtime_checkable
+from typing import Any, NamedTuple, Protocol, cast, runtime_checkable
 
 from financial.pkg.jobs.context import JobContext
 from financial.pkg.jobs.model import (
+    ExecutorKind,
     JobDefinitionError,
     JobOptions,
     Overlap,
+    parse_executor,
     parse_overlap,
     seconds,
     validate_name,
@@ -29,7 +34,8 @@ class Job(Protocol):
     A class with `name`, `schedule` and `async def run(self, ctx)`. It may also set any option
     of `JobOptions` as a class attribute (`timeout = 30`, `overlap = Overlap.QUEUE`, ...) and
     define hooks `on_success(ctx)` and `on_error(ctx, exc)`, which run after the last attempt.
-    A plain `def run(self, ctx)` is run in a worker thread, never on the event loop.
+    A plain `def run(self, ctx)` is run in a worker thread, never on the event loop; with
+    `executor = "process"` it runs in a child process (see `check_executor`).
     """
 
     name: str
@@ -63,9 +69,72 @@ def _is_async_callable(fn: object) -> bool:
     )
 
 
+class JobTarget(NamedTuple):
+    """What one attempt of a job calls: `call(ctx)`, a coroutine function when `is_async`."""
+
+    call: Callable[[JobContext], Any]
+    is_async: bool
+
+
+def job_target(job: Job) -> JobTarget:
+    """The job's own callable: a `@cron_job` function itself (not its async `run` wrapper, which
+    would put a blocking function on a thread of asyncio's default executor), else `job.run`."""
+    if isinstance(job, FunctionJob):
+        return JobTarget(job.call, job.is_async)
+    return JobTarget(job.run, _is_async_callable(job.run))
+
+
+def resolve_executor(
+    job: Job, declared: ExecutorKind | None, blocking: ExecutorKind
+) -> ExecutorKind:
+    """The executor a job runs on: the one it declares, else the event loop for an async job
+    and `blocking` (the worker's `WORKER_DEFAULT_EXECUTOR`) for a blocking one."""
+    if declared is not None:
+        return declared
+    return ExecutorKind.LOOP if job_target(job).is_async else blocking
+
+
+def check_executor(job: Job, name: str, executor: ExecutorKind) -> None:
+    """Refuse, naming the job, an executor the job cannot run on.
+
+    `loop` is for async jobs and `thread` for blocking ones (an async job asking for a thread
+    is refused rather than silently run on the loop: it would block nothing, and its author
+    expected something else). `process` takes either, provided the job can be sent to a child
+    process: a module-level `@cron_job` function, or a class instance that pickles (no lambda,
+    closure, lock or connection pool in its attributes), not defined in `__main__`.
+    """
+    is_async = job_target(job).is_async
+    if executor is ExecutorKind.LOOP and not is_async:
+        raise JobDefinitionError(
+            f"job {name!r}: executor='loop' runs async jobs; a blocking job runs on "
+            "'thread' or 'process'"
+        )
+    if executor is ExecutorKind.THREAD and is_async:
+        raise JobDefinitionError(
+            f"job {name!r}: executor='thread' runs blocking jobs; an async job runs on the "
+            "event loop (leave executor unset) or in a child process (executor='process')"
+        )
+    if executor is ExecutorKind.PROCESS:
+        reason = _unsendable_reason(job)
+        if reason is not None:
+            raise JobDefinitionError(f"job {name!r}: executor='process': {reason}")
+
+
+def _unsendable_reason(job: Job) -> str | None:
+    target: object = job.func if isinstance(job, FunctionJob) else type(job)
+    if getattr(target, "__module__", None) == "__main__":
+        return "it is defined in __main__, which a child process cannot import; move it to a module"
+    try:
+        pickle.dumps(job)
+    except Exception as exc:
+        return f"it cannot be sent to a child process ({type(exc).__name__}: {exc})"
+    return None
+
+
 def job_caller(job: Job) -> Callable[[JobContext], Awaitable[None]]:
-    """How to run one attempt of `job`, decided once: awaited when async, in a worker thread
-    when blocking."""
+    """How to run one attempt of `job` without an executor (tools and tests): awaited when
+    async, in a thread of asyncio's default executor when blocking. The worker runs jobs
+    through `financial.pkg.scheduler.executors` instead."""
     run = job.run
     if _is_async_callable(run):
         return cast(Callable[[JobContext], Awaitable[None]], run)
@@ -105,6 +174,31 @@ class FunctionJob:
         self.__doc__ = func.__doc__
         self.__wrapped__ = func
 
+    @property
+    def is_async(self) -> bool:
+        """Whether the function is a coroutine function."""
+        return self._is_async
+
+    def call(self, ctx: JobContext) -> Any:
+        """Call the function as it is (a coroutine comes back for an async one)."""
+        return self.func(ctx) if self._takes_ctx else self.func()
+
+    def __reduce__(self) -> tuple[Callable[[str, str], FunctionJob], tuple[str, str]]:
+        # Sent to a child process by name: the module attribute holding this job (the
+        # decorator replaced the function there, so pickling the function would fail).
+        module = sys.modules.get(self.func.__module__)
+        attribute = (
+            next((key for key, value in vars(module).items() if value is self), None)
+            if module is not None
+            else None
+        )
+        if module is None or attribute is None:
+            raise pickle.PicklingError(
+                f"{self.func.__qualname__!r} is not a @cron_job function at module level "
+                "(a lambda, a nested function or a closure cannot be sent)"
+            )
+        return _load_function_job, (module.__name__, attribute)
+
     async def run(self, ctx: JobContext) -> None:
         args = (ctx,) if self._takes_ctx else ()
         if self._is_async:
@@ -131,11 +225,14 @@ def cron_job(
     jitter: float | timedelta = timedelta(0),
     recover: bool = False,
     enabled: bool = True,
+    executor: ExecutorKind | str | None = None,
 ) -> Callable[[JobFunction], FunctionJob]:
     """Make a function a job: `@cron_job("0 2 * * *", timeout=60)`.
 
     The module that holds it is listed in `WORKER_JOB_MODULES`; the worker imports it and
-    registers every `FunctionJob` it finds at module level.
+    registers every `FunctionJob` it finds at module level. `executor="process"` runs it in a
+    child process (see `check_executor`); blocking functions default to the worker's thread
+    pool, async ones to the event loop.
     """
 
     def decorate(func: JobFunction) -> FunctionJob:
@@ -149,8 +246,17 @@ def cron_job(
             jitter=seconds(jitter) or timedelta(0),
             recover=recover,
             enabled=enabled,
+            executor=None if executor is None else parse_executor(executor),
         )
         job_name = func.__name__ if name is None else name
         return FunctionJob(func, name=job_name, schedule=schedule, options=options)
 
     return decorate
+
+
+def _load_function_job(module: str, attribute: str) -> FunctionJob:
+    """Unpickle a `FunctionJob` in a child process: import its module, take the attribute."""
+    job = getattr(importlib.import_module(module), attribute)
+    if not isinstance(job, FunctionJob):
+        raise pickle.UnpicklingError(f"{module}.{attribute} is not a @cron_job function")
+    return job

@@ -25,6 +25,17 @@ class Overlap(StrEnum):
     """Cancel the running one and start this tick."""
 
 
+class ExecutorKind(StrEnum):
+    """Where a job's attempts run."""
+
+    LOOP = "loop"
+    """On the event loop: async jobs (their default)."""
+    THREAD = "thread"
+    """In the worker's own pool of threads: blocking jobs (their default)."""
+    PROCESS = "process"
+    """In a child process, terminated at the run's timeout and at shutdown."""
+
+
 class Trigger(StrEnum):
     """Why a run exists."""
 
@@ -69,6 +80,8 @@ class JobOptions:
     jitter: timedelta = timedelta(0)
     recover: bool = False
     enabled: bool = True
+    # None: the event loop for an async job, `WORKER_DEFAULT_EXECUTOR` for a blocking one.
+    executor: ExecutorKind | None = None
 
     def __post_init__(self) -> None:
         for name in ("timeout", "start_deadline", "catchup_window", "jitter"):
@@ -80,6 +93,8 @@ class JobOptions:
             if value < timedelta(0) or (name == "timeout" and value == timedelta(0)):
                 raise JobDefinitionError(f"option {name}={value}: expected a positive duration")
         object.__setattr__(self, "overlap", parse_overlap(self.overlap))
+        if self.executor is not None:
+            object.__setattr__(self, "executor", parse_executor(self.executor))
 
 
 def parse_overlap(value: object) -> Overlap:
@@ -89,6 +104,15 @@ def parse_overlap(value: object) -> Overlap:
     except ValueError:
         allowed = ", ".join(o.value for o in Overlap)
         raise JobDefinitionError(f"option overlap={value!r}: expected one of {allowed}") from None
+
+
+def parse_executor(value: object) -> ExecutorKind:
+    """An `ExecutorKind` from itself or its name, or a JobDefinitionError listing the choices."""
+    try:
+        return ExecutorKind(str(value))
+    except ValueError:
+        allowed = ", ".join(e.value for e in ExecutorKind)
+        raise JobDefinitionError(f"option executor={value!r}: expected one of {allowed}") from None
 
 
 def seconds(value: float | timedelta | None) -> timedelta | None:

@@ -25,6 +25,8 @@ Series (every name starts `financial_worker_`):
   replicas, since each replica only sees the runs it executed after its start plus what
   `observe_last_success` seeded from the run store).
 - `outbox_backlog`: unsent outbox events, read at scrape time by `watch_outbox_backlog`.
+- `executor_stuck_threads`: threads of the blocking-job pool still running a run that was
+  abandoned (timed out, or shutdown), read at scrape time by `watch_stuck_threads`.
 - `event_loop_lag_seconds` (latest sample) and `event_loop_lag_max_seconds` (worst sample over the
   last minute), from `EventLoopLagMonitor`, which samples every half second while runs are in
   flight (an idle worker does not wake for it): a job that blocks the loop shows here.
@@ -132,6 +134,7 @@ class Metrics:
         self._next_fire: Callable[[], Mapping[str, datetime]] | None = None
         self._backlog_query: Callable[[], Awaitable[int]] | None = None
         self._backlog: int | None = None
+        self._stuck_threads: Callable[[], int] | None = None
         # It samples while runs are in flight (`add_in_flight`): an idle worker does not wake.
         self.loop_lag = EventLoopLagMonitor(while_busy=True)
         meter = provider.get_meter(METER_NAME)
@@ -166,6 +169,12 @@ class Metrics:
             callbacks=[self._observe_backlog],
             unit="{event}",
             description="Outbox events not yet published.",
+        )
+        meter.create_observable_gauge(
+            PREFIX + "executor_stuck_threads",
+            callbacks=[self._observe_stuck_threads],
+            unit="{thread}",
+            description="Blocking-job threads still running a run that was abandoned.",
         )
         meter.create_observable_gauge(
             PREFIX + "event_loop_lag",
@@ -224,6 +233,10 @@ class Metrics:
         """Count unsent outbox events at each scrape (`lambda: outbox.backlog(db.pool)`)."""
         self._backlog_query = query
 
+    def watch_stuck_threads(self, source: Callable[[], int]) -> None:
+        """Read the pool's stuck threads at scrape time (`Executors.stuck_threads`)."""
+        self._stuck_threads = source
+
     # -- exposition -----------------------------------------------------------------------------
 
     async def render(self) -> bytes:
@@ -273,6 +286,9 @@ class Metrics:
 
     def _observe_backlog(self, _options: CallbackOptions) -> Iterable[Observation]:
         return [] if self._backlog is None else [Observation(self._backlog)]
+
+    def _observe_stuck_threads(self, _options: CallbackOptions) -> Iterable[Observation]:
+        return [] if self._stuck_threads is None else [Observation(self._stuck_threads())]
 
     def _observe_lag(self, _options: CallbackOptions) -> Iterable[Observation]:
         latest = self.loop_lag.latest_s

@@ -12,12 +12,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from financial.pkg.jobs.context import JobContext
 from financial.pkg.jobs.job import Job, job_caller
 from financial.pkg.jobs.model import RunStatus
 from financial.pkg.observability.trace_ids import current_trace_id
 from financial.pkg.scheduler.clock import Clock
+
+if TYPE_CHECKING:
+    from financial.pkg.scheduler.executors import Executor
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,10 +44,10 @@ class RunTimeoutError(TimeoutError):
     """The run went past its deadline and was cancelled."""
 
 
-def invoke(job: Job) -> Step:
-    """The innermost step: run the job; exceptions propagate to the wrappers."""
+def invoke(job: Job, executor: Executor | None = None) -> Step:
+    """The innermost step: run the job on `executor`; exceptions propagate to the wrappers."""
 
-    call = job_caller(job)
+    call = job_caller(job) if executor is None else executor.caller(job)
 
     async def step(ctx: JobContext) -> Outcome:
         await call(ctx)

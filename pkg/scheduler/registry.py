@@ -9,8 +9,8 @@ from datetime import datetime, timedelta
 from types import ModuleType
 from typing import Protocol
 
-from financial.pkg.jobs.job import FunctionJob, Job, options_of
-from financial.pkg.jobs.model import JobDefinitionError, JobOptions, validate_name
+from financial.pkg.jobs.job import FunctionJob, Job, check_executor, options_of, resolve_executor
+from financial.pkg.jobs.model import ExecutorKind, JobDefinitionError, JobOptions, validate_name
 from financial.pkg.scheduler.schedule import Schedule, ScheduleError, parse_schedule
 
 
@@ -36,6 +36,7 @@ class Defaults:
     timezone: str = "UTC"
     timeout: timedelta = DEFAULT_TIMEOUT
     start_deadline: timedelta = DEFAULT_START_DEADLINE
+    executor: ExecutorKind = ExecutorKind.THREAD  # blocking jobs; async ones run on the loop
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +111,9 @@ class JobRegistry:
             options = replace(options, timeout=self._defaults.timeout)
         if options.start_deadline is None:
             options = replace(options, start_deadline=self._defaults.start_deadline)
+        executor = resolve_executor(job, options.executor, self._defaults.executor)
+        check_executor(job, name, executor)
+        options = replace(options, executor=executor)
         zone = options.timezone or self._defaults.timezone
         if not isinstance(expression, str):
             raise JobDefinitionError(f"job {name!r}: schedule {expression!r}: expected a string")

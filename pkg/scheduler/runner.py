@@ -35,6 +35,7 @@ from financial.pkg.scheduler.chain import (
     worker_cancelled,
 )
 from financial.pkg.scheduler.clock import Clock
+from financial.pkg.scheduler.executors import Executors
 from financial.pkg.scheduler.leases import LeaseKeeper
 from financial.pkg.scheduler.overlap import OverlapGate
 from financial.pkg.scheduler.records import (
@@ -94,8 +95,10 @@ class TickRunner:
         on_final_failure: FailureHandler | None = None,
         on_unstarted: Callable[[RunRecord], None] | None = None,
         overlap_poll: timedelta = OVERLAP_POLL,
+        executors: Executors | None = None,
     ) -> None:
         self._clock = clock
+        self._executors = executors if executors is not None else Executors()
         self._slots = slots
         self._records = RunRecords(store, clock, worker_id, self._lease_lost)
         self.starts = StartsFirst(clock)
@@ -410,7 +413,8 @@ class TickRunner:
     def _step(self, spec: JobSpec) -> Step:
         step = self._steps.get(spec.name)
         if step is None:
-            step = self._steps[spec.name] = compose(invoke(spec.job), self._chain)
+            executor = self._executors.for_job(spec.job, spec.options.executor)
+            step = self._steps[spec.name] = compose(invoke(spec.job, executor), self._chain)
         return step
 
     async def _finish_unstarted(

@@ -21,6 +21,7 @@ from financial.pkg.jobs.model import Trigger
 from financial.pkg.scheduler.catchup import plan_catchup
 from financial.pkg.scheduler.chain import Wrapper
 from financial.pkg.scheduler.clock import Clock
+from financial.pkg.scheduler.executors import Executors
 from financial.pkg.scheduler.maintenance import Maintenance
 from financial.pkg.scheduler.registry import JobSpec
 from financial.pkg.scheduler.runner import FailureHandler, TickRunner
@@ -86,6 +87,7 @@ class Scheduler:
         on_final_failure: FailureHandler | None = None,
         on_heartbeat: Callable[[datetime], None] | None = None,
         on_unstarted: Callable[[RunRecord], None] | None = None,
+        executors: Executors | None = None,
     ) -> None:
         self._specs = [spec for spec in jobs if spec.options.enabled]
         self._clock = clock
@@ -104,6 +106,7 @@ class Scheduler:
             wrappers=wrappers,
             on_final_failure=on_final_failure,
             on_unstarted=on_unstarted,
+            executors=executors,
         )
         self.maintenance = Maintenance(
             store=store,

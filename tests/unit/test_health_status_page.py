@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import timedelta
 from html.parser import HTMLParser
 
@@ -218,3 +219,12 @@ def test_relative_times() -> None:
     assert _relative(NOW + timedelta(seconds=90), NOW) == "in 1 min 30 s"
     assert _relative(NOW - timedelta(seconds=5), NOW) == "5 s ago"
     assert _relative(NOW, NOW) == "now"
+
+
+def test_stuck_threads_show_on_their_job_and_in_the_header() -> None:
+    jobs = sample_jobs()
+    jobs[0] = replace(jobs[0], stuck_threads=2)
+    page = render_status_page(report(jobs=jobs))
+    assert page.count("2 stuck threads") == 2  # the job's badge, the header's total
+    assert "<dt>Stuck threads</dt><dd>2:" in page
+    assert "stuck thread" not in render_status_page(report())

@@ -227,3 +227,16 @@ def _scheduler_fits(scheduler: Scheduler) -> SchedulerView:
 
 def _store_fits(store: RunStore) -> RunHistory:
     return store
+
+
+async def test_jobs_carry_their_stuck_threads(clock: FakeClock) -> None:
+    health = WorkerHealth(specs(), clock=clock)
+    assert {job.name: job.stuck_threads for job in await health.jobs()} == {
+        "cleanup": 0,
+        "relay": 0,
+    }
+    health.watch_stuck_threads(lambda: {"relay": 3})
+    assert {job.name: job.stuck_threads for job in await health.jobs()} == {
+        "cleanup": 0,
+        "relay": 3,
+    }

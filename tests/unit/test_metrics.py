@@ -524,3 +524,12 @@ async def test_two_metrics_side_by_side_do_not_collide() -> None:
     finally:
         await first.shutdown()
         await second.shutdown()
+
+
+async def test_stuck_threads_are_read_at_scrape_time(metrics: Metrics) -> None:
+    assert value(await scrape(metrics), "financial_worker_executor_stuck_threads") is None
+    stuck = [0]
+    metrics.watch_stuck_threads(lambda: stuck[0])
+    assert value(await scrape(metrics), "financial_worker_executor_stuck_threads") == 0
+    stuck[0] = 6
+    assert value(await scrape(metrics), "financial_worker_executor_stuck_threads") == 6

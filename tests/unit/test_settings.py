@@ -52,6 +52,10 @@ def test_defaults() -> None:
     assert settings.worker_health_addr == "127.0.0.1:8080"
     assert settings.health_address == ("127.0.0.1", 8080)
     assert settings.worker_data_dir == Path(".data")
+    assert settings.worker_default_executor == "thread"
+    assert settings.worker_thread_pool_size is None
+    assert settings.thread_pool_size == settings.worker_max_concurrent_jobs == 10
+    assert settings.worker_process_kill_grace_seconds == 5
     assert settings.jobs == {}
     assert settings.log_level == "INFO"
     assert settings.log_format == "auto"
@@ -71,6 +75,18 @@ def test_defaults() -> None:
     assert settings.otel_service_name == "financial-worker"
     assert settings.otel_exporter_otlp_endpoint is None
     assert settings.otel_sdk_disabled is False
+
+
+def test_executor_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORKER_DEFAULT_EXECUTOR", " Process ")
+    monkeypatch.setenv("WORKER_MAX_CONCURRENT_JOBS", "4")
+    monkeypatch.setenv("WORKER_PROCESS_KILL_GRACE_SECONDS", "0.5")
+    settings = load()
+    assert settings.worker_default_executor == "process"
+    assert settings.thread_pool_size == 4  # the concurrency cap, when unset
+    assert settings.worker_process_kill_grace_seconds == 0.5
+    monkeypatch.setenv("WORKER_THREAD_POOL_SIZE", "16")
+    assert load().thread_pool_size == 16
 
 
 def test_worker_id_is_computed_when_loading(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -253,6 +269,10 @@ HEALTH_ADDR_EXPECTED = "host:port such as 127.0.0.1:8080, or empty to turn it of
         ("WORKER_HEALTH_ADDR", "nope", HEALTH_ADDR_EXPECTED),
         ("WORKER_HEALTH_ADDR", "host:99999", HEALTH_ADDR_EXPECTED),
         ("WORKER_AUTO_MIGRATE", "maybe", "a boolean (true or false)"),
+        ("WORKER_DEFAULT_EXECUTOR", "fork", "one of thread, process"),
+        ("WORKER_THREAD_POOL_SIZE", "0", "an integer >= 1"),
+        ("WORKER_THREAD_POOL_SIZE", "many", "an integer >= 1"),
+        ("WORKER_PROCESS_KILL_GRACE_SECONDS", "-1", "a number >= 0"),
         ("DB_PORT", "70000", "an integer >= 1 and <= 65535"),
         ("WORKER_JOB_MODULES", "my-jobs", "dotted module paths such as myapp.jobs (not my-jobs)"),
         ("WORKER_JOBS__REPORT_GENERATOR__TIMEOUT_SECONDS", "soon", "a number > 0"),
