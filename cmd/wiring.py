@@ -19,6 +19,7 @@ from financial.pkg import outbox
 from financial.pkg.database.handle import Database
 from financial.pkg.jobs.job import Job
 from financial.pkg.messaging.rabbit import RabbitPublisher
+from financial.pkg.observability.masking import mask_secrets
 from financial.pkg.scheduler.registry import Defaults, JobRegistry, discover_jobs
 from financial.pkg.scheduler.runner import FailureHandler, FinalFailure
 
@@ -113,7 +114,9 @@ def dead_letter(db: Database) -> FailureHandler:
                     "attempts": failure.attempts,
                     "status": failure.status.value,
                     "error_type": failure.error.type,
-                    "error_message": failure.error.message,
+                    # Masked at the source already (RunError.of); the event leaves the
+                    # process, so it is masked again whatever built the error.
+                    "error_message": mask_secrets(failure.error.message),
                 },
                 message_id=failure.run_id,
             )

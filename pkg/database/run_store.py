@@ -29,6 +29,7 @@ import asyncpg
 from financial.pkg.database.queries import load_queries
 from financial.pkg.database.transient import is_transient, retrying
 from financial.pkg.jobs.model import Overlap, RunStatus, Trigger
+from financial.pkg.observability.masking import mask_secrets
 from financial.pkg.scheduler.store import (
     DEFAULT_LEASE,
     OVERLAP_REPLACED_REASON,
@@ -184,7 +185,8 @@ class PostgresRunStore(RunStore):
                 [r.fence for r in batch],
                 [r.status.value for r in batch],
                 [r.error.type if r.error else None for r in batch],
-                [r.error.message if r.error else None for r in batch],
+                # `RunError.of` masked a job's message; this also covers any error built by hand.
+                [mask_secrets(r.error.message) if r.error else None for r in batch],
             )
             found = _by_id(rows)
             for i in indexes:
@@ -266,7 +268,8 @@ def _by_id(rows: Sequence[asyncpg.Record]) -> dict[uuid.UUID, RunRecord]:
 def _record(row: asyncpg.Record) -> RunRecord:
     error = None
     if row["error_type"] is not None:
-        error = RunError(row["error_type"], row["error_message"] or "")
+        # A row written by a version that stored messages as they were is masked on the way out.
+        error = RunError(row["error_type"], mask_secrets(row["error_message"] or ""))
     return RunRecord(
         run_id=str(row["run_id"]),
         job=row["job"],
