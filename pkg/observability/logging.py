@@ -28,6 +28,7 @@ import structlog
 from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
 
 from financial.pkg.observability.masking import MASK, is_secret_key, mask_secrets
+from financial.pkg.observability.third_party import ThirdPartyNoiseFilter
 
 __all__ = [
     "LOG_FORMATS",
@@ -338,6 +339,8 @@ def _route_stdlib(shared: list[Processor], renderer: Processor, out: TextIO, lev
     )
     handler = logging.StreamHandler(out)
     handler.setFormatter(formatter)
+    # The drivers' reconnect loops repeat themselves (with tracebacks) on every attempt.
+    handler.addFilter(ThirdPartyNoiseFilter())
     setattr(handler, _HANDLER_FLAG, True)
 
     root = logging.getLogger()
