@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from financial.configs import Settings, job_key
 from financial.internal.worker.jobs.database_cleanup import DatabaseCleanupJob
-from financial.internal.worker.jobs.outbox_relay import OutboxRelayJob
+from financial.internal.worker.jobs.outbox_relay import OutboxRelayJob, OutboxUndelivered
 from financial.internal.worker.jobs.report_generator import ReportGeneratorJob
 from financial.pkg import outbox
 from financial.pkg.database.handle import Database
@@ -100,9 +100,15 @@ def build_registry(settings: Settings, jobs: list[Job]) -> JobRegistry:
 
 
 def dead_letter(db: Database) -> FailureHandler:
-    """Write a `job.failed` event to the outbox for a run that failed after its last attempt."""
+    """Write a `job.failed` event to the outbox for a run that failed after its last attempt.
+
+    Not for a relay pass that could not publish: its events wait in that same outbox, and one
+    more event per pass (every 5 s through a broker outage) would only pile up behind them.
+    """
 
     async def record(failure: FinalFailure) -> None:
+        if failure.error.type == OutboxUndelivered.__name__:
+            return
         async with db.pool.acquire() as conn, conn.transaction():
             await outbox.add(
                 conn,

@@ -29,6 +29,7 @@ import asyncpg
 from financial.pkg.database.queries import load_queries
 from financial.pkg.database.transient import is_transient, retrying
 from financial.pkg.jobs.model import Overlap, RunStatus, Trigger
+from financial.pkg.observability.dependencies import DATABASE, came_back, went_away
 from financial.pkg.observability.masking import mask_secrets
 from financial.pkg.scheduler.store import (
     DEFAULT_LEASE,
@@ -76,8 +77,21 @@ class PostgresRunStore(RunStore):
         self, what: str, call: Callable[[], Awaitable[T]], budget_s: float | None = None
     ) -> T:
         budget_s = self._retry_for_s if budget_s is None else budget_s
+
+        async def attempt() -> T:
+            # Each attempt tells whether PostgreSQL is there: one line when it goes, one when
+            # it is back (`dependencies`), however many calls fail in between.
+            try:
+                result = await call()
+            except Exception as exc:
+                if is_transient(exc):
+                    went_away(DATABASE, exc)
+                raise
+            came_back(DATABASE)
+            return result
+
         try:
-            return await retrying(call, budget_s=budget_s, what=what)
+            return await retrying(attempt, budget_s=budget_s, what=what)
         except Exception as exc:
             if is_transient(exc):
                 raise RunStoreUnavailable(
