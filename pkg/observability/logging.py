@@ -27,6 +27,7 @@ from typing import Any, TextIO, cast
 import structlog
 from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
 
+from financial.pkg.observability.dependencies import dependencies
 from financial.pkg.observability.masking import MASK, is_secret_key, mask_secrets
 from financial.pkg.observability.third_party import ThirdPartyNoiseFilter
 
@@ -340,7 +341,7 @@ def _route_stdlib(shared: list[Processor], renderer: Processor, out: TextIO, lev
     handler = logging.StreamHandler(out)
     handler.setFormatter(formatter)
     # The drivers' reconnect loops repeat themselves (with tracebacks) on every attempt.
-    handler.addFilter(ThirdPartyNoiseFilter())
+    handler.addFilter(ThirdPartyNoiseFilter(is_away=dependencies.is_away))
     setattr(handler, _HANDLER_FLAG, True)
 
     root = logging.getLogger()

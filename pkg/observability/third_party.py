@@ -9,6 +9,9 @@ add nothing after the first.
 
 The filter chosen: for a third-party record at WARNING or above,
 
+- a record of a dependency's driver (asyncpg for PostgreSQL; aio-pika and aiormq for RabbitMQ)
+  is dropped while the worker has reported that dependency away: `dependency_unavailable` said
+  it, and `dependency_restored` will say when it ends;
 - a reconnect loop's record loses its traceback: the exception's type and message are appended
   to the line instead;
 - of a run of identical records (same logger, same message template, same level) the first one
@@ -20,9 +23,12 @@ The filter chosen: for a third-party record at WARNING or above,
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["RECONNECT_LOGGERS", "ThirdPartyNoiseFilter"]
+from financial.pkg.observability.dependencies import BROKER, DATABASE
+
+__all__ = ["DRIVERS", "RECONNECT_LOGGERS", "ThirdPartyNoiseFilter"]
 
 RECONNECT_LOGGERS = frozenset(
     {"asyncpg.pool", "aio_pika.robust_connection", "aio_pika.connection", "aiormq.connection"}
@@ -30,6 +36,9 @@ RECONNECT_LOGGERS = frozenset(
 """Loggers of the drivers' reconnect loops: their tracebacks repeat on every attempt."""
 
 OWN_LOGGER_PREFIX = "financial"
+
+DRIVERS = {"asyncpg": DATABASE, "aio_pika": BROKER, "aiormq": BROKER}
+"""The top-level logger of each driver, and the dependency it talks to."""
 
 
 @dataclass(slots=True)
@@ -43,10 +52,18 @@ class ThirdPartyNoiseFilter(logging.Filter):
     """A `logging.Filter` for the handler that renders standard-library records; see the module.
 
     Times are the records' own `created` (seconds since the epoch), so the filter reads no clock.
+    `is_away(dependency)` says whether the worker has reported that dependency away.
     """
 
-    def __init__(self, *, quiet_s: float = 60.0, remind_s: float = 600.0) -> None:
+    def __init__(
+        self,
+        *,
+        is_away: Callable[[str], bool] = lambda _dependency: False,
+        quiet_s: float = 60.0,
+        remind_s: float = 600.0,
+    ) -> None:
         super().__init__()
+        self._is_away = is_away
         self._quiet_s = quiet_s
         self._remind_s = remind_s
         self._runs: dict[tuple[str, str, int], _Run] = {}
@@ -54,6 +71,9 @@ class ThirdPartyNoiseFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING or record.name.startswith(OWN_LOGGER_PREFIX):
             return True
+        dependency = DRIVERS.get(record.name.partition(".")[0])
+        if dependency is not None and self._is_away(dependency):
+            return False
         # The template, not the text: each attempt's error text differs a little.
         key = (record.name, str(record.msg), record.levelno)
         if record.name in RECONNECT_LOGGERS:

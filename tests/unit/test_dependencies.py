@@ -108,3 +108,16 @@ def test_repeats_are_recognised_by_template_and_other_records_pass() -> None:
     # A third-party traceback outside the reconnect loops is kept.
     other = record("aiohttp.server", "Error handling request", at=10.0, exc=True)
     assert noise.filter(other) and other.exc_info is not None
+
+
+def test_a_drivers_lines_are_dropped_while_its_dependency_is_reported_away() -> None:
+    deps = Dependencies(Ticker())
+    noise = ThirdPartyNoiseFilter(is_away=deps.is_away)
+    deps.went_away("rabbitmq", "refused")
+    assert not noise.filter(record("aiormq.connection", "error when creating transport", at=0.0))
+    assert not noise.filter(record("aio_pika.tools", "Callback %r error", "cb", at=0.0))
+    # The database's driver is not concerned, nor anyone else.
+    assert noise.filter(record("asyncpg.pool", "Failed to restore", at=0.0))
+    assert noise.filter(record("aiohttp.access", "oops", at=0.0))
+    deps.came_back("rabbitmq")
+    assert noise.filter(record("aiormq.connection", "Connection %r was blocked", "c", at=1.0))

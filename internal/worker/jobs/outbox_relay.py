@@ -70,7 +70,8 @@ class OutboxRelayJob:
             broker_down = broker_down or result.stopped
             if result.stopped or result.sent + result.failed < self.batch_size:
                 break
-        if sent or failed:
+        if sent:
+            # A pass with failures says so in its error (and each failure in its own line).
             ctx.log.info("outbox_relayed", sent=sent, failed=failed)
         if self._last_prune is None or ctx.scheduled_at - self._last_prune >= PRUNE_EVERY:
             await outbox.prune_sent(pool, self.retention)
