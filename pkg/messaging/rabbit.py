@@ -193,7 +193,7 @@ class RabbitPublisher(Publisher):
                 if is_config_error(exc):
                     cause = _scrub(f"{type(exc).__name__}: {exc}", self._url)
                     raise BrokerConfigError(cause, url=mask_url(self._url)) from None
-                if not isinstance(exc, TimeoutError | CONNECTION_EXCEPTIONS):
+                if not isinstance(exc, (TimeoutError, *CONNECTION_EXCEPTIONS)):
                     raise
                 unavailable = self._unavailable(exc)
                 went_away(BROKER, unavailable.detail)
