@@ -4,7 +4,8 @@ Every line carries `event` (a stable snake_case name such as `job_started`), `le
 (ISO 8601, UTC) and whatever other code bound with `structlog.contextvars` (`job`, `run_id`,
 `scheduled_at`, `attempt`, `trace_id`, `span_id`, ...). Records from the standard library's
 `logging` (asyncpg, aio-pika) are rendered by the same processors, so no line comes out in
-another format.
+another format, after `third_party.ThirdPartyNoiseFilter` has cut the drivers' reconnect loops
+down to their first line. The masker itself is `masking.mask_secrets`, re-exported here.
 
 Output goes to stdout by default: systemd's journal and Kubernetes collect stdout and stderr
 alike, and stdout keeps the daemon's own diagnostics (a crash before logging is configured goes
