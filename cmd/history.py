@@ -24,6 +24,7 @@ from financial.pkg.database.dsn import scrub
 from financial.pkg.database.embedded import start_embedded_async
 from financial.pkg.database.run_store import PostgresRunStore
 from financial.pkg.jobs.model import RunStatus
+from financial.pkg.observability.masking import mask_secrets
 from financial.pkg.scheduler.store import JobSummary, RunRecord
 
 # A command line waits this long for PostgreSQL, not the worker's long retry budget.
@@ -117,6 +118,8 @@ def history_json(runs: Sequence[RunRecord]) -> str:
 
 
 def run_dict(run: RunRecord) -> dict[str, Any]:
+    """One run as `jobs history --json` prints it; its error masked once more (a row written
+    before errors were masked where they are recorded)."""
     return {
         "run_id": run.run_id,
         "job": run.job,
@@ -130,7 +133,7 @@ def run_dict(run: RunRecord) -> dict[str, Any]:
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
         "duration_ms": round(run.duration_ms, 3) if run.duration_ms is not None else None,
         "error_type": run.error.type if run.error else None,
-        "error_message": run.error.message if run.error else None,
+        "error_message": mask_secrets(run.error.message) if run.error else None,
         "trace_id": run.trace_id,
     }
 
@@ -155,7 +158,7 @@ def _error(run: RunRecord) -> str:
         return ""
     # A run refused or ended from outside (skipped, missed, abandoned...) has its status as the
     # error type: the message alone says it.
-    text = run.error.message
+    text = mask_secrets(run.error.message)
     if run.error.type != run.status.value:
         text = f"{run.error.type}: {text}"
     text = text.replace("\n", " ")

@@ -15,14 +15,17 @@ from typing import Any
 
 import structlog
 
-from financial.cmd.wiring import Clients
+from financial.cmd.wiring import Clients, ConfigError
 from financial.configs import Settings
+from financial.configs.errors import connection_problem
 from financial.pkg.database.embedded import start_embedded_async
 from financial.pkg.database.migrator import applied_migrations, load_migrations, migrate
-from financial.pkg.database.pool import DatabaseUnavailable, create_pool
+from financial.pkg.database.pool import DatabaseConfigError, DatabaseUnavailable, create_pool
 from financial.pkg.database.run_store import PostgresRunStore
 from financial.pkg.health import WorkerHealth, database_ping, start_health_server
 from financial.pkg.messaging.publisher import BrokerUnavailable
+from financial.pkg.messaging.rabbit import BrokerConfigError
+from financial.pkg.observability.dependencies import DATABASE, came_back, went_away
 from financial.pkg.observability.metrics import Metrics, instrument_clients, setup_metrics
 from financial.pkg.observability.tracing import Telemetry, setup_tracing
 from financial.pkg.scheduler.clock import Clock
@@ -125,7 +128,9 @@ async def open_database(
     """Start the embedded PostgreSQL when none is configured, open the pool, migrate.
 
     With `retry_until`, an unreachable database is retried with back-off until it answers or
-    the event is set (then False); without it, DatabaseUnavailable propagates.
+    the event is set (then False); without it, DatabaseUnavailable propagates. A DSN the driver
+    or the server rejects (an unknown option, an invalid value) is no outage: ConfigError, with
+    the variable to fix (exit 78).
     """
     dsn = settings.database_dsn()
     if dsn is None:
@@ -149,9 +154,12 @@ async def open_database(
                 application_name=settings.service_name_worker,
             )
             break
+        except DatabaseConfigError as exc:
+            raise ConfigError(_database_problem(settings, exc)) from None
         except DatabaseUnavailable as exc:
             if retry_until is None:
                 raise
+            went_away(DATABASE, exc)
             delay_s = CONNECT_BACKOFF_S[min(attempt, len(CONNECT_BACKOFF_S) - 1)]
             attempt += 1
             log.warning("database_unavailable", error=str(exc), retry_in_s=delay_s)
@@ -160,6 +168,7 @@ async def open_database(
             except TimeoutError:
                 continue
             return False
+    came_back(DATABASE)
     clients.db.attach(pool)
     stack.push_async_callback(_closing("postgres", clients.db.close))
     if settings.worker_auto_migrate:
@@ -168,8 +177,23 @@ async def open_database(
     return True
 
 
+def _database_problem(settings: Settings, exc: DatabaseConfigError) -> str:
+    expected = (
+        "a postgresql:// URI whose options asyncpg and PostgreSQL accept (sslmode one of "
+        "disable, allow, prefer, require, verify-ca, verify-full; query parameters that are "
+        "PostgreSQL settings with valid values)"
+    )
+    if settings.database_url is not None:
+        return connection_problem("DATABASE_URL", exc.dsn, expected, str(exc))
+    if settings.db_host is not None:
+        variables = "DB_HOST/DB_PORT/DB_USER/DB_PASSWORD/DB_NAME"
+        return connection_problem(variables, exc.dsn, expected, str(exc))
+    return connection_problem("WORKER_DATA_DIR (the embedded PostgreSQL)", None, expected, str(exc))
+
+
 async def open_broker(settings: Settings, clients: Clients, stack: AsyncExitStack) -> None:
-    """Connect the publisher when RabbitMQ is configured; a broker that is down is not fatal."""
+    """Connect the publisher when RabbitMQ is configured; a broker that is down is not fatal,
+    a URL it cannot be reached with is (ConfigError naming RABBITMQ_URL, exit 78)."""
     if clients.publisher is None:
         log.warning(
             "outbox_relay_disabled",
@@ -179,6 +203,13 @@ async def open_broker(settings: Settings, clients: Clients, stack: AsyncExitStac
     stack.push_async_callback(_closing("rabbitmq", clients.publisher.close))
     try:
         await clients.publisher.connect()
+    except BrokerConfigError as exc:
+        expected = (
+            "an amqp:// or amqps:// URL amqp://user:password@host:port/vhost whose query "
+            "parameters aio-pika accepts (heartbeat, frame_max, ... as numbers; TLS files "
+            "that exist)"
+        )
+        raise ConfigError(connection_problem("RABBITMQ_URL", exc.url, expected, str(exc))) from None
     except BrokerUnavailable as exc:
         # Events wait in the outbox; the relay connects on its next pass once the broker is back.
         log.warning("broker_unavailable", error=str(exc))
@@ -225,8 +256,8 @@ async def open_health(
             stall_after=3 * heartbeat,
             title=f"{settings.service_name_worker} · {settings.worker_id}",
         )
+        # `start_health_server` logs `health_server_started` itself.
         stack.push_async_callback(_closing("health_server", server.close))
-        log.info("health_server_started", url=server.url)
     return metrics, health
 
 

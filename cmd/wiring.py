@@ -13,13 +13,14 @@ from datetime import timedelta
 
 from financial.configs import Settings, job_key
 from financial.internal.worker.jobs.database_cleanup import DatabaseCleanupJob
-from financial.internal.worker.jobs.outbox_relay import OutboxRelayJob
+from financial.internal.worker.jobs.outbox_relay import OutboxRelayJob, OutboxUndelivered
 from financial.internal.worker.jobs.report_generator import ReportGeneratorJob
 from financial.pkg import outbox
 from financial.pkg.database.handle import Database
 from financial.pkg.jobs.job import Job
 from financial.pkg.jobs.model import ExecutorKind
 from financial.pkg.messaging.rabbit import RabbitPublisher
+from financial.pkg.observability.masking import mask_secrets
 from financial.pkg.scheduler.registry import Defaults, JobRegistry, discover_jobs
 from financial.pkg.scheduler.runner import FailureHandler, FinalFailure
 
@@ -101,9 +102,15 @@ def build_registry(settings: Settings, jobs: list[Job]) -> JobRegistry:
 
 
 def dead_letter(db: Database) -> FailureHandler:
-    """Write a `job.failed` event to the outbox for a run that failed after its last attempt."""
+    """Write a `job.failed` event to the outbox for a run that failed after its last attempt.
+
+    Not for a relay pass that could not publish: its events wait in that same outbox, and one
+    more event per pass (every 5 s through a broker outage) would only pile up behind them.
+    """
 
     async def record(failure: FinalFailure) -> None:
+        if failure.error.type == OutboxUndelivered.__name__:
+            return
         async with db.pool.acquire() as conn, conn.transaction():
             await outbox.add(
                 conn,
@@ -115,7 +122,9 @@ def dead_letter(db: Database) -> FailureHandler:
                     "attempts": failure.attempts,
                     "status": failure.status.value,
                     "error_type": failure.error.type,
-                    "error_message": failure.error.message,
+                    # Masked at the source already (RunError.of); the event leaves the
+                    # process, so it is masked again whatever built the error.
+                    "error_message": mask_secrets(failure.error.message),
                 },
                 message_id=failure.run_id,
             )

@@ -19,6 +19,7 @@ from pydantic_core import ErrorDetails
 
 __all__ = [
     "SettingsError",
+    "connection_problem",
     "describe_field",
     "problem_from_source_error",
     "problems_from_validation",
@@ -158,3 +159,14 @@ def problem_from_source_error(message: str, fields: Mapping[str, FieldInfo]) -> 
         variable = match["field"].upper()
         return f"{variable}: expected {describe_field(fields[match['field']])}"
     return _mask(" ".join(message.split()))
+
+
+def connection_problem(variable: str, value: str | None, expected: str, cause: str) -> str:
+    """One line for a setting found wrong only when connecting with it, as a validation error
+    reads: `DATABASE_URL='postgresql://u:***@db/x?sslmode=bogus': expected ...; rejected: ...`.
+
+    `value` is shown masked (a URL keeps its user and host, not its password); `cause` is what
+    the driver or the server said, masked too.
+    """
+    shown = f"={_mask(value)!r}" if value is not None else ""
+    return f"{variable}{shown}: expected {expected}; rejected: {_mask(cause)}"

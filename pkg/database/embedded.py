@@ -43,12 +43,33 @@ class EmbeddedPostgres:
         """Stop the server if this process is the last one using it (pgserver counts users).
 
         Idempotent. pgserver also stops it at interpreter exit should this never be called.
+        Logs `embedded_postgres_stopped` when the server was stopped, and
+        `embedded_postgres_detached` (DEBUG) when another process still uses it, as a CLI
+        command run beside a worker does: the worker's database keeps running.
         """
         if self._stopped:
             return
         self._stopped = True
+        others = self.other_users()
         self._server.cleanup()
-        log.info("embedded_postgres_stopped", data_dir=str(self.data_dir))
+        if others:
+            log.debug(
+                "embedded_postgres_detached",
+                data_dir=str(self.data_dir),
+                still_used_by_pids=others,
+            )
+        else:
+            log.info("embedded_postgres_stopped", data_dir=str(self.data_dir))
+
+    def other_users(self) -> list[int]:
+        """Pids of the other processes attached to this server, as pgserver lists them in the
+        data folder: it stops the server only when this process is the last on the list."""
+        handles = getattr(self._server, "global_process_id_list", None)
+        try:
+            pids = [int(pid) for pid in handles.get()] if handles is not None else []
+        except (OSError, ValueError):
+            return []
+        return [pid for pid in pids if pid != os.getpid()]
 
 
 def _import_pgserver() -> ModuleType:

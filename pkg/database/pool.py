@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TypeAlias
+from typing import NoReturn, TypeAlias
 
 import asyncpg
 import structlog
 from asyncpg.pool import PoolConnectionProxy
 
-from financial.pkg.database.dsn import describe_dsn, scrub
+from financial.pkg.database.dsn import describe_dsn, mask_dsn, scrub
+from financial.pkg.observability.masking import mask_secrets
 
 log = structlog.get_logger()
 
@@ -23,6 +24,53 @@ class DatabaseUnavailable(ConnectionError):
     def __init__(self, message: str, *, target: str) -> None:
         super().__init__(message)
         self.target = target
+
+
+class DatabaseConfigError(ValueError):
+    """The DSN or one of its connection options is wrong: trying again cannot help.
+
+    `str()` names what was rejected and why, never the password; `dsn` is the DSN masked.
+    """
+
+    def __init__(self, message: str, *, dsn: str) -> None:
+        super().__init__(message)
+        self.dsn = dsn
+
+
+# What PostgreSQL answers a connection whose startup options are wrong: 42704 "unrecognized
+# configuration parameter" (an unknown query parameter is sent as a setting), 22023 "invalid value
+# for parameter", 55P02 "parameter cannot be changed now", 42501 "permission denied to set
+# parameter". A wrong password or a database that does not exist yet stays an outage: a secret
+# being rotated or a database being created answers the next attempt.
+_CONFIG_SQLSTATES = (
+    asyncpg.UndefinedObjectError,
+    asyncpg.InvalidParameterValueError,
+    asyncpg.CantChangeRuntimeParamError,
+    asyncpg.InsufficientPrivilegeError,
+)
+
+
+def is_config_error(exc: BaseException) -> bool:
+    """Whether connecting failed because of the DSN itself, not because the server is away.
+
+    asyncpg raises `ClientConfigurationError` for an option it does not accept (`sslmode=bogus`,
+    `target_session_attrs=bogus`, a scheme that is not postgresql), a plain `ValueError` or
+    `OverflowError` for a DSN it cannot parse (a port that is not a number or out of range, a
+    broken IPv6 address); the server answers the codes of `_CONFIG_SQLSTATES`.
+    """
+    if isinstance(exc, (asyncpg.ClientConfigurationError, *_CONFIG_SQLSTATES)):
+        return True
+    # Not raised for a network fault: these come from parsing the DSN and its options.
+    return isinstance(exc, ValueError | OverflowError | TypeError) and not isinstance(
+        exc, asyncpg.PostgresError | asyncpg.InterfaceError
+    )
+
+
+def config_error(dsn: str, exc: BaseException) -> DatabaseConfigError:
+    """A `DatabaseConfigError` saying why `dsn` was rejected by `exc`, its password masked."""
+    detail = str(exc).strip()
+    cause = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+    return DatabaseConfigError(mask_secrets(scrub(cause, dsn)), dsn=mask_dsn(dsn))
 
 
 def unavailable(dsn: str, exc: BaseException, *, connect_timeout_s: float) -> DatabaseUnavailable:
@@ -69,15 +117,24 @@ async def create_pool(
             timeout=connect_timeout_s,
             server_settings={"application_name": application_name},
         )
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        raise unavailable(dsn, exc, connect_timeout_s=connect_timeout_s) from exc
+    except Exception as exc:
+        _raise_connect_error(dsn, exc, connect_timeout_s)
     if min_size == 0:
         # No connection was opened yet: check now so a wrong DSN fails at start, not later.
         try:
             async with pool.acquire(timeout=connect_timeout_s) as conn:
                 await conn.fetchval("SELECT 1")
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except Exception as exc:
             pool.terminate()
-            raise unavailable(dsn, exc, connect_timeout_s=connect_timeout_s) from exc
+            _raise_connect_error(dsn, exc, connect_timeout_s)
     log.info("database_pool_opened", target=describe_dsn(dsn), min_size=min_size, max_size=max_size)
     return pool
+
+
+def _raise_connect_error(dsn: str, exc: Exception, connect_timeout_s: float) -> NoReturn:
+    if is_config_error(exc):
+        # Not chained: the driver's message may quote the DSN, and it is shown as one line.
+        raise config_error(dsn, exc) from None
+    if isinstance(exc, OSError | TimeoutError | asyncpg.PostgresError | asyncpg.InterfaceError):
+        raise unavailable(dsn, exc, connect_timeout_s=connect_timeout_s) from exc
+    raise exc

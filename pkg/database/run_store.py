@@ -29,6 +29,8 @@ import asyncpg
 from financial.pkg.database.queries import load_queries
 from financial.pkg.database.transient import is_transient, retrying
 from financial.pkg.jobs.model import Overlap, RunStatus, Trigger
+from financial.pkg.observability.dependencies import DATABASE, came_back, went_away
+from financial.pkg.observability.masking import mask_secrets
 from financial.pkg.scheduler.store import (
     DEFAULT_LEASE,
     OVERLAP_REPLACED_REASON,
@@ -75,8 +77,21 @@ class PostgresRunStore(RunStore):
         self, what: str, call: Callable[[], Awaitable[T]], budget_s: float | None = None
     ) -> T:
         budget_s = self._retry_for_s if budget_s is None else budget_s
+
+        async def attempt() -> T:
+            # Each attempt tells whether PostgreSQL is there: one line when it goes, one when
+            # it is back (`dependencies`), however many calls fail in between.
+            try:
+                result = await call()
+            except Exception as exc:
+                if is_transient(exc):
+                    went_away(DATABASE, exc)
+                raise
+            came_back(DATABASE)
+            return result
+
         try:
-            return await retrying(call, budget_s=budget_s, what=what)
+            return await retrying(attempt, budget_s=budget_s, what=what)
         except Exception as exc:
             if is_transient(exc):
                 raise RunStoreUnavailable(
@@ -192,7 +207,8 @@ class PostgresRunStore(RunStore):
                 [r.fence for r in batch],
                 [r.status.value for r in batch],
                 [r.error.type if r.error else None for r in batch],
-                [r.error.message if r.error else None for r in batch],
+                # `RunError.of` masked a job's message; this also covers any error built by hand.
+                [mask_secrets(r.error.message) if r.error else None for r in batch],
                 [r.duration_ms for r in batch],
             )
             found = _by_id(rows)
@@ -275,7 +291,8 @@ def _by_id(rows: Sequence[asyncpg.Record]) -> dict[uuid.UUID, RunRecord]:
 def _record(row: asyncpg.Record) -> RunRecord:
     error = None
     if row["error_type"] is not None:
-        error = RunError(row["error_type"], row["error_message"] or "")
+        # A row written by a version that stored messages as they were is masked on the way out.
+        error = RunError(row["error_type"], mask_secrets(row["error_message"] or ""))
     return RunRecord(
         run_id=str(row["run_id"]),
         job=row["job"],

@@ -17,6 +17,8 @@ from typing import TypeVar
 import asyncpg
 import structlog
 
+from financial.pkg.observability.dependencies import DATABASE, dependencies
+
 log = structlog.get_logger("financial.database")
 
 T = TypeVar("T")
@@ -100,7 +102,10 @@ async def retrying(
             if delay is None or not is_transient(exc) or loop.time() + delay >= deadline:
                 raise
             if tries == 1:
-                log.warning(
+                # Through an outage every call retries: `dependency_unavailable` said it once,
+                # so each call's own line is for LOG_LEVEL=DEBUG.
+                emit = log.debug if dependencies.is_away(DATABASE) else log.warning
+                emit(
                     "database_call_retrying",
                     call=what,
                     error=f"{type(exc).__name__}: {exc}",

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 from financial.pkg.health.model import Check, JobStatus
 from financial.pkg.jobs.model import RunStatus
+from financial.pkg.observability.masking import mask_secrets
 from financial.pkg.scheduler.store import RunRecord
 
 # Status colours, chosen so each stands apart from its neighbours on the strip; the status word is
@@ -213,7 +214,8 @@ def _run_facts(run: RunRecord, zone: str, now: datetime, error_chars: int) -> li
     elif run.status is RunStatus.RUNNING and run.started_at is not None:
         facts.append(f"running for {_duration((now - run.started_at).total_seconds())}")
     if run.error is not None:
-        message = run.error.message
+        # Masked again here: a row written before errors were masked at the source.
+        message = mask_secrets(run.error.message)
         if len(message) > error_chars:
             message = message[: error_chars - 1] + "…"
         facts.append(f"error {run.error.type}: {message}")

@@ -18,6 +18,7 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 from financial.pkg.database.handle import Database
 from financial.pkg.health.model import Check, JobStatus
 from financial.pkg.jobs.model import RunStatus
+from financial.pkg.observability.dependencies import DATABASE, came_back, went_away
 from financial.pkg.observability.logging import mask_secrets
 from financial.pkg.scheduler.clock import Clock
 from financial.pkg.scheduler.registry import JobSpec
@@ -200,6 +201,12 @@ def database_ping(db: Database, timeout_s: float = PING_TIMEOUT_S) -> DatabasePi
                 async with asyncio.timeout(timeout_s), db.pool.acquire() as conn:
                     await conn.fetchval("SELECT 1")
         except TimeoutError:
-            raise TimeoutError(f"no answer within {timeout_s:g} s") from None
+            error = TimeoutError(f"no answer within {timeout_s:g} s")
+            went_away(DATABASE, error)
+            raise error from None
+        except Exception as exc:
+            went_away(DATABASE, exc)
+            raise
+        came_back(DATABASE)
 
     return ping

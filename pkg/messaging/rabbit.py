@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 import aio_pika
 import aiormq.exceptions
 import structlog
 from aio_pika.abc import AbstractExchange, AbstractRobustConnection
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
+from aiormq.exceptions import AMQPError
 
 from financial.pkg.messaging.publisher import (
     JSON_CONTENT_TYPE,
@@ -29,6 +31,7 @@ from financial.pkg.messaging.publisher import (
     check_publish_args,
     encode_body,
 )
+from financial.pkg.observability.dependencies import BROKER, came_back, went_away
 
 log = structlog.get_logger()
 
@@ -59,6 +62,51 @@ def describe_url(url: str) -> str:
     default_port = 5671 if parts.scheme == "amqps" else 5672
     vhost = unquote(parts.path[1:]) if len(parts.path) > 1 else "/"
     return f"{parts.hostname or 'localhost'}:{port or default_port}/{vhost}"
+
+
+class BrokerConfigError(ValueError):
+    """The broker URL cannot be used as given (a malformed option, a TLS file that is not
+    there): trying again cannot help. `url` is the URL with its password masked."""
+
+    def __init__(self, message: str, *, url: str) -> None:
+        super().__init__(message)
+        self.url = url
+
+
+# Query parameters of an AMQP URL that aio-pika and aiormq read as numbers.
+_NUMERIC_OPTIONS = ("heartbeat", "frame_max", "channel_max", "connection_timeout")
+# Query parameters naming TLS files (amqps).
+_FILE_OPTIONS = ("cafile", "capath", "certfile", "keyfile")
+
+
+def url_problem(url: str) -> str | None:
+    """What makes `url` unusable whatever the broker's state, or None: checked before the
+    first connection, so that a typo stops the worker instead of being retried as an outage."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - urlsplit checks the port only when asked for it
+    except ValueError as exc:
+        return f"the URL cannot be parsed: {exc}"
+    if parts.scheme not in ("amqp", "amqps"):
+        return f"scheme {parts.scheme!r}: expected amqp or amqps"
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key in _NUMERIC_OPTIONS:
+            try:
+                float(value)
+            except ValueError:
+                return f"query parameter {key}={value!r}: expected a number"
+        elif key in _FILE_OPTIONS and not Path(value).exists():
+            return f"query parameter {key}={value!r}: no such file"
+    return None
+
+
+def is_config_error(exc: BaseException) -> bool:
+    """Whether connecting failed because of the URL, not because the broker is away: aio-pika
+    raises a plain `ValueError`/`TypeError` for an option it cannot read, `FileNotFoundError`
+    for a TLS file that is not there; a network fault is an `AMQPError` or `OSError`."""
+    if isinstance(exc, FileNotFoundError | IsADirectoryError):
+        return True
+    return isinstance(exc, ValueError | TypeError) and not isinstance(exc, AMQPError)
 
 
 def _scrub(text: str, url: str) -> str:
@@ -121,6 +169,9 @@ class RabbitPublisher(Publisher):
                 return
             if self._closed:
                 raise BrokerUnavailable("the publisher is closed", target=self.target)
+            problem = url_problem(self._url)
+            if problem is not None:
+                raise BrokerConfigError(_scrub(problem, self._url), url=mask_url(self._url))
             connection: AbstractRobustConnection | None = None
             try:
                 async with asyncio.timeout(self._connect_timeout_s):
@@ -136,12 +187,32 @@ class RabbitPublisher(Publisher):
                     exchange = await channel.declare_exchange(
                         self._exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
                     )
-            except (TimeoutError, *CONNECTION_EXCEPTIONS) as exc:
+            except Exception as exc:
                 if connection is not None:
                     await _close_quietly(connection)
-                raise self._unavailable(exc) from exc
+                if is_config_error(exc):
+                    cause = _scrub(f"{type(exc).__name__}: {exc}", self._url)
+                    raise BrokerConfigError(cause, url=mask_url(self._url)) from None
+                if not isinstance(exc, (TimeoutError, *CONNECTION_EXCEPTIONS)):
+                    raise
+                unavailable = self._unavailable(exc)
+                went_away(BROKER, unavailable.detail)
+                raise unavailable from exc
             self._connection, self._exchange = connection, exchange
+            # aio-pika reconnects by itself; these say when the connection goes and comes back.
+            connection.close_callbacks.add(self._on_connection_lost)
+            connection.reconnect_callbacks.add(self._on_reconnected)
         log.info("broker_connected", target=self.target, exchange=self._exchange_name)
+        came_back(BROKER)
+
+    def _on_connection_lost(self, _sender: object, exc: BaseException | None = None) -> None:
+        if self._closed:
+            return  # our own close
+        cause = _scrub(f"{type(exc).__name__}: {exc}".rstrip(": "), self._url) if exc else "closed"
+        went_away(BROKER, f"the connection to RabbitMQ at {self.target} was lost: {cause}")
+
+    def _on_reconnected(self, _sender: object) -> None:
+        came_back(BROKER)
 
     def _unavailable(self, exc: BaseException) -> BrokerUnavailable:
         if isinstance(exc, TimeoutError):
@@ -177,6 +248,7 @@ class RabbitPublisher(Publisher):
                 raise fail(PublishFailure.CONNECTION, exc.detail) from exc
         exchange = self._exchange
         if exchange is None or not self.connected:
+            went_away(BROKER, f"the connection to RabbitMQ at {self.target} is down")
             raise fail(
                 PublishFailure.CONNECTION,
                 f"the connection to RabbitMQ at {self.target} is down; reconnecting every "
@@ -194,6 +266,7 @@ class RabbitPublisher(Publisher):
             # channel that is being restored.
             async with asyncio.timeout(self._publish_timeout_s):
                 await self._publish_when_channel_ready(exchange, message, routing_key)
+            came_back(BROKER)
         except aiormq.exceptions.PublishError as exc:
             delivery = exc.message.delivery if exc.message is not None else None
             reply = getattr(delivery, "reply_text", None) or "NO_ROUTE"
@@ -211,6 +284,7 @@ class RabbitPublisher(Publisher):
             ) from exc
         except TimeoutError as exc:
             if not self.connected:
+                went_away(BROKER, f"the connection to RabbitMQ at {self.target} was lost")
                 raise fail(
                     PublishFailure.CONNECTION,
                     f"the connection to RabbitMQ at {self.target} was lost during the publish",
@@ -222,6 +296,7 @@ class RabbitPublisher(Publisher):
             ) from exc
         except CONNECTION_EXCEPTIONS as exc:
             cause = _scrub(f"{type(exc).__name__}: {exc}".rstrip(": "), self._url)
+            went_away(BROKER, f"RabbitMQ at {self.target} is unreachable: {cause}")
             raise fail(
                 PublishFailure.CONNECTION, f"RabbitMQ at {self.target} is unreachable: {cause}"
             ) from exc

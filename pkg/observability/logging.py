@@ -4,7 +4,8 @@ Every line carries `event` (a stable snake_case name such as `job_started`), `le
 (ISO 8601, UTC) and whatever other code bound with `structlog.contextvars` (`job`, `run_id`,
 `scheduled_at`, `attempt`, `trace_id`, `span_id`, ...). Records from the standard library's
 `logging` (asyncpg, aio-pika) are rendered by the same processors, so no line comes out in
-another format.
+another format, after `third_party.ThirdPartyNoiseFilter` has cut the drivers' reconnect loops
+down to their first line. The masker itself is `masking.mask_secrets`, re-exported here.
 
 Output goes to stdout by default: systemd's journal and Kubernetes collect stdout and stderr
 alike, and stdout keeps the daemon's own diagnostics (a crash before logging is configured goes
@@ -16,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import sys
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
@@ -27,6 +27,10 @@ from typing import Any, TextIO, cast
 
 import structlog
 from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
+
+from financial.pkg.observability.dependencies import dependencies
+from financial.pkg.observability.masking import MASK, is_secret_key, mask_secrets
+from financial.pkg.observability.third_party import ThirdPartyNoiseFilter
 
 __all__ = [
     "LOG_FORMATS",
@@ -50,57 +54,13 @@ LOG_LEVELS: dict[str, int] = {
 LOG_FORMATS = ("json", "console", "auto")
 """`auto` renders for a human on a terminal and JSON everywhere else."""
 
-MASK = "***"
-
-# `scheme://user:password@host`. The password runs to the last `@` before whitespace, so a
-# password holding an unencoded `@` or `/` is still covered; masking a little too much (a URL
-# without credentials but with an `@` further on) is the safe way to be wrong.
-_URL_CREDENTIALS = re.compile(r"(?P<prefix>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@?#]*:)[^\s]*@")
-
-# `password=xyz` (libpq key=value DSNs, query strings), `password: xyz`, `'password': 'xyz'`,
-# `DB_PASSWORD=xyz`. Quoted values keep their quotes, so masked JSON or reprs stay well formed.
-# The pattern starts at the keyword (whatever precedes it stays as it is) so that the regex
-# engine can scan for a literal: this runs on every string value of every log line.
-_KEY_VALUE_SECRET = re.compile(
-    r"""(?P<key>(?:password|passwd|pwd|secret|token|api[_-]?key)["']?\s*[=:]\s*)
-        (?P<value>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[^\s&;,'"]+)""",
-    re.IGNORECASE | re.VERBOSE,
-)
-
-# Event-dict keys whose whole value is a secret, whatever its type. Kept in step with the
-# keywords above so that a rendered `"api_token": 5` never needs masking as text.
-_SECRET_KEY = re.compile(
-    r"(?:password|passwd|pwd|secret|token|api[_-]?key|authorization|credentials?)$",
-    re.IGNORECASE,
-)
-
 _HANDLER_FLAG = "_financial_logging_handler"
-
-
-def mask_secrets(text: str) -> str:
-    """Return `text` with the password of every URL/DSN in it and every `password=...` masked.
-
-    `"amqp://user:pw@host/"` becomes `"amqp://user:***@host/"`, `"host=db password=xyz"`
-    becomes `"host=db password=***"`. Text without credentials comes back unchanged.
-    """
-    if "://" in text:
-        text = _URL_CREDENTIALS.sub(rf"\g<prefix>{MASK}@", text)
-    if "=" in text or ":" in text:
-        text = _KEY_VALUE_SECRET.sub(_mask_key_value, text)
-    return text
-
-
-def _mask_key_value(match: re.Match[str]) -> str:
-    value = match["value"]
-    if value[0] in "\"'":
-        return f"{match['key']}{value[0]}{MASK}{value[0]}"
-    return f"{match['key']}{MASK}"
 
 
 @lru_cache(maxsize=1024)
 def _is_secret_key(key: str) -> bool:
     # Event keys are a small, fixed set, so the answer is cached rather than searched per line.
-    return _SECRET_KEY.search(key) is not None
+    return is_secret_key(key)
 
 
 def _mask_value(key: str, value: Any) -> Any:
@@ -381,6 +341,8 @@ def _route_stdlib(shared: list[Processor], renderer: Processor, out: TextIO, lev
     )
     handler = logging.StreamHandler(out)
     handler.setFormatter(formatter)
+    # The drivers' reconnect loops repeat themselves (with tracebacks) on every attempt.
+    handler.addFilter(ThirdPartyNoiseFilter(is_away=dependencies.is_away))
     setattr(handler, _HANDLER_FLAG, True)
 
     root = logging.getLogger()

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from financial.pkg.jobs.model import Overlap, RunStatus, Trigger
+from financial.pkg.observability.masking import mask_secrets
 
 # How long a claimed run stays live without a renewal. Its worker renews it every third of this,
 # and a replica that dies leaves its runs to be marked `abandoned` about this long afterwards.
@@ -15,6 +16,10 @@ LIVE_STATUSES = (RunStatus.PENDING, RunStatus.RUNNING)
 
 OVERLAP_SKIP_REASON = "overlap: the previous run is still running"
 OVERLAP_REPLACED_REASON = "overlap: replaced by a newer tick"
+
+
+# An error message is cut to this many characters before it is stored.
+ERROR_MESSAGE_CHARS = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +31,13 @@ class RunError:
 
     @classmethod
     def of(cls, exc: BaseException) -> RunError:
-        return cls(type=type(exc).__name__, message=str(exc)[:2000])
+        """The error of a run that raised `exc`, its message masked as log lines are.
+
+        This is where a job's words enter the run history, the `job.failed` event and every page
+        that shows them: a password or token in the message never gets further than here.
+        Masked before it is cut, so a cut cannot split a secret from the key that names it.
+        """
+        return cls(type=type(exc).__name__, message=mask_secrets(str(exc))[:ERROR_MESSAGE_CHARS])
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import asyncpg
 import pytest
 
 from financial.pkg.database import EmbeddedPostgresError, migrate, start_embedded_async
+from tests.integration.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.integration
 
@@ -37,3 +39,26 @@ async def test_missing_pgserver_says_how_to_install_it(
 
     with pytest.raises(EmbeddedPostgresError, match=r"financial\[embedded\]"):
         await start_embedded_async(open_tmp_path / "postgres")
+
+
+async def test_a_cli_command_beside_a_running_server_leaves_it_running_and_says_so(
+    open_tmp_path: Path,
+) -> None:
+    # This process plays the worker that started the embedded server; `financial migrate`
+    # attaches to it, as a CLI run beside `make run` does.
+    server = await start_embedded_async(open_tmp_path / "postgres")
+    try:
+        cli = WorkerProcess(
+            "migrate",
+            cwd=open_tmp_path,
+            env={"DATABASE_URL": "", "WORKER_DATA_DIR": str(open_tmp_path), "LOG_LEVEL": "DEBUG"},
+        )
+        assert cli.wait_exit(timeout_s=120) == 0, cli.stderr()
+        names = [e["event"] for e in cli.events]
+        assert "embedded_postgres_stopped" not in names
+        detached = cli.wait_event("embedded_postgres_detached")
+        assert os.getpid() in detached["still_used_by_pids"]
+        conn = await asyncpg.connect(server.dsn, timeout=5)  # still running
+        await conn.close()
+    finally:
+        server.stop()

@@ -68,6 +68,7 @@ def test_worker_serves_probes_metrics_and_the_status_page(
         assert worker.wait_exit() == 0
     finally:
         worker.kill()
+    assert [e["event"] for e in worker.events].count("health_server_started") == 1
     closed = [e["client"] for e in worker.events if e["event"] == "client_closed"]
     # The health server outlives the database, so the drain stays observable to the probes.
     assert closed.index("postgres") < closed.index("health_server") < closed.index("telemetry")
