@@ -2,12 +2,14 @@
 
 from financial.pkg.jobs import Job, JobContext, cron_job, RetryPolicy, Overlap
 
-`ExecutorKind` names where a job runs (`executor="process"` on `@cron_job` or the class).
+`ExecutorKind` names where a job runs (`executor="process"` on `@cron_job` or the class);
+`ExpectedFailure` is a failure a job foresaw (logged without a traceback).
 """
 
 from __future__ import annotations
 
 from financial.pkg.jobs.context import JobContext
+from financial.pkg.jobs.errors import ExpectedFailure
 from financial.pkg.jobs.job import FunctionJob, Job, cron_job, options_of
 from financial.pkg.jobs.model import (
     ExecutorKind,
@@ -21,6 +23,7 @@ from financial.pkg.jobs.retry import RetryPolicy
 
 __all__ = [
     "ExecutorKind",
+    "ExpectedFailure",
     "FunctionJob",
     "Job",
     "JobContext",

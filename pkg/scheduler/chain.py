@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from financial.pkg.jobs.context import JobContext
+from financial.pkg.jobs.errors import ExpectedFailure
 from financial.pkg.jobs.job import Job, job_caller
 from financial.pkg.jobs.model import RunStatus
 from financial.pkg.observability.trace_ids import current_trace_id
@@ -127,8 +128,8 @@ def with_recovery(clock: Clock) -> Wrapper:
 
 
 def with_logging(clock: Clock) -> Wrapper:
-    """`job_started` (DEBUG), then `job_succeeded` (INFO) / `job_failed` (with traceback) /
-    `job_timed_out` (ERROR).
+    """`job_started` (DEBUG), then `job_succeeded` (INFO) / `job_failed` (with traceback, but
+    for an `ExpectedFailure`) / `job_timed_out` (ERROR).
 
     A successful run is one INFO line, which carries its start lateness (start minus tick):
     at thousands of runs a second a second line per run would double the worker's CPU and
@@ -156,7 +157,7 @@ def with_logging(clock: Clock) -> Wrapper:
                     duration_ms=duration_ms,
                     error_type=type(outcome.error).__name__,
                     error=str(outcome.error),
-                    exc_info=outcome.error,
+                    exc_info=None if isinstance(outcome.error, ExpectedFailure) else outcome.error,
                 )
             return outcome
 

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from structlog.testing import capture_logs
 
-from financial.pkg.jobs import JobContext
+from financial.pkg.jobs import ExpectedFailure, JobContext
 from financial.pkg.jobs.model import RunStatus
 from financial.pkg.scheduler.clock import FakeClock
 from financial.pkg.scheduler.runner import FinalFailure
@@ -120,3 +120,18 @@ async def test_a_dead_letter_that_cannot_be_written_does_not_hold_the_run(
     assert [status for _, _, status in await h.statuses()] == [S.FAILED]
     [line] = [e for e in logs if e["event"] == "final_failure_not_recorded"]
     assert line["error"] == "TimeoutError"
+
+
+async def test_an_expected_failure_is_logged_without_a_traceback(clock: FakeClock) -> None:
+    async def body(ctx: JobContext) -> None:
+        raise ExpectedFailure("the broker is away; 3 events wait")
+
+    h = Harness(job_of("0 * * * * *", body), clock=clock)
+    with capture_logs() as logs:
+        async with h:
+            await h.advance_to(65)
+    [line] = [e for e in logs if e["event"] == "job_failed"]
+    assert line["error_type"] == "ExpectedFailure" and line["exc_info"] is None
+    [run] = await h.history()
+    assert run.status is S.FAILED
+    assert run.error is not None and run.error.message == "the broker is away; 3 events wait"

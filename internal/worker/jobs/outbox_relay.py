@@ -6,14 +6,14 @@ from datetime import datetime, timedelta
 
 from financial.pkg import outbox
 from financial.pkg.database.handle import Database
-from financial.pkg.jobs import JobContext
+from financial.pkg.jobs import ExpectedFailure, JobContext
 from financial.pkg.messaging.publisher import Publisher
 
 # Sent events are pruned at most this often, not on every 5-second pass.
 PRUNE_EVERY = timedelta(hours=1)
 
 
-class OutboxUndelivered(RuntimeError):
+class OutboxUndelivered(ExpectedFailure):
     """A relay pass could not publish what it tried to: its run is recorded `failed`.
 
     Nothing is lost: the events stay in the outbox for the next pass. The message is short and
