@@ -41,7 +41,7 @@ test: $(STAMP) services tools lint
 	$(BIN)/pytest -q tests
 
 $(BENCH_STAMP): $(STAMP)
-	$(BIN)/pip install --quiet -e '.[dev,embedded,bench]'
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/pip install --quiet -e '.[dev,embedded,bench]'
 	touch $(BENCH_STAMP)
 
 # Side by side with APScheduler, about 12 minutes; not part of `make test`. BENCH_ARGS=--quick
