@@ -1,0 +1,389 @@
+"""A real `financial worker` under a fault, and what the fault tests assert on it.
+
+Each scenario starts one worker with its health server on a free port, short schedules, the
+shortest lease and a short shutdown timeout, inflicts its fault, and then checks the same four
+things: `/livez` answers again within a bound after the fault ends, the jobs run again, SIGTERM
+ends the process within the shutdown timeout plus a few seconds, and the history has exactly one
+final record per tick. The checks are collected (`Checks`) rather than stopping at the first
+failure, so one run shows every way the worker failed, with the rows and the last log events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg
+
+from financial.configs.settings import job_key
+from tests.integration.services import free_port
+from tests.integration.worker_process import WorkerProcess
+
+T = TypeVar("T")
+
+FINAL = frozenset(
+    {"succeeded", "failed", "timed_out", "skipped", "missed", "interrupted", "abandoned"}
+)
+LEASE_S = 3  # the shortest lease the settings accept
+SHUTDOWN_TIMEOUT_S = 3
+# SIGTERM must end the worker within its shutdown timeout plus this (closing the clients).
+STOP_SLACK_S = 5
+# After a fault ends: `/livez` answers 200, and a job succeeds again, within these.
+LIVEZ_BOUND_S = 10.0
+RUN_AGAIN_BOUND_S = 10.0
+PROBE_TIMEOUT_S = 0.5
+DB_TIMEOUT_S = 5.0
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine from a blocking test, on a loop of its own in a thread."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def utcnow() -> datetime:
+    """Wall-clock now: the worker's ticks are wall-clock instants on this same machine."""
+    return datetime.now(UTC)
+
+
+def livez(port: int, timeout_s: float = PROBE_TIMEOUT_S) -> int | None:
+    """The status `/livez` answers within `timeout_s`, or None when it does not answer."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/livez", timeout=timeout_s) as r:
+            return int(r.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except (OSError, TimeoutError):
+        return None
+
+
+def wait_livez_ok(port: int, bound_s: float) -> float | None:
+    """Seconds until `/livez` answers 200 (probing every 100 ms), or None past `bound_s`."""
+    started = time.monotonic()
+    while (elapsed := time.monotonic() - started) < bound_s:
+        if livez(port) == 200:
+            return elapsed
+        time.sleep(0.1)
+    return None
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time the process has used (from /proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_share(pid: int, window_s: float = 2.0) -> float | None:
+    """The share of one core the process used over `window_s`; None when it is gone."""
+    try:
+        before = cpu_seconds(pid)
+        time.sleep(window_s)
+        return (cpu_seconds(pid) - before) / window_s
+    except (OSError, IndexError):
+        return None
+
+
+class FaultWorker(WorkerProcess):
+    """`financial worker` with a health server, the fault jobs and short lease and shutdown."""
+
+    def __init__(
+        self,
+        *,
+        database_url: str,
+        jobs: Sequence[str],
+        marks: Path,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.health_port = free_port()
+        self.marks = marks
+        full_env = {
+            "DATABASE_URL": database_url,
+            "WORKER_HEALTH_ADDR": f"127.0.0.1:{self.health_port}",
+            "WORKER_RUN_LEASE_SECONDS": str(LEASE_S),
+            "WORKER_SHUTDOWN_TIMEOUT_SECONDS": str(SHUTDOWN_TIMEOUT_S),
+            "WORKER_JOB_MODULES": "tests.fixtures.fault_jobs",
+            "TEST_MARKS_DIR": str(marks),
+            # DEBUG: the scenarios wait for `job_started`, which a run logs at DEBUG.
+            "LOG_LEVEL": "DEBUG",
+            **{f"WORKER_JOBS__{job_key(job).upper()}__ENABLED": "true" for job in jobs},
+            **(env or {}),
+        }
+        super().__init__("worker", env=full_env, cwd=marks)
+        # stderr is read as it comes: a worker writing tracebacks through an outage must never
+        # block on a full pipe because of the harness.
+        self._stderr_lines: list[str] = []
+        self._stderr_reader = threading.Thread(target=self._read_stderr, daemon=True)
+        self._stderr_reader.start()
+
+    def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self._stderr_lines.append(line)
+
+    def stderr(self) -> str:
+        return "".join(self._stderr_lines)
+
+    def started(self, timeout_s: float = 60.0) -> None:
+        """Wait until the worker runs its scheduler."""
+        self.wait_event("worker_started", timeout_s=timeout_s)
+
+    def succeeded_after(self, job: str, after: datetime, bound_s: float) -> dict[str, Any] | None:
+        """The first `job_succeeded` of `job` for a tick after `after`, within `bound_s`."""
+
+        def match(event: dict[str, Any]) -> bool:
+            return (
+                event.get("event") == "job_succeeded"
+                and event.get("job") == job
+                and datetime.fromisoformat(str(event.get("scheduled_at"))) > after
+            )
+
+        try:
+            return self.wait_for(match, timeout_s=bound_s)
+        except AssertionError:
+            return None
+
+    def stop(self) -> tuple[int | None, float]:
+        """SIGTERM, then the exit code and seconds it took; None (and SIGKILL) past the bound."""
+        started = time.monotonic()
+        if self.proc.poll() is None:
+            self.signal(signal.SIGTERM)
+        try:
+            code: int | None = self.wait_exit(timeout_s=SHUTDOWN_TIMEOUT_S + STOP_SLACK_S)
+        except subprocess.TimeoutExpired:
+            code = None
+            self.kill()
+        return code, round(time.monotonic() - started, 2)
+
+    def tail(self, count: int = 30) -> str:
+        """The last log events, one per line, with the fields that tell what happened."""
+        keys = ("job", "scheduled_at", "run_id", "reason", "error", "error_type", "status")
+        lines = []
+        for event in self.events[-count:]:
+            fields = " ".join(f"{k}={event[k]!r}" for k in keys if k in event)
+            lines.append(f"  {event.get('timestamp', '')} {event.get('event')} {fields}")
+        err = self.stderr().strip().splitlines()[-15:]
+        return "\n".join(
+            ["last log events:", *lines, "stderr tail:", *(f"  {line}" for line in err)]
+        )
+
+    def marks_of(self, job: str) -> list[tuple[str, str, datetime, float]]:
+        """The marks `job` left: (event, run_id, scheduled_at, unix time)."""
+        path = self.marks / f"{job}.log"
+        if not path.exists():
+            return []
+        out = []
+        for line in path.read_text().splitlines():
+            event, run_id, tick, at = line.split()
+            out.append((event, run_id, datetime.fromisoformat(tick), float(at)))
+        return out
+
+
+async def _fetch_runs(dsn: str, jobs: Sequence[str]) -> list[dict[str, Any]]:
+    conn = await asyncpg.connect(dsn, timeout=DB_TIMEOUT_S, command_timeout=DB_TIMEOUT_S)
+    try:
+        rows = await conn.fetch(
+            "SELECT run_id, job, scheduled_at, attempt, trigger, status, started_at, "
+            "finished_at, duration_ms, error_type, error_message FROM job_runs "
+            "WHERE job = ANY($1::text[]) ORDER BY job, scheduled_at, attempt",
+            list(jobs),
+        )
+    finally:
+        await conn.close()
+    return [dict(row) for row in rows]
+
+
+def records(dsn: str, *jobs: str) -> list[dict[str, Any]]:
+    """The job_runs rows of `jobs`, by job, tick and attempt."""
+    return run_sync(_fetch_runs(dsn, jobs))
+
+
+def show(rows: Iterable[Mapping[str, Any]]) -> str:
+    """Rows as short lines for a failure message."""
+    lines = []
+    for r in rows:
+        error = f" {r['error_type']}: {str(r['error_message'])[:120]}" if r["error_type"] else ""
+        duration = f" {r['duration_ms']:.0f}ms" if r["duration_ms"] is not None else ""
+        lines.append(
+            f"  {r['job']} {r['scheduled_at'].isoformat()} #{r['attempt']} {r['status']}"
+            f"{duration}{error}"
+        )
+    return "\n".join(lines) or "  (no rows)"
+
+
+def assert_one_final_record_per_tick(
+    rows: Sequence[Mapping[str, Any]],
+    schedule_step: timedelta,
+    first: datetime | None = None,
+    last: datetime | None = None,
+) -> None:
+    """Every tick from `first` to `last` (default: the first and last recorded), one
+    `schedule_step` apart, has exactly one record: attempt 1, with a final status. No tick is
+    recorded twice, and no row at all is left pending or running."""
+    assert rows, "no run recorded at all"
+    ticks = Counter(r["scheduled_at"] for r in rows)
+    first = first or min(ticks)
+    last = last or max(ticks)
+    problems: list[str] = []
+    twice = sorted(t for t, n in ticks.items() if n > 1)
+    if twice:
+        problems.append(f"ticks recorded more than once: {[t.isoformat() for t in twice]}")
+    expected = []
+    tick = first
+    while tick <= last:
+        expected.append(tick)
+        tick += schedule_step
+    missing = [t for t in expected if t not in ticks]
+    if missing:
+        problems.append(
+            f"{len(missing)} ticks between {first.isoformat()} and {last.isoformat()} have no "
+            f"record: {[t.isoformat() for t in missing]}"
+        )
+    off_grid = sorted(t for t in ticks if first <= t <= last and t not in set(expected))
+    if off_grid:
+        problems.append(f"records off the schedule: {[t.isoformat() for t in off_grid]}")
+    not_first = [r for r in rows if r["attempt"] != 1]
+    if not_first:
+        problems.append(f"records of a later attempt:\n{show(not_first)}")
+    open_rows = [r for r in rows if r["status"] not in FINAL]
+    if open_rows:
+        problems.append(f"records with no final status:\n{show(open_rows)}")
+    assert not problems, "\n".join(problems)
+
+
+def history(
+    rows: Iterable[Mapping[str, Any]], start: datetime, end: datetime
+) -> dict[str, dict[str, int]]:
+    """Statuses counted by job for the ticks from `start` to `end` (the fault window)."""
+    out: dict[str, Counter[str]] = {}
+    for r in rows:
+        if start <= r["scheduled_at"] <= end:
+            out.setdefault(r["job"], Counter())[r["status"]] += 1
+    return {job: dict(sorted(counts.items())) for job, counts in sorted(out.items())}
+
+
+class Checks:
+    """Named checks of one scenario, collected so that one run reports every failure."""
+
+    def __init__(self, scenario: str) -> None:
+        self.scenario = scenario
+        self.failures: list[str] = []
+
+    def that(self, ok: bool, what: str, detail: object = "") -> bool:
+        """Record a failed check when `ok` is false; return `ok`."""
+        if not ok:
+            self.failures.append(f"{what}" + (f"\n{detail}" if detail != "" else ""))
+        return ok
+
+    def run(self, what: str, check: Callable[[], None]) -> bool:
+        """Run an assertion function as one named check."""
+        try:
+            check()
+        except AssertionError as exc:
+            # pytest appends its rewritten expression; the message already says what failed.
+            self.failures.append(f"{what}: {str(exc).split(chr(10) + 'assert ')[0]}")
+            return False
+        return True
+
+    def verify(self, worker: FaultWorker, rows: Sequence[Mapping[str, Any]] = ()) -> None:
+        """Fail with every failed check, the rows and the worker's last log events."""
+        if not self.failures:
+            return
+        numbered = [f"{n}. {failure}" for n, failure in enumerate(self.failures, 1)]
+        raise AssertionError(
+            "\n".join(
+                [
+                    f"{self.scenario}: {len(self.failures)} check(s) failed",
+                    *numbered,
+                    "job_runs:",
+                    show(rows)[-6000:],
+                    worker.tail(),
+                ]
+            )
+        )
+
+
+def last_tick(before: datetime, step: timedelta) -> datetime:
+    """The last tick of an every-`step` schedule (aligned on the epoch) before `before`."""
+    step_s = step.total_seconds()
+    return datetime.fromtimestamp(before.timestamp() // step_s * step_s, UTC)
+
+
+# The ticks up to this long before SIGTERM must have been claimed and recorded.
+RECORDED_BEFORE_STOP = timedelta(seconds=1.5)
+
+
+def stop_and_check(worker: FaultWorker, checks: Checks, figures: dict[str, Any]) -> datetime:
+    """SIGTERM ends the worker within its shutdown timeout plus a few seconds, with 0 or 1.
+
+    Returns the instant SIGTERM was sent, less `RECORDED_BEFORE_STOP`: every tick up to it must
+    be in the history (`last_tick`).
+    """
+    alive = worker.proc.poll() is None
+    sent = utcnow()
+    checks.that(
+        alive, f"the worker was no longer running before SIGTERM (exit {worker.proc.poll()})"
+    )
+    code, took_s = worker.stop()
+    figures["sigterm_s"] = took_s
+    figures["exit_code"] = code
+    if alive:
+        checks.that(
+            code is not None,
+            f"SIGTERM did not end the worker within {SHUTDOWN_TIMEOUT_S + STOP_SLACK_S} s "
+            f"(shutdown timeout {SHUTDOWN_TIMEOUT_S} s + {STOP_SLACK_S} s); it was killed",
+        )
+        checks.that(code in (0, 1, None), f"the worker exited {code} after SIGTERM, not 0 or 1")
+    return sent - RECORDED_BEFORE_STOP
+
+
+def recovered(
+    worker: FaultWorker,
+    checks: Checks,
+    figures: dict[str, Any],
+    *,
+    fault_ended: datetime,
+    job: str,
+) -> None:
+    """After the fault: `/livez` answers 200 again and `job` succeeds again, within bounds."""
+    livez_s = wait_livez_ok(worker.health_port, LIVEZ_BOUND_S)
+    figures["livez_after_fault_s"] = None if livez_s is None else round(livez_s, 2)
+    checks.that(
+        livez_s is not None,
+        f"/livez did not answer 200 within {LIVEZ_BOUND_S:g} s after the fault ended "
+        f"(last answer: {livez(worker.health_port)})",
+    )
+    event = worker.succeeded_after(job, fault_ended, RUN_AGAIN_BOUND_S)
+    if event is not None:
+        lag = (datetime.fromisoformat(event["timestamp"]) - fault_ended).total_seconds()
+        figures[f"{job}_succeeded_after_fault_s"] = round(lag, 2)
+    checks.that(
+        event is not None,
+        f"no {job} run succeeded for a tick after the fault ended, within {RUN_AGAIN_BOUND_S:g} s",
+    )
+
+
+def wait_history_settled(
+    dsn: str, jobs: Sequence[str], before: datetime, bound_s: float
+) -> float | None:
+    """Seconds until every run of `jobs` for a tick up to `before` has a final status."""
+    started = time.monotonic()
+    while (elapsed := time.monotonic() - started) < bound_s:
+        with contextlib.suppress(OSError, asyncpg.PostgresError, TimeoutError):
+            rows = records(dsn, *jobs)
+            if all(r["status"] in FINAL for r in rows if r["scheduled_at"] <= before):
+                return round(elapsed, 2)
+        time.sleep(0.5)
+    return None
