@@ -349,6 +349,11 @@ def stop_and_check(worker: FaultWorker, checks: Checks, figures: dict[str, Any])
     return sent - RECORDED_BEFORE_STOP
 
 
+def remaining_s(since: datetime, bound_s: float) -> float:
+    """What is left of `bound_s` counted from the instant `since` (never negative)."""
+    return max(0.0, bound_s - (utcnow() - since).total_seconds())
+
+
 def recovered(
     worker: FaultWorker,
     checks: Checks,
@@ -357,15 +362,18 @@ def recovered(
     fault_ended: datetime,
     job: str,
 ) -> None:
-    """After the fault: `/livez` answers 200 again and `job` succeeds again, within bounds."""
-    livez_s = wait_livez_ok(worker.health_port, LIVEZ_BOUND_S)
+    """After the fault: `/livez` answers 200 again and `job` succeeds again, each within its
+    bound counted from the end of the fault."""
+    livez_s = wait_livez_ok(worker.health_port, remaining_s(fault_ended, LIVEZ_BOUND_S))
+    if livez_s is not None:
+        livez_s = (utcnow() - fault_ended).total_seconds()
     figures["livez_after_fault_s"] = None if livez_s is None else round(livez_s, 2)
     checks.that(
         livez_s is not None,
         f"/livez did not answer 200 within {LIVEZ_BOUND_S:g} s after the fault ended "
         f"(last answer: {livez(worker.health_port)})",
     )
-    event = worker.succeeded_after(job, fault_ended, RUN_AGAIN_BOUND_S)
+    event = worker.succeeded_after(job, fault_ended, remaining_s(fault_ended, RUN_AGAIN_BOUND_S))
     if event is not None:
         lag = (datetime.fromisoformat(event["timestamp"]) - fault_ended).total_seconds()
         figures[f"{job}_succeeded_after_fault_s"] = round(lag, 2)
@@ -376,14 +384,15 @@ def recovered(
 
 
 def wait_history_settled(
-    dsn: str, jobs: Sequence[str], before: datetime, bound_s: float
+    dsn: str, jobs: Sequence[str], fault_ended: datetime, bound_s: float
 ) -> float | None:
-    """Seconds until every run of `jobs` for a tick up to `before` has a final status."""
-    started = time.monotonic()
-    while (elapsed := time.monotonic() - started) < bound_s:
+    """Seconds after the end of the fault until every run of `jobs` for a tick up to that end
+    has a final status; None past `bound_s` (counted from the end of the fault)."""
+    while True:
         with contextlib.suppress(OSError, asyncpg.PostgresError, TimeoutError):
             rows = records(dsn, *jobs)
-            if all(r["status"] in FINAL for r in rows if r["scheduled_at"] <= before):
-                return round(elapsed, 2)
+            if all(r["status"] in FINAL for r in rows if r["scheduled_at"] <= fault_ended):
+                return round((utcnow() - fault_ended).total_seconds(), 2)
+        if remaining_s(fault_ended, bound_s) <= 0:
+            return None
         time.sleep(0.5)
-    return None

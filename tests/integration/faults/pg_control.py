@@ -9,10 +9,13 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from tests.integration.services import PostgresService
+
+STOP_WAIT_S = 2.0
 
 
 class FaultPostgres(PostgresService):
@@ -59,6 +62,13 @@ class FaultPostgres(PostgresService):
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGSTOP)
                     stopped.append(pid)
+            # A signal is delivered asynchronously: wait (bounded) until the kernel shows
+            # every process stopped, so the fault has begun when the block starts.
+            deadline = time.monotonic() + STOP_WAIT_S
+            while time.monotonic() < deadline and any(
+                process_state(pid) not in ("T", "?") for pid in stopped
+            ):
+                time.sleep(0.01)
             yield stopped
         finally:
             for pid in reversed(stopped):

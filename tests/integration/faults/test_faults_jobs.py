@@ -193,6 +193,12 @@ def test_an_async_job_blocking_the_event_loop_is_recorded_timed_out(
         f"the run that blocked the loop {LOOP_HOG_BLOCK_S:g} s past its 2 s timeout is not "
         f"recorded timed_out:\n{show(hog)}",
     )
+    # The job held the loop for 6 s: a duration under its 2 s timeout is not its own time.
+    checks.that(
+        all((r["duration_ms"] or 0) >= 2000 for r in hog),
+        f"the run that blocked the loop {LOOP_HOG_BLOCK_S:g} s is recorded shorter than its "
+        f"2 s timeout:\n{show(hog)}",
+    )
     false_skips = [
         r for r in rows if r["job"] == "heartbeat" and "overlap" in str(r["error_message"])
     ]
