@@ -21,8 +21,9 @@ import asyncpg
 import pytest
 
 from financial.pkg.database import migrate
-from tests.integration.faults.harness import DB_TIMEOUT_S, FaultWorker, run_sync
+from tests.integration.faults.harness import FaultWorker
 from tests.integration.faults.pg_control import FaultPostgres
+from tests.integration.faults.records import DB_TIMEOUT_S, run_sync
 
 TEMPLATE_DB = "fault_template"
 _FIGURES: dict[str, dict[str, Any]] = {}

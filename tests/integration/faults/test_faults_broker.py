@@ -16,16 +16,14 @@ import pytest
 from financial.pkg.outbox import add
 from tests.integration.amqp_consumer import Consumer, consumer
 from tests.integration.faults.conftest import SpawnWorker
-from tests.integration.faults.harness import (
+from tests.integration.faults.harness import Checks, recovered, stop_and_check
+from tests.integration.faults.records import (
     DB_TIMEOUT_S,
-    Checks,
     assert_one_final_record_per_tick,
     history,
     last_tick,
     records,
-    recovered,
     show,
-    stop_and_check,
     utcnow,
     wait_history_settled,
 )

@@ -17,22 +17,24 @@ import pytest
 
 from tests.integration.faults.conftest import SpawnWorker
 from tests.integration.faults.harness import (
-    FINAL,
     LEASE_S,
     Checks,
     FaultWorker,
-    assert_one_final_record_per_tick,
     cpu_share,
+    recovered,
+    stop_and_check,
+)
+from tests.integration.faults.pg_control import FaultPostgres, process_state
+from tests.integration.faults.records import (
+    FINAL,
+    assert_one_final_record_per_tick,
     history,
     last_tick,
     records,
-    recovered,
     show,
-    stop_and_check,
     utcnow,
     wait_history_settled,
 )
-from tests.integration.faults.pg_control import FaultPostgres, process_state
 from tests.integration.faults.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.integration

@@ -16,17 +16,13 @@ import pytest
 
 from tests.fixtures.fault_jobs import LOOP_HOG_BLOCK_S
 from tests.integration.faults.conftest import SpawnWorker
-from tests.integration.faults.harness import (
-    Checks,
-    FaultWorker,
+from tests.integration.faults.harness import Checks, FaultWorker, livez, recovered, stop_and_check
+from tests.integration.faults.records import (
     assert_one_final_record_per_tick,
     history,
     last_tick,
-    livez,
     records,
-    recovered,
     show,
-    stop_and_check,
     utcnow,
     wait_history_settled,
 )

@@ -12,8 +12,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.integration.faults.harness import run_sync
 from tests.integration.faults.pg_control import FaultPostgres
+from tests.integration.faults.records import run_sync
 from tests.integration.faults.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
