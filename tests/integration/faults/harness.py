@@ -20,7 +20,7 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from financial.configs.settings import job_key
 from tests.integration.faults.records import remaining_s, show, utcnow
@@ -72,6 +72,16 @@ def cpu_share(pid: int, window_s: float = 2.0) -> float | None:
         return (cpu_seconds(pid) - before) / window_s
     except (OSError, IndexError):
         return None
+
+
+class Mark(NamedTuple):
+    """One event a fault job wrote: what, which run, its tick, when (Unix time), which pid."""
+
+    event: str
+    run_id: str
+    scheduled_at: datetime
+    at: float
+    pid: int
 
 
 class FaultWorker(WorkerProcess):
@@ -157,15 +167,15 @@ class FaultWorker(WorkerProcess):
             ["last log events:", *lines, "stderr tail:", *(f"  {line}" for line in err)]
         )
 
-    def marks_of(self, job: str) -> list[tuple[str, str, datetime, float]]:
-        """The marks `job` left: (event, run_id, scheduled_at, unix time)."""
+    def marks_of(self, job: str) -> list[Mark]:
+        """The marks `job` left (tests/fixtures/fault_jobs.py), oldest first."""
         path = self.marks / f"{job}.log"
         if not path.exists():
             return []
         out = []
         for line in path.read_text().splitlines():
-            event, run_id, tick, at = line.split()
-            out.append((event, run_id, datetime.fromisoformat(tick), float(at)))
+            event, run_id, tick, at, pid = line.split()
+            out.append(Mark(event, run_id, datetime.fromisoformat(tick), float(at), int(pid)))
         return out
 
 

@@ -76,7 +76,9 @@ def held_run_is_truthful(
         assert found, f"no record of the run {run_id} that held the lease"
         row = found[0]
         assert row["status"] in FINAL, f"the run that held the lease is left {row['status']}"
-        finished = any(m[0] == "finished" and m[1] == run_id for m in worker.marks_of(row["job"]))
+        finished = any(
+            m.event == "finished" and m.run_id == run_id for m in worker.marks_of(row["job"])
+        )
         assert row["status"] != "succeeded" or finished, (
             f"the run that held the lease is recorded succeeded, but its job never finished:\n"
             f"{show([row])}"

@@ -17,6 +17,7 @@ import pytest
 from tests.fixtures.fault_jobs import LOOP_HOG_BLOCK_S
 from tests.integration.faults.conftest import SpawnWorker
 from tests.integration.faults.harness import Checks, FaultWorker, livez, recovered, stop_and_check
+from tests.integration.faults.pg_control import process_state
 from tests.integration.faults.records import (
     assert_one_final_record_per_tick,
     history,
@@ -40,10 +41,10 @@ def wait_marks(worker: FaultWorker, job: str, event: str, count: int, bound_s: f
     """Wait until `job` left `count` marks of `event` (False past the bound or at an exit)."""
     deadline = time.monotonic() + bound_s
     while time.monotonic() < deadline and worker.proc.poll() is None:
-        if sum(1 for m in worker.marks_of(job) if m[0] == event) >= count:
+        if sum(1 for m in worker.marks_of(job) if m.event == event) >= count:
             return True
         time.sleep(0.1)
-    return sum(1 for m in worker.marks_of(job) if m[0] == event) >= count
+    return sum(1 for m in worker.marks_of(job) if m.event == event) >= count
 
 
 def per_tick(
@@ -66,21 +67,23 @@ def test_blocking_jobs_that_never_return_starve_no_other_job_nor_the_exit(
     worker = spawn_worker(fault_dsn, ["hang", "blocking_probe", "heartbeat"])
     worker.started()
     saturated = wait_marks(worker, "hang", "started", DEFAULT_POOL_THREADS, bound_s=20)
-    hung = [m for m in worker.marks_of("hang") if m[0] == "started"]
+    hung = [m for m in worker.marks_of("hang") if m.event == "started"]
     checks.that(
         saturated,
         f"only {len(hung)} runs of `hang` started within 20 s: a stuck thread held back the next",
     )
     # From here on, as many threads are stuck as the default executor has.
-    since = datetime.fromtimestamp(hung[-1][3], UTC) if hung else utcnow()
+    since = datetime.fromtimestamp(hung[-1].at, UTC) if hung else utcnow()
     time.sleep(AFTER_SATURATION_S + 1.5)
-    figures["hung_threads_at_check"] = sum(1 for m in worker.marks_of("hang") if m[0] == "started")
+    figures["hung_threads_at_check"] = sum(
+        1 for m in worker.marks_of("hang") if m.event == "started"
+    )
     checks.that(livez(worker.health_port) == 200, "/livez did not answer 200 with threads stuck")
     recorded_until = stop_and_check(worker, checks, figures)
 
     rows = records(fault_dsn, "hang", "blocking_probe", "heartbeat")
     figures["history_after_saturation"] = history(rows, since, recorded_until)
-    probe_started = {m[1] for m in worker.marks_of("blocking_probe") if m[0] == "started"}
+    probe_started = {m.run_id for m in worker.marks_of("blocking_probe") if m.event == "started"}
     probes = [
         r
         for r in rows
@@ -124,7 +127,7 @@ def test_a_job_raising_a_base_exception_fails_and_the_worker_goes_on(
     worker = spawn_worker(fault_dsn, [job, "heartbeat"])
     worker.started()
     ran = wait_marks(worker, job, "started", RAISED_TICKS, bound_s=RAISED_TICKS + 4)
-    starts = [m for m in worker.marks_of(job) if m[0] == "started"]
+    starts = [m for m in worker.marks_of(job) if m.event == "started"]
     figures["runs_started"] = len(starts)
     checks.that(
         worker.proc.poll() is None,
@@ -132,14 +135,14 @@ def test_a_job_raising_a_base_exception_fails_and_the_worker_goes_on(
     )
     checks.that(ran, f"only {len(starts)} runs of {job} started in {RAISED_TICKS + 4} s")
     if starts:
-        first_raise = datetime.fromtimestamp(starts[0][3], UTC)
+        first_raise = datetime.fromtimestamp(starts[0].at, UTC)
         recovered(worker, checks, figures, fault_ended=first_raise, job="heartbeat")
     recorded_until = stop_and_check(worker, checks, figures)
 
     rows = records(fault_dsn, job, "heartbeat")
     raised = [r for r in rows if r["job"] == job]
     figures["history"] = history(rows, datetime.min.replace(tzinfo=UTC), recorded_until)
-    started_ids = {m[1] for m in starts}
+    started_ids = {m.run_id for m in starts}
     wrong = [
         r
         for r in raised
@@ -170,8 +173,9 @@ def test_an_async_job_blocking_the_event_loop_is_recorded_timed_out(
     worker.started()
     unblocked = wait_marks(worker, "loop_hog", "unblocked", 1, bound_s=LOOP_HOG_BLOCK_S + 10)
     assert unblocked, f"loop_hog never blocked the loop and came back\n{worker.tail()}"
-    [(_, hog_run, _, ended_at)] = [m for m in worker.marks_of("loop_hog") if m[0] == "unblocked"]
-    fault_ended = datetime.fromtimestamp(ended_at, UTC)
+    [block] = [m for m in worker.marks_of("loop_hog") if m.event == "unblocked"]
+    hog_run = block.run_id
+    fault_ended = datetime.fromtimestamp(block.at, UTC)
     recovered(worker, checks, figures, fault_ended=fault_ended, job="heartbeat")
     again = worker.succeeded_after("loop_hog", fault_ended, 5.0)
     checks.that(again is not None, "no later tick of loop_hog succeeded after the block")
@@ -200,4 +204,63 @@ def test_an_async_job_blocking_the_event_loop_is_recorded_timed_out(
     ]
     checks.that(not false_skips, f"a 1 ms job recorded as overlap skips:\n{show(false_skips)}")
     per_tick(checks, rows, ["loop_hog", "heartbeat"], recorded_until)
+    checks.verify(worker, rows)
+
+
+# A process terminated at its timeout: SIGTERM, then SIGKILL after a grace; gone within this.
+CHILD_GONE_BOUND_S = 8.0
+
+
+def gone(pid: int) -> bool:
+    """The process has ended (a zombie waiting for its parent counts as ended)."""
+    return process_state(pid) in ("?", "Z")
+
+
+def test_a_hung_blocking_job_on_the_process_executor_is_really_stopped(
+    fault_dsn: str, spawn_worker: SpawnWorker, figures: dict[str, Any]
+) -> None:
+    checks = Checks('a blocking job that never returns, executor="process" (timeout 3 s)')
+    worker = spawn_worker(
+        fault_dsn,
+        ["hang_in_process", "heartbeat"],
+        env={"WORKER_JOB_MODULES": "tests.fixtures.fault_jobs,tests.fixtures.fault_process_jobs"},
+    )
+    worker.started()
+    ran = wait_marks(worker, "hang_in_process", "started", 2, bound_s=14)
+    starts = [m for m in worker.marks_of("hang_in_process") if m.event == "started"]
+    checks.that(ran, f"only {len(starts)} runs of hang_in_process started within 14 s")
+    in_worker = [m for m in starts if m.pid == worker.proc.pid]
+    checks.that(not in_worker, "the job ran in the worker's own process, not in a child")
+    children = [m for m in starts if m.pid != worker.proc.pid]
+    stopped_after: list[float] = []
+    for child in children:
+        deadline = child.at + 3 + CHILD_GONE_BOUND_S
+        while not gone(child.pid) and time.time() < deadline:
+            time.sleep(0.1)
+        if gone(child.pid):
+            stopped_after.append(round(time.time() - child.at, 1))
+    figures["child_gone_after_start_s"] = stopped_after
+    checks.that(
+        len(stopped_after) == len(children),
+        f"{len(children) - len(stopped_after)} child processes of timed-out runs still alive "
+        f"{CHILD_GONE_BOUND_S:g} s past their 3 s timeout",
+    )
+    recorded_until = stop_and_check(worker, checks, figures)
+    left = [m.pid for m in children if not gone(m.pid)]
+    checks.that(not left, f"job processes left running after the worker exited: {left}")
+
+    rows = records(fault_dsn, "hang_in_process", "heartbeat")
+    started_ids = {m.run_id for m in starts}
+    hung = [r for r in rows if str(r["run_id"]) in started_ids]
+    checks.that(
+        bool(hung) and all(r["status"] in ("timed_out", "interrupted") for r in hung),
+        f"runs of a job that never returns not recorded timed_out or interrupted:\n{show(hung)}",
+    )
+    beats = [r for r in rows if r["job"] == "heartbeat"]
+    checks.run(
+        "one final record per tick (heartbeat)",
+        lambda: assert_one_final_record_per_tick(
+            beats, SECOND, last=last_tick(recorded_until, SECOND)
+        ),
+    )
     checks.verify(worker, rows)
