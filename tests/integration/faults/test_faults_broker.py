@@ -49,6 +49,7 @@ async def add_events(dsn: str, count: int, phase: str) -> list[str]:
 
 
 async def outbox_state(dsn: str) -> list[dict[str, Any]]:
+    """Every outbox row: its message id, failed attempts, last error and when it was sent."""
     conn = await asyncpg.connect(dsn, timeout=DB_TIMEOUT_S)
     try:
         rows = await conn.fetch(

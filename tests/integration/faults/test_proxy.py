@@ -20,6 +20,8 @@ pytestmark = pytest.mark.integration
 
 
 class _Echo(socketserver.BaseRequestHandler):
+    """Sends back what it receives."""
+
     def handle(self) -> None:
         while data := self.request.recv(4096):
             self.request.sendall(data)
@@ -27,6 +29,7 @@ class _Echo(socketserver.BaseRequestHandler):
 
 @pytest.fixture
 def echo_server() -> Iterator[tuple[str, int]]:
+    """A TCP echo server on a free loopback port."""
     server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Echo)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -37,6 +40,7 @@ def echo_server() -> Iterator[tuple[str, int]]:
 
 
 def connect(proxy: TcpProxy) -> socket.socket:
+    """A client connection through the proxy, reads timing out after 0.5 s."""
     sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=2)
     sock.settimeout(0.5)
     return sock
