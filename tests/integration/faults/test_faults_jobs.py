@@ -187,7 +187,7 @@ def test_an_async_job_blocking_the_event_loop_is_recorded_timed_out(
     window_start = fault_ended - timedelta(seconds=LOOP_HOG_BLOCK_S + 1)
     figures["history_of_fault_window"] = history(rows, window_start, fault_ended)
     hog = [r for r in rows if str(r["run_id"]) == hog_run]
-    figures["blocking_run"] = [f"{r['status']} {r['duration_ms']}" for r in hog]
+    figures["blocking_run"] = [f"{r['status']} {r['duration_ms'] or 0:.0f} ms" for r in hog]
     checks.that(
         [r["status"] for r in hog] == ["timed_out"],
         f"the run that blocked the loop {LOOP_HOG_BLOCK_S:g} s past its 2 s timeout is not "
