@@ -42,6 +42,7 @@ UNRECORDED_LIMIT = 1000
 STOPPING_REASON = "worker stopping before the run could start"
 LATE_REASON = "the run store did not answer before the start deadline"
 ANSWERED_LATE_REASON = "the run store answered after the start deadline"
+SLOW_CLAIM_REASON = "the run store took longer than a third of the lease to answer the claim"
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,8 +96,8 @@ class RunRecords:
         self.unrecorded: deque[UnrecordedTick] = deque(maxlen=UNRECORDED_LIMIT)
         self.unwritten: deque[UnwrittenEnd] = deque(maxlen=UNRECORDED_LIMIT)
         self._writing = asyncio.Lock()
-        # Each job's claim being decided: the job's next claim waits for it (see `claim`).
-        self._claiming: dict[str, asyncio.Future[None]] = {}
+        # Each job's claims and ends in flight: the job's next claim waits for them (`claim`).
+        self._in_flight: dict[str, list[asyncio.Future[None]]] = {}
         self._claims: Batcher[ClaimRequest, RunRecord | None] | None = None
         self._starts: Batcher[StartRequest, RunRecord | None] | None = None
         self._finishes: Batcher[FinishRequest, RunRecord | None] | None = None
@@ -146,35 +147,47 @@ class RunRecords:
         """Claim a tick for the current task; a live run is held (its lease kept) until
         `release`. None when claimed elsewhere or when the store failed (logged).
 
-        A job's claims are decided one after the other: while the store has not answered the
-        job's previous claim (an outage), this one waits for it, so the ticks of an outage are
-        never skipped as overlaps of each other's rows. A tick whose claim could not be
-        answered before `start_by` is recorded `missed` (and returned so).
+        A job's claim waits for the store to answer the job's claims and ends still in flight
+        (an outage holds them), so the ticks of an outage are never skipped as overlaps of each
+        other's rows or of a run whose end is on its way. A tick whose claim could not be
+        answered before `start_by`, or so late that its lease is as good as lapsed, is recorded
+        `missed` (and returned so).
         """
         if self.unwritten:
             await self.flush_unwritten()  # the job's last end first: it is not an overlap
-        prior = self._claiming.get(job)
-        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._claiming[job] = turn
+        earlier, mine = self._begin(job)
         try:
-            if prior is not None:
-                await asyncio.wait((prior,))
+            if earlier:
+                await asyncio.wait(earlier)
                 if start_by is not None and self._clock.now() > start_by:
                     return await self._missed(job, scheduled_at, attempt, trigger, LATE_REASON)
             asked = self._clock.now()
             record = await self._claim_once(job, scheduled_at, attempt, trigger, overlap)
-            if (
-                record is not None
-                and not record.status.is_final
-                and start_by is not None
-                and asked <= start_by < self._clock.now()
-            ):
+            if record is None or record.status.is_final:
+                return record
+            now = self._clock.now()
+            if start_by is not None and asked <= start_by < now:
                 return await self._finish_missed(record, ANSWERED_LATE_REASON)
+            if now - asked >= self.leases.interval:
+                return await self._finish_missed(record, SLOW_CLAIM_REASON)
             return record
         finally:
-            turn.set_result(None)
-            if self._claiming.get(job) is turn:
-                del self._claiming[job]
+            self._end(job, mine)
+
+    def _begin(self, job: str) -> tuple[list[asyncio.Future[None]], asyncio.Future[None]]:
+        """A store call of `job` that decides its overlap begins: (those in flight, this one)."""
+        in_flight = self._in_flight.setdefault(job, [])
+        earlier = list(in_flight)
+        mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        in_flight.append(mine)
+        return earlier, mine
+
+    def _end(self, job: str, mine: asyncio.Future[None]) -> None:
+        mine.set_result(None)
+        in_flight = self._in_flight[job]
+        in_flight.remove(mine)
+        if not in_flight:
+            del self._in_flight[job]
 
     async def _claim_once(
         self, job: str, scheduled_at: datetime, attempt: int, trigger: Trigger, overlap: Overlap
@@ -313,6 +326,7 @@ class RunRecords:
                     log.warning("job_lease_lost", reason=_lost_reason(now))
                     return now or record
         request = FinishRequest(record.run_id, status, record.fence, error, duration_ms)
+        _, mine = self._begin(record.job)
         try:
             finished = await self._finish(request)
         except Exception as exc:
@@ -322,6 +336,8 @@ class RunRecords:
             if finished is not None:
                 return finished
             reason = "the run is not in the run store"
+        finally:
+            self._end(record.job, mine)
         log.error(
             "run_not_recorded",
             job=record.job,

@@ -187,3 +187,67 @@ async def test_a_run_started_while_draining_sees_stopping_set(
         WAIT_S,
     )
     assert (tmp_path / "run-d.stopped").exists()
+
+
+async def test_a_run_cancelled_again_while_its_child_is_stopped_kills_it_at_once(
+    tmp_path: Path,
+) -> None:
+    # The run timed out (first cancel: SIGTERM, grace), then the shutdown deadline passed
+    # (second cancel): no more grace, and the run still ends only once its child is gone.
+    processes = ProcessExecutor(kill_grace_s=WAIT_S)
+    job = PidJob(tmp_path, "ignore_sigterm")
+    task = asyncio.ensure_future(processes.run(job, ctx("pid_job", "run-c")))
+    await until_file(tmp_path / "run-c.ready")
+    pid = int((tmp_path / "run-c.pid").read_text())
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    task.cancel()
+    await asyncio.sleep(0.05)
+    assert alive(pid) and not task.done()  # in its grace
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert loop.time() - started < WAIT_S / 2
+    assert not alive(pid)
+    assert processes.running_children == 0
+
+
+async def test_at_the_drain_deadline_a_child_that_had_sigterm_is_killed_at_once(
+    tmp_path: Path,
+) -> None:
+    processes = ProcessExecutor(kill_grace_s=WAIT_S)
+    stopping = asyncio.Event()
+    task = asyncio.ensure_future(
+        processes.run(PidJob(tmp_path, "ignore_sigterm"), ctx("pid_job", "run-c", stopping))
+    )
+    await until_file(tmp_path / "run-c.ready")
+    pid = int((tmp_path / "run-c.pid").read_text())
+    stopping.set()  # the drain began: the child is sent SIGTERM, which it ignores
+    await asyncio.sleep(0.05)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with capture_logs() as logs:
+        task.cancel()  # the shutdown deadline
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert loop.time() - started < WAIT_S / 2
+    assert not alive(pid)
+    assert [e["event"] for e in logs if e["event"].startswith("job_process")] == [
+        "job_process_killed"
+    ]
+
+
+async def test_close_kills_what_is_left_without_a_second_grace(tmp_path: Path) -> None:
+    processes = ProcessExecutor(kill_grace_s=WAIT_S)
+    run = asyncio.ensure_future(
+        processes.run(PidJob(tmp_path, "ignore_sigterm"), ctx("pid_job", "run-x"))
+    )
+    await until_file(tmp_path / "run-x.ready")
+    pid = int((tmp_path / "run-x.pid").read_text())
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await processes.close()
+    assert loop.time() - started < WAIT_S / 2
+    assert not alive(pid)
+    with pytest.raises(JobProcessDied, match="SIGKILL"):
+        await asyncio.wait_for(run, WAIT_S)

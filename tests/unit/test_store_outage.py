@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
@@ -160,6 +161,10 @@ class SlowStore(MemoryRunStore):
         await self._pass("start")
         return await super().start(run_id, fence=fence, trace_id=trace_id)
 
+    async def finish(self, run_id: str, status: RunStatus, **kwargs: Any) -> RunRecord:
+        await self._pass("finish")
+        return await super().finish(run_id, status, **kwargs)
+
 
 @pytest.mark.parametrize("slow", ["claim", "start"])
 async def test_a_run_claimed_as_the_worker_is_asked_to_stop_is_missed_not_started(
@@ -254,3 +259,47 @@ async def test_ticks_of_a_frozen_store_are_missed_never_skipped_for_each_other(
         if 3 <= (run.scheduled_at - T0).total_seconds() <= 9:
             assert run.error is not None and "start deadline" in run.error.message
     assert [status for at, _, status in statuses if 10 <= at <= 12] == [S.SUCCEEDED] * 3
+
+
+async def test_a_claim_waits_for_the_end_of_the_jobs_last_run_still_on_its_way(
+    clock: FakeClock,
+) -> None:
+    # The run of tick 1 has ended; its end is in flight (a slow or frozen store). Tick 2 must
+    # not be decided before it lands, or it would see tick 1 `running` and skip as an overlap.
+    store = SlowStore(clock, "finish")
+    journal = Journal(clock)
+    h = Harness(job_of("* * * * * *", journal.body("a", lambda ctx: 0.5)), clock=clock, store=store)
+    async with h:
+        await h.advance_to(1.6)
+        await store.waiting.wait()
+        await h.advance_to(2.2)
+        assert journal.ticks() == [1]  # tick 2 waits for tick 1's end
+        store.gate.set()
+        await h.advance_to(2.9)
+    assert journal.ticks() == [1, 2]
+    assert [(at, status) for at, _, status in await h.statuses()][:2] == [
+        (1, S.SUCCEEDED),
+        (2, S.SUCCEEDED),
+    ]
+
+
+async def test_a_claim_answered_too_late_to_hold_its_lease_is_missed_not_started(
+    clock: FakeClock,
+) -> None:
+    # Lease 30 s: a claim answered 12 s after it was sent (more than a third of the lease)
+    # has a lease that may lapse before the first renewal; its tick is recorded missed.
+    store = SlowStore(clock, "claim")
+    journal = Journal(clock)
+    h = Harness(
+        job_of("0 * * * * *", journal.body("a"), start_deadline=30), clock=clock, store=store
+    )
+    async with h:
+        await h.advance_to(60)
+        await store.waiting.wait()
+        await h.advance_to(72)
+        store.gate.set()
+        await h.advance_to(75)
+    assert journal.ticks() == []
+    [run] = await h.history()
+    assert run.status is S.MISSED
+    assert run.error is not None and "third of the lease" in run.error.message

@@ -178,7 +178,14 @@ class ProcessExecutor:
         try:
             result = await self._result(child, reader)
         except asyncio.CancelledError:
-            await self._stop(child, ctx)
+            stop = asyncio.ensure_future(self._stop(child, ctx))
+            while not stop.done():
+                try:
+                    await asyncio.shield(stop)
+                except asyncio.CancelledError:
+                    # Cancelled again while its timeout stops it: the shutdown deadline passed,
+                    # so no more grace. The stop still ends before the run does.
+                    child.signal(signal.SIGKILL)
             raise
         finally:
             forward.cancel()
@@ -192,9 +199,10 @@ class ProcessExecutor:
             raise remote_error(result)
 
     async def close(self) -> None:
-        """Stop every child still running (SIGTERM, SIGKILL after the grace); never left
-        behind, since multiprocessing's exit hook would otherwise join them."""
-        await asyncio.gather(*(self._stop(child, None) for child in list(self._children)))
+        """Stop every child still running at once (SIGKILL: the drain is over, and each had
+        SIGTERM when it began); never left behind, since multiprocessing's exit hook would
+        otherwise join them."""
+        await asyncio.gather(*(self._kill(child, None) for child in list(self._children)))
 
     # -- inside -----------------------------------------------------------------------------------
 
@@ -224,13 +232,22 @@ class ProcessExecutor:
         server has not reported it within `KILLED_WAIT_S` of the SIGKILL)."""
         if child.exited.done():
             return
-        fields = {} if ctx is None else {"job": ctx.job_name, "run_id": ctx.run_id}
+        if ctx is not None and ctx.stopping.is_set() and child.terminated:
+            # The drain began with its SIGTERM, and its deadline has passed: that was the grace.
+            await self._kill(child, ctx)
+            return
         child.signal(signal.SIGTERM)
         if await child.wait(self.kill_grace_s):
+            fields = _fields(ctx)
             log.info("job_process_terminated", pid=child.pid, exit_code=child.exitcode, **fields)
             return
+        await self._kill(child, ctx)
+
+    async def _kill(self, child: _Child, ctx: JobContext | None) -> None:
+        if child.exited.done():
+            return
         child.signal(signal.SIGKILL)
-        log.warning("job_process_killed", pid=child.pid, grace_s=self.kill_grace_s, **fields)
+        log.warning("job_process_killed", pid=child.pid, grace_s=self.kill_grace_s, **_fields(ctx))
         await child.wait(KILLED_WAIT_S)
 
 
@@ -245,6 +262,7 @@ class _Child:
         self._loop = asyncio.get_running_loop()
         self.exited: asyncio.Future[None] = self._loop.create_future()
         self.ready = asyncio.Event()  # its SIGTERM handler is in place
+        self.terminated = False  # it was sent SIGTERM
         self._sentinel = process.sentinel
         self._loop.add_reader(self._sentinel, self._check)
 
@@ -266,12 +284,17 @@ class _Child:
     def signal(self, signum: int) -> None:
         if self.exited.done() or self.pid is None:
             return
+        self.terminated = self.terminated or signum == signal.SIGTERM
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signum)
 
     def release(self) -> None:
         """Free the process object once the child is gone."""
         self.process.close()
+
+
+def _fields(ctx: JobContext | None) -> dict[str, str]:
+    return {} if ctx is None else {"job": ctx.job_name, "run_id": ctx.run_id}
 
 
 async def _forward_stopping(ctx: JobContext, child: _Child) -> None:
