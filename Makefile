@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: run test lint unit integration services tools bench clean
+.PHONY: run test lint unit integration faults services tools bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,9 @@ tools:
 
 integration: $(STAMP) services tools
 	$(BIN)/pytest -q tests/integration
+
+faults: $(STAMP) services
+	$(BIN)/pytest -q tests/integration/faults
 
 test: $(STAMP) services tools lint
 	$(BIN)/pytest -q tests
