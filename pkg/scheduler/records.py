@@ -97,7 +97,9 @@ class RunRecords:
         self.unwritten: deque[UnwrittenEnd] = deque(maxlen=UNRECORDED_LIMIT)
         self._writing = asyncio.Lock()
         # Each job's claims and ends in flight: the job's next claim waits for them (`claim`).
+        # An end is in flight from the moment its job returned, by run id, until it is written.
         self._in_flight: dict[str, list[asyncio.Future[None]]] = {}
+        self._ending: dict[str, asyncio.Future[None]] = {}
         self._claims: Batcher[ClaimRequest, RunRecord | None] | None = None
         self._starts: Batcher[StartRequest, RunRecord | None] | None = None
         self._finishes: Batcher[FinishRequest, RunRecord | None] | None = None
@@ -326,7 +328,7 @@ class RunRecords:
                     log.warning("job_lease_lost", reason=_lost_reason(now))
                     return now or record
         request = FinishRequest(record.run_id, status, record.fence, error, duration_ms)
-        _, mine = self._begin(record.job)
+        mine = self._ending.pop(record.run_id, None) or self._begin(record.job)[1]
         try:
             finished = await self._finish(request)
         except Exception as exc:
@@ -349,8 +351,19 @@ class RunRecords:
         )
         return replace(record, status=status, error=error, duration_ms=duration_ms)
 
+    def ending(self) -> None:
+        """The current task's job has returned: its end is on its way from now on, and the job's
+        next claim waits for it (the start mark it waits for may be slow in an outage)."""
+        record = self._held.get(current_task())
+        if record is not None and record.run_id not in self._ending:
+            self._ending[record.run_id] = self._begin(record.job)[1]
+
     def release(self, task: asyncio.Task[object]) -> None:
         """The task holds no run any more."""
+        record = self._held.get(task)
+        mine = self._ending.pop(record.run_id, None) if record is not None else None
+        if mine is not None and record is not None:
+            self._end(record.job, mine)  # ended without writing (a lost lease)
         self._held.pop(task, None)
         self._starts_pending.pop(task, None)
         self.leases.release(task)

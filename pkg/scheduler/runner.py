@@ -276,7 +276,9 @@ class TickRunner:
             ticket.settle()
 
     async def _body_done(self) -> None:
-        """The job returned: give the slot back, then let the runs still to start go first."""
+        """The job returned: its end is on its way; give the slot back, then let the runs still
+        to start go first."""
+        self._records.ending()
         self._release_slot(current_task())
         await self.starts.wait()
 

@@ -4,6 +4,7 @@ silently, and a worker asked to stop starts nothing it claimed."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -13,7 +14,7 @@ from structlog.testing import capture_logs
 from financial.pkg.jobs.model import RunStatus, Trigger
 from financial.pkg.scheduler.clock import FakeClock
 from financial.pkg.scheduler.memory_store import MemoryRunStore
-from financial.pkg.scheduler.store import RunRecord
+from financial.pkg.scheduler.store import RunRecord, StartRequest
 from tests.unit.replicas import Journal, Link, shared_store
 from tests.unit.scheduling import T0, Harness, Recorder, job_of
 
@@ -303,3 +304,36 @@ async def test_a_claim_answered_too_late_to_hold_its_lease_is_missed_not_started
     [run] = await h.history()
     assert run.status is S.MISSED
     assert run.error is not None and "third of the lease" in run.error.message
+
+
+class SlowMarks(MemoryRunStore):
+    """A batched store whose `running` marks wait at a gate: the job runs (the claim made the
+    tick ours) and returns, and its end waits for the mark's answer."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock, batched=True)
+        self.waiting = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def start_many(self, requests: Sequence[StartRequest]) -> list[RunRecord | None]:
+        self.waiting.set()
+        await self.gate.wait()
+        return await super().start_many(requests)
+
+
+async def test_a_claim_waits_for_an_end_held_back_by_its_running_mark(clock: FakeClock) -> None:
+    store = SlowMarks(clock)
+    journal = Journal(clock)
+    h = Harness(job_of("* * * * * *", journal.body("a")), clock=clock, store=store)
+    async with h:
+        await h.advance_to(1)
+        await store.waiting.wait()
+        await h.advance_to(2.2)
+        assert journal.ticks() == [1]  # tick 2 waits for tick 1's end, which waits for its mark
+        store.gate.set()
+        await h.advance_to(2.5)
+    assert journal.ticks() == [1, 2]
+    assert [(at, status) for at, _, status in await h.statuses()][:2] == [
+        (1, S.SUCCEEDED),
+        (2, S.SUCCEEDED),
+    ]
