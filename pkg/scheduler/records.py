@@ -331,9 +331,12 @@ class RunRecords:
         mine = self._ending.pop(record.run_id, None) or self._begin(record.job)[1]
         try:
             finished = await self._finish(request)
-        except Exception as exc:
+        except (ConnectionError, TimeoutError) as exc:  # RunStoreUnavailable among them
             reason = f"run store unavailable: {describe(exc)}; the end is written once it answers"
             self.unwritten.append(UnwrittenEnd(record, request))
+        except Exception as exc:
+            # Not an outage: writing it again would fail again, on every claim.
+            reason = f"run store refused the end: {describe(exc)}"
         else:
             if finished is not None:
                 return finished

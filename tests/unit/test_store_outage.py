@@ -337,3 +337,20 @@ async def test_a_claim_waits_for_an_end_held_back_by_its_running_mark(clock: Fak
         (1, S.SUCCEEDED),
         (2, S.SUCCEEDED),
     ]
+
+
+class RefusingEnds(MemoryRunStore):
+    """A store that refuses every end with an error that is not an outage."""
+
+    async def finish(self, run_id: str, status: RunStatus, **kwargs: Any) -> RunRecord:
+        raise ValueError("value too long for type character varying(2000)")
+
+
+async def test_an_end_the_store_refuses_is_logged_and_not_tried_again(clock: FakeClock) -> None:
+    h = Harness(job_of("*/10 * * * * *", Recorder(clock)), clock=clock, store=RefusingEnds(clock))
+    with capture_logs() as logs:
+        async with h:
+            await h.advance_to(25)
+            assert len(h.scheduler.runner.unwritten) == 0
+    lost = [e for e in logs if e["event"] == "run_not_recorded"]
+    assert lost and "refused the end: ValueError" in lost[0]["reason"]
