@@ -27,7 +27,7 @@ from benchmarks.common import (
     sleep_until_epoch,
 )
 from financial.pkg.scheduler.clock import SystemClock
-from financial.pkg.scheduler.schedule import Schedule, parse_schedule
+from financial.pkg.scheduler.schedules.schedule import Schedule, parse_schedule
 
 Start = tuple[str, float, float]
 

@@ -30,12 +30,12 @@ import structlog
 
 from benchmarks.common import bench_logging
 from benchmarks.ours import HEARTBEAT, PRODUCTION_CAP, memory_store, observed
+from financial.cmd.collector import tune_collector
 from financial.pkg.jobs import JobContext, Trigger, cron_job
 from financial.pkg.scheduler.clock import FakeClock
-from financial.pkg.scheduler.collector import tune_collector
+from financial.pkg.scheduler.loop.scheduler import Scheduler, SchedulerConfig
 from financial.pkg.scheduler.registry import JobRegistry
-from financial.pkg.scheduler.schedule import parse_schedule
-from financial.pkg.scheduler.scheduler import Scheduler, SchedulerConfig
+from financial.pkg.scheduler.schedules.schedule import parse_schedule
 
 JOBS = 1000
 TICKS = 10

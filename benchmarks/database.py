@@ -130,7 +130,7 @@ async def run(workers: list[int], jobs: int, duration_s: int, log_levels: list[s
         from financial.pkg.database.embedded import start_embedded
         from financial.pkg.database.migrator import migrate
         from financial.pkg.database.pool import create_pool
-        from financial.pkg.database.run_store import (  # noqa: F401 - checked to be there
+        from financial.pkg.scheduler.store.postgres import (  # noqa: F401 - checked to be there
             PostgresRunStore,
         )
     except ImportError as exc:
@@ -220,8 +220,8 @@ async def worker(
     """One worker process on the PostgreSQL store, from now until just after `last_tick`."""
     from benchmarks.ours import Start, build_scheduler, recording_job, stop
     from financial.pkg.database.pool import create_pool
-    from financial.pkg.database.run_store import PostgresRunStore
     from financial.pkg.scheduler.registry import JobRegistry
+    from financial.pkg.scheduler.store.postgres import PostgresRunStore
 
     starts: list[Start] = []
     registry = JobRegistry()

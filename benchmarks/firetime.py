@@ -15,7 +15,7 @@ from functools import partial
 from typing import Any
 
 from benchmarks.common import Result
-from financial.pkg.scheduler.schedule import parse_schedule
+from financial.pkg.scheduler.schedules.schedule import parse_schedule
 
 # Ours as written in the jobs; APScheduler's equivalent trigger for each. APScheduler 3 counts
 # weekdays from Monday = 0, so `0 8 * * 1` is spelt with a name rather than from_crontab.

@@ -33,14 +33,14 @@ from benchmarks.common import (
     peak_rss_mb,
     sleep_until_epoch,
 )
+from financial.cmd.collector import tune_collector
 from financial.pkg.jobs import FunctionJob, JobContext, cron_job
 from financial.pkg.observability.metrics import Metrics, setup_metrics, with_metrics
 from financial.pkg.observability.tracing import setup_tracing, with_tracing
-from financial.pkg.scheduler.chain import Wrapper
 from financial.pkg.scheduler.clock import Clock, SystemClock
-from financial.pkg.scheduler.collector import tune_collector
+from financial.pkg.scheduler.execution.chain import Wrapper
+from financial.pkg.scheduler.loop.scheduler import Scheduler, SchedulerConfig
 from financial.pkg.scheduler.registry import JobRegistry
-from financial.pkg.scheduler.scheduler import Scheduler, SchedulerConfig
 from financial.pkg.scheduler.store import RunStore
 
 # The production defaults of `financial worker` (configs/settings.py, cmd/worker.py).
@@ -53,7 +53,7 @@ Start = tuple[str, float, float]
 def memory_store(clock: Clock | None = None) -> RunStore:
     """The in-memory run store (on `clock` when given), wherever this revision keeps it."""
     try:
-        module = importlib.import_module("financial.pkg.scheduler.memory_store")
+        module = importlib.import_module("financial.pkg.scheduler.store.memory")
     except ImportError:
         module = importlib.import_module("financial.pkg.scheduler.store")
     store = module.MemoryRunStore() if clock is None else module.MemoryRunStore(clock)

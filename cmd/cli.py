@@ -22,7 +22,7 @@ from financial.pkg.health import HealthServerError
 from financial.pkg.jobs.model import RunStatus
 from financial.pkg.observability.logging import configure_logging
 from financial.pkg.scheduler.registry import JobSpec, UnknownJobError
-from financial.pkg.scheduler.schedule import ScheduleError, parse_schedule
+from financial.pkg.scheduler.schedules.schedule import ScheduleError, parse_schedule
 from financial.pkg.scheduler.store import JobSummary, RunStoreUnavailable
 
 EX_OK, EX_FAILED, EX_USAGE, EX_CONFIG = 0, 1, 2, 78

@@ -22,10 +22,10 @@ from financial.cmd.wiring import Clients, build_clients
 from financial.configs import Settings
 from financial.pkg.database.dsn import scrub
 from financial.pkg.database.embedded import start_embedded_async
-from financial.pkg.database.run_store import PostgresRunStore
 from financial.pkg.jobs.model import RunStatus
 from financial.pkg.observability.masking import mask_secrets
 from financial.pkg.scheduler.store import JobSummary, RunRecord
+from financial.pkg.scheduler.store.postgres import PostgresRunStore
 
 # A command line waits this long for PostgreSQL, not the worker's long retry budget.
 CLI_RETRY_FOR = timedelta(seconds=5)

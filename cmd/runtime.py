@@ -21,7 +21,6 @@ from financial.configs.errors import connection_problem
 from financial.pkg.database.embedded import start_embedded_async
 from financial.pkg.database.migrator import applied_migrations, load_migrations, migrate
 from financial.pkg.database.pool import DatabaseConfigError, DatabaseUnavailable, create_pool
-from financial.pkg.database.run_store import PostgresRunStore
 from financial.pkg.health import WorkerHealth, database_ping, start_health_server
 from financial.pkg.messaging.publisher import BrokerUnavailable
 from financial.pkg.messaging.rabbit import BrokerConfigError
@@ -29,9 +28,10 @@ from financial.pkg.observability.dependencies import DATABASE, came_back, went_a
 from financial.pkg.observability.metrics import Metrics, instrument_clients, setup_metrics
 from financial.pkg.observability.tracing import Telemetry, setup_tracing
 from financial.pkg.scheduler.clock import Clock
+from financial.pkg.scheduler.loop.scheduler import SchedulerConfig
 from financial.pkg.scheduler.registry import JobRegistry
-from financial.pkg.scheduler.scheduler import SchedulerConfig
 from financial.pkg.scheduler.store import RunStore
+from financial.pkg.scheduler.store.postgres import PostgresRunStore
 
 log = structlog.get_logger("financial.worker")
 

@@ -21,8 +21,8 @@ from financial.pkg.jobs.job import Job
 from financial.pkg.jobs.model import ExecutorKind
 from financial.pkg.messaging.rabbit import RabbitPublisher
 from financial.pkg.observability.masking import mask_secrets
+from financial.pkg.scheduler.execution.runner import FailureHandler, FinalFailure
 from financial.pkg.scheduler.registry import Defaults, JobRegistry, discover_jobs
-from financial.pkg.scheduler.runner import FailureHandler, FinalFailure
 
 JOB_FAILED_ROUTING_KEY = "job.failed"
 

@@ -10,6 +10,7 @@ from datetime import datetime
 import asyncpg
 import structlog
 
+from financial.cmd.collector import tune_collector
 from financial.cmd.runtime import (
     HEARTBEAT_INTERVAL,
     Signals,
@@ -36,10 +37,9 @@ from financial.pkg.observability.metrics import with_metrics
 from financial.pkg.observability.systemd import SystemdNotifier
 from financial.pkg.observability.tracing import with_tracing
 from financial.pkg.scheduler.clock import SystemClock
-from financial.pkg.scheduler.collector import tune_collector
 from financial.pkg.scheduler.executors import Executors, ProcessExecutor, ThreadExecutor
+from financial.pkg.scheduler.loop.scheduler import Scheduler
 from financial.pkg.scheduler.registry import JobRegistry, JobSpec
-from financial.pkg.scheduler.scheduler import Scheduler
 
 log = structlog.get_logger("financial.worker")
 

@@ -58,8 +58,8 @@ from financial.pkg.observability.histograms import Exposition, Histograms
 from financial.pkg.observability.instrumentation import instrument_clients
 from financial.pkg.observability.logging import mask_secrets
 from financial.pkg.observability.loop_lag import EventLoopLagMonitor
-from financial.pkg.scheduler.chain import Outcome, Step, Wrapper
 from financial.pkg.scheduler.clock import Clock
+from financial.pkg.scheduler.execution.chain import Outcome, Step, Wrapper
 
 __all__ = [
     "DURATION_BUCKETS_S",

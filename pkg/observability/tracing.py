@@ -2,8 +2,8 @@
 
 `setup_tracing` builds the SDK tracer provider once, in the composition root; nothing here
 touches OpenTelemetry's globals at import time. `with_tracing(tracer)` is a chain wrapper
-(`financial.pkg.scheduler.chain`) and takes its tracer explicitly, so tests and the daemon can
-hold different providers side by side.
+(`financial.pkg.scheduler.execution.chain`) and takes its tracer explicitly, so tests and the
+daemon can hold different providers side by side.
 
 While a run's span is current, its `trace_id` and `span_id` (lowercase hex, 32 and 16
 characters) are bound in structlog's contextvars, so every log line of the run carries them, and
@@ -40,7 +40,7 @@ from financial.pkg.jobs.context import JobContext
 from financial.pkg.jobs.model import RunStatus
 from financial.pkg.observability.logging import mask_secrets
 from financial.pkg.observability.trace_ids import current_span_id, current_trace_id
-from financial.pkg.scheduler.chain import Outcome, Step, Wrapper
+from financial.pkg.scheduler.execution.chain import Outcome, Step, Wrapper
 
 __all__ = [
     "DEFAULT_SHUTDOWN_TIMEOUT_S",

@@ -11,7 +11,7 @@ from typing import Protocol
 
 from financial.pkg.jobs.job import FunctionJob, Job, check_executor, options_of, resolve_executor
 from financial.pkg.jobs.model import ExecutorKind, JobDefinitionError, JobOptions, validate_name
-from financial.pkg.scheduler.schedule import Schedule, ScheduleError, parse_schedule
+from financial.pkg.scheduler.schedules.schedule import Schedule, ScheduleError, parse_schedule
 
 
 class JobOverride(Protocol):

@@ -21,9 +21,9 @@ from financial.pkg.jobs import JobContext, JobDefinitionError, RetryPolicy, cron
 from financial.pkg.jobs.model import Trigger
 from financial.pkg.messaging.rabbit import RabbitPublisher
 from financial.pkg.scheduler.clock import SystemClock
-from financial.pkg.scheduler.memory_store import MemoryRunStore
+from financial.pkg.scheduler.loop.scheduler import Scheduler, SchedulerConfig
 from financial.pkg.scheduler.registry import JobRegistry
-from financial.pkg.scheduler.scheduler import Scheduler, SchedulerConfig
+from financial.pkg.scheduler.store.memory import MemoryRunStore
 from tests.integration.amqp_consumer import consumer
 from tests.integration.services import RabbitBroker
 

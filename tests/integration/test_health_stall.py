@@ -19,9 +19,9 @@ import pytest
 from financial.pkg.health import WorkerHealth, start_health_server
 from financial.pkg.jobs import JobContext, cron_job
 from financial.pkg.scheduler.clock import SystemClock
-from financial.pkg.scheduler.memory_store import MemoryRunStore
+from financial.pkg.scheduler.loop.scheduler import Scheduler, SchedulerConfig
 from financial.pkg.scheduler.registry import JobRegistry
-from financial.pkg.scheduler.scheduler import Scheduler, SchedulerConfig
+from financial.pkg.scheduler.store.memory import MemoryRunStore
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,6 @@ import asyncpg
 import pytest
 from structlog.testing import capture_logs
 
-from financial.pkg.database.run_store import QUERIES, PostgresRunStore
 from financial.pkg.jobs.model import Overlap, RunStatus, Trigger
 from financial.pkg.scheduler.store import (
     ClaimRequest,
@@ -22,6 +21,7 @@ from financial.pkg.scheduler.store import (
     RunStoreUnavailable,
     StartRequest,
 )
+from financial.pkg.scheduler.store.postgres import QUERIES, PostgresRunStore
 from tests.contract.run_store_batch_contract import RunStoreBatchContract
 from tests.contract.run_store_contract import LEASE, Elapse, RunStoreContract, tick
 

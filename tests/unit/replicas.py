@@ -11,8 +11,8 @@ from typing import Any, cast
 from financial.pkg.jobs import JobContext
 from financial.pkg.jobs.model import Trigger
 from financial.pkg.scheduler.clock import FakeClock
-from financial.pkg.scheduler.memory_store import MemoryRunStore
 from financial.pkg.scheduler.store import RunStore
+from financial.pkg.scheduler.store.memory import MemoryRunStore
 from tests.unit.scheduling import T0
 
 

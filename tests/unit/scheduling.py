@@ -10,13 +10,13 @@ from typing import Any
 from financial.pkg.jobs import JobContext, cron_job
 from financial.pkg.jobs.job import Job
 from financial.pkg.jobs.model import RunStatus
-from financial.pkg.scheduler.chain import Wrapper
 from financial.pkg.scheduler.clock import FakeClock
-from financial.pkg.scheduler.memory_store import MemoryRunStore
+from financial.pkg.scheduler.execution.chain import Wrapper
+from financial.pkg.scheduler.execution.runner import FinalFailure
+from financial.pkg.scheduler.loop.scheduler import Scheduler, SchedulerConfig
 from financial.pkg.scheduler.registry import JobRegistry, JobSpec
-from financial.pkg.scheduler.runner import FinalFailure
-from financial.pkg.scheduler.scheduler import Scheduler, SchedulerConfig
 from financial.pkg.scheduler.store import RunRecord, RunStore
+from financial.pkg.scheduler.store.memory import MemoryRunStore
 
 T0 = datetime(2026, 1, 5, 0, 0, 0, tzinfo=UTC)
 

@@ -10,15 +10,15 @@ import pytest
 from structlog.testing import capture_logs
 
 from financial.pkg.jobs.model import RunStatus
-from financial.pkg.scheduler.batch import Batcher
 from financial.pkg.scheduler.clock import FakeClock
-from financial.pkg.scheduler.memory_store import MemoryRunStore
+from financial.pkg.scheduler.execution.batch import Batcher
 from financial.pkg.scheduler.store import (
     ClaimRequest,
     FinishRequest,
     RunRecord,
     StartRequest,
 )
+from financial.pkg.scheduler.store.memory import MemoryRunStore
 from tests.unit.replicas import Journal, Link
 from tests.unit.scheduling import Harness, job_of
 

@@ -8,8 +8,8 @@ from structlog.testing import capture_logs
 
 from financial.pkg.jobs.model import RunStatus, Trigger
 from financial.pkg.scheduler.clock import FakeClock
-from financial.pkg.scheduler.memory_store import MemoryRunStore
 from financial.pkg.scheduler.store import RunStore
+from financial.pkg.scheduler.store.memory import MemoryRunStore
 from tests.unit.scheduling import T0, Harness, Recorder, job_of, secs
 
 S = RunStatus

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from financial.pkg.scheduler.collector import YOUNG_THRESHOLD, tune_collector
+from financial.cmd.collector import YOUNG_THRESHOLD, tune_collector
 
 
 @pytest.fixture

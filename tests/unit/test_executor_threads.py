@@ -15,9 +15,9 @@ from structlog.testing import capture_logs
 from financial.pkg.jobs import JobContext, RunStatus, Trigger, cron_job
 from financial.pkg.scheduler.clock import FakeClock
 from financial.pkg.scheduler.executors import Executors, LoopExecutor, ThreadExecutor
-from financial.pkg.scheduler.memory_store import MemoryRunStore
+from financial.pkg.scheduler.loop.scheduler import Scheduler, SchedulerConfig
 from financial.pkg.scheduler.registry import JobRegistry
-from financial.pkg.scheduler.scheduler import Scheduler, SchedulerConfig
+from financial.pkg.scheduler.store.memory import MemoryRunStore
 from tests.unit.scheduling import T0
 
 WAIT_S = 5.0

@@ -17,8 +17,8 @@ from financial.pkg.health.worker import RunHistory, SchedulerView
 from financial.pkg.jobs import JobContext, cron_job
 from financial.pkg.jobs.model import RunStatus
 from financial.pkg.scheduler.clock import FakeClock
+from financial.pkg.scheduler.loop.scheduler import Scheduler
 from financial.pkg.scheduler.registry import JobRegistry, JobSpec
-from financial.pkg.scheduler.scheduler import Scheduler
 from financial.pkg.scheduler.store import RunRecord, RunStore
 from tests.unit.health_fakes import NOW, run
 

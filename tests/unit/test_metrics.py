@@ -25,8 +25,8 @@ from financial.pkg.observability.metrics import (
     setup_metrics,
     with_metrics,
 )
-from financial.pkg.scheduler.chain import SUCCEEDED, Outcome, Step
 from financial.pkg.scheduler.clock import FakeClock
+from financial.pkg.scheduler.execution.chain import SUCCEEDED, Outcome, Step
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 

@@ -12,7 +12,7 @@ from financial.pkg.health.status_page import StatusReport, render_status_page
 from financial.pkg.jobs import JobContext
 from financial.pkg.jobs.model import RunStatus
 from financial.pkg.scheduler.clock import FakeClock
-from financial.pkg.scheduler.runs import ERROR_MESSAGE_CHARS, RunError
+from financial.pkg.scheduler.store.runs import ERROR_MESSAGE_CHARS, RunError
 from tests.unit.health_fakes import NOW, run
 from tests.unit.scheduling import Harness, job_of
 

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from financial.pkg.jobs.model import RunStatus, Trigger
-from financial.pkg.scheduler import memory_store
 from financial.pkg.scheduler.clock import FakeClock
-from financial.pkg.scheduler.memory_store import MemoryRunStore
 from financial.pkg.scheduler.store import RunError, RunRecord, RunStore
+from financial.pkg.scheduler.store import memory as memory_store
+from financial.pkg.scheduler.store.memory import MemoryRunStore
 from tests.contract.run_store_batch_contract import RunStoreBatchContract
 from tests.contract.run_store_contract import LEASE, Elapse, RunStoreContract
 from tests.unit.scheduling import T0

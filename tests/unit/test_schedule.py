@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from financial.pkg.scheduler.schedule import (
+from financial.pkg.scheduler.schedules.schedule import (
     CronSchedule,
     EverySchedule,
     Schedule,

@@ -21,8 +21,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from financial.pkg.scheduler.cron import CronFields
-from financial.pkg.scheduler.schedule import CronSchedule, parse_schedule
+from financial.pkg.scheduler.schedules.cron import CronFields
+from financial.pkg.scheduler.schedules.schedule import CronSchedule, parse_schedule
 
 US = timedelta(microseconds=1)
 MINUTE = timedelta(minutes=1)

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import pytest
 from croniter import croniter
 
-from financial.pkg.scheduler.schedule import parse_schedule
+from financial.pkg.scheduler.schedules.schedule import parse_schedule
 
 START = datetime(2026, 1, 1, 0, 0, tzinfo=UTC)
 

@@ -13,7 +13,7 @@ from financial.pkg.jobs import JobContext, cron_job
 from financial.pkg.jobs.model import RunStatus, Trigger
 from financial.pkg.observability.tracing import setup_tracing, with_tracing
 from financial.pkg.scheduler.clock import FakeClock
-from financial.pkg.scheduler.scheduler import Scheduler, SchedulerConfig
+from financial.pkg.scheduler.loop.scheduler import Scheduler, SchedulerConfig
 from tests.unit.scheduling import T0, Harness, Recorder, job_of, secs
 
 

@@ -10,9 +10,9 @@ from datetime import timedelta
 from financial.pkg.jobs import JobContext
 from financial.pkg.jobs.model import RunStatus
 from financial.pkg.scheduler.clock import FakeClock
-from financial.pkg.scheduler.memory_store import MemoryRunStore
-from financial.pkg.scheduler.starts_first import StartsFirst
+from financial.pkg.scheduler.execution.starts_first import StartsFirst
 from financial.pkg.scheduler.store import RunError, RunRecord
+from financial.pkg.scheduler.store.memory import MemoryRunStore
 from tests.unit.scheduling import Harness, Recorder, job_of
 
 

@@ -13,8 +13,8 @@ from structlog.testing import capture_logs
 
 from financial.pkg.jobs.model import RunStatus, Trigger
 from financial.pkg.scheduler.clock import FakeClock
-from financial.pkg.scheduler.memory_store import MemoryRunStore
 from financial.pkg.scheduler.store import RunRecord, StartRequest
+from financial.pkg.scheduler.store.memory import MemoryRunStore
 from tests.unit.replicas import Journal, Link, shared_store
 from tests.unit.scheduling import T0, Harness, Recorder, job_of
 

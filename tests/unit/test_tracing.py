@@ -29,7 +29,8 @@ from financial.pkg.observability.tracing import (
     setup_tracing,
     with_tracing,
 )
-from financial.pkg.scheduler.chain import (
+from financial.pkg.scheduler.clock import FakeClock
+from financial.pkg.scheduler.execution.chain import (
     SUCCEEDED,
     Outcome,
     RunTimeoutError,
@@ -38,7 +39,6 @@ from financial.pkg.scheduler.chain import (
     with_logging,
     with_recovery,
 )
-from financial.pkg.scheduler.clock import FakeClock
 
 SCHEDULED_AT = datetime(2026, 1, 5, 2, 30, tzinfo=UTC)
 

@@ -20,9 +20,9 @@ from datetime import datetime
 import structlog
 
 from financial.pkg.jobs.model import Overlap, RunStatus, Trigger
-from financial.pkg.scheduler.batch import Batcher
 from financial.pkg.scheduler.clock import Clock
-from financial.pkg.scheduler.leases import LeaseKeeper, LostHandler
+from financial.pkg.scheduler.execution.batch import Batcher
+from financial.pkg.scheduler.execution.leases import LeaseKeeper, LostHandler
 from financial.pkg.scheduler.store import (
     ClaimRequest,
     FinishRequest,

@@ -31,7 +31,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from financial.pkg.scheduler.cron import CronFields
+from financial.pkg.scheduler.schedules.cron import CronFields
 
 _HORIZON = timedelta(days=1)
 _SECOND = timedelta(seconds=1)

@@ -1,7 +1,7 @@
 """Cron fields on the wall clock: parsing them and finding the next matching local time.
 
 This module knows nothing of time zones. `CronFields.next_match` walks naive local date-times;
-`financial.pkg.scheduler.dst` turns those into instants.
+`financial.pkg.scheduler.schedules.dst` turns those into instants.
 
 The fields are expanded here rather than by `croniter.expand`, which croniter 7.0 gets wrong in
 ways a scheduler cannot live with: a single-value range becomes a wildcard (`0 3-3 * * *` runs

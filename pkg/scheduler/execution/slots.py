@@ -8,7 +8,7 @@ import itertools
 from datetime import datetime
 
 from financial.pkg.scheduler.clock import Clock
-from financial.pkg.scheduler.starts_first import StartTicket
+from financial.pkg.scheduler.execution.starts_first import StartTicket
 
 
 class OrderedSlots:

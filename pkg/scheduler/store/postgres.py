@@ -50,7 +50,7 @@ from financial.pkg.scheduler.store import (
 
 T = TypeVar("T")
 
-QUERIES = load_queries("financial.pkg.database", "run_store.sql")
+QUERIES = load_queries("financial.pkg.scheduler.store", "postgres.sql")
 DEFAULT_RETRY_FOR = timedelta(seconds=30)
 
 

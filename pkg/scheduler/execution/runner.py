@@ -25,7 +25,8 @@ from structlog.typing import FilteringBoundLogger
 from financial.pkg.jobs.context import JobContext
 from financial.pkg.jobs.job import call_hook
 from financial.pkg.jobs.model import Overlap, RunStatus, Trigger
-from financial.pkg.scheduler.chain import (
+from financial.pkg.scheduler.clock import Clock
+from financial.pkg.scheduler.execution.chain import (
     Outcome,
     Step,
     Wrapper,
@@ -34,11 +35,9 @@ from financial.pkg.scheduler.chain import (
     invoke,
     worker_cancelled,
 )
-from financial.pkg.scheduler.clock import Clock
-from financial.pkg.scheduler.executors import Executors
-from financial.pkg.scheduler.leases import LeaseKeeper
-from financial.pkg.scheduler.overlap import OverlapGate
-from financial.pkg.scheduler.records import (
+from financial.pkg.scheduler.execution.leases import LeaseKeeper
+from financial.pkg.scheduler.execution.overlap import OverlapGate
+from financial.pkg.scheduler.execution.records import (
     STOPPING_REASON,
     RunNotStarted,
     RunRecords,
@@ -46,9 +45,10 @@ from financial.pkg.scheduler.records import (
     UnwrittenEnd,
     current_task,
 )
+from financial.pkg.scheduler.execution.slots import OrderedSlots
+from financial.pkg.scheduler.execution.starts_first import StartsFirst, StartTicket
+from financial.pkg.scheduler.executors import Executors
 from financial.pkg.scheduler.registry import JobSpec
-from financial.pkg.scheduler.slots import OrderedSlots
-from financial.pkg.scheduler.starts_first import StartsFirst, StartTicket
 from financial.pkg.scheduler.store import (
     RunError,
     RunRecord,

@@ -19,7 +19,7 @@ import structlog
 
 from financial.pkg.jobs.model import Overlap, RunStatus
 from financial.pkg.scheduler.clock import Clock
-from financial.pkg.scheduler.records import STOPPING_REASON, current_task
+from financial.pkg.scheduler.execution.records import STOPPING_REASON, current_task
 from financial.pkg.scheduler.registry import JobSpec
 from financial.pkg.scheduler.store import OVERLAP_REPLACED_REASON, RunRecord, RunStore
 

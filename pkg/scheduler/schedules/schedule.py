@@ -13,8 +13,8 @@
   whatever the zone, so every replica computes the same ticks and a restart does not shift them;
 - a `CRON_TZ=<zone> ` or `TZ=<zone> ` prefix that overrides the default zone.
 
-Daylight saving follows Debian/Vixie cron; see `financial.pkg.scheduler.dst`. Nothing here reads
-the clock: the reference instant is always a parameter.
+Daylight saving follows Debian/Vixie cron; see `financial.pkg.scheduler.schedules.dst`. Nothing
+here reads the clock: the reference instant is always a parameter.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from financial.pkg.scheduler.cron import CronFields, parse_fields
-from financial.pkg.scheduler.dst import next_elapsed_time, next_fixed_time
+from financial.pkg.scheduler.schedules.cron import CronFields, parse_fields
+from financial.pkg.scheduler.schedules.dst import next_elapsed_time, next_fixed_time
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)

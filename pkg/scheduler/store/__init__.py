@@ -1,8 +1,8 @@
 """The run store port: claims of ticks, leases, and the history of runs.
 
 Two implementations share one contract test suite (`tests/contract/run_store_contract.py`):
-`MemoryRunStore` (`memory_store.py`: unit tests; one process) and the PostgreSQL store
-(`financial.pkg.database.run_store`; every replica). The semantics, which both keep:
+`MemoryRunStore` (`memory.py`: unit tests; one process) and the PostgreSQL store
+(`financial.pkg.scheduler.store.postgres`; every replica). The semantics, which both keep:
 
 - A tick is claimed by a unique key on `(job, scheduled_at, attempt)`: whoever inserts it first
   runs it, which is what makes a tick run once across replicas. A claim of a key that exists
@@ -32,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 from financial.pkg.jobs.model import Overlap, RunStatus, Trigger
-from financial.pkg.scheduler.runs import (
+from financial.pkg.scheduler.store.runs import (
     DEFAULT_LEASE,
     LIVE_STATUSES,
     OVERLAP_REPLACED_REASON,

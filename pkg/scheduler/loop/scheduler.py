@@ -18,15 +18,15 @@ from functools import partial
 import structlog
 
 from financial.pkg.jobs.model import Trigger
-from financial.pkg.scheduler.catchup import plan_catchup
-from financial.pkg.scheduler.chain import Wrapper
 from financial.pkg.scheduler.clock import Clock
+from financial.pkg.scheduler.execution.chain import Wrapper
+from financial.pkg.scheduler.execution.runner import FailureHandler, TickRunner
+from financial.pkg.scheduler.execution.slots import OrderedSlots
 from financial.pkg.scheduler.executors import Executors
-from financial.pkg.scheduler.maintenance import Maintenance
+from financial.pkg.scheduler.loop.catchup import plan_catchup
+from financial.pkg.scheduler.loop.maintenance import Maintenance
 from financial.pkg.scheduler.registry import JobSpec
-from financial.pkg.scheduler.runner import FailureHandler, TickRunner
-from financial.pkg.scheduler.schedule import Schedule
-from financial.pkg.scheduler.slots import OrderedSlots
+from financial.pkg.scheduler.schedules.schedule import Schedule
 from financial.pkg.scheduler.store import RunRecord, RunStore, describe
 
 log = structlog.get_logger("financial.scheduler")

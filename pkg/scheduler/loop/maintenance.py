@@ -21,8 +21,8 @@ from datetime import datetime, timedelta
 import structlog
 
 from financial.pkg.scheduler.clock import Clock
+from financial.pkg.scheduler.execution.runner import TickRunner
 from financial.pkg.scheduler.registry import JobSpec
-from financial.pkg.scheduler.runner import TickRunner
 from financial.pkg.scheduler.store import RunRecord, RunStore, describe
 
 log = structlog.get_logger("financial.scheduler")
