@@ -18,33 +18,21 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
 
 from financial.pkg.scheduler.clock import Clock
+from financial.pkg.scheduler.execution.run import Lease, Run
 from financial.pkg.scheduler.store import RunRecord, RunStore, describe
 
 log = structlog.get_logger("financial.scheduler")
 
-LostHandler = Callable[[asyncio.Task[object], str], None]
-
-
-@dataclass(slots=True)
-class _Held:
-    run_id: str
-    job: str
-    fence: int
-    # Local instant (the keeper's clock) until which the lease is certainly ours: the store set
-    # its expiry from an instant after we sent the request that got it.
-    valid_until: datetime
-    # False once the run is being recorded: its task is then never cancelled for the lease.
-    cancellable: bool = True
+LostHandler = Callable[[Run, str], None]
 
 
 class LeaseKeeper:
-    """Renews the leases of the runs held by this worker's tasks; cancels the lost ones."""
+    """Renews the leases of this worker's live runs (`Run.lease`); gives up the lost ones."""
 
     def __init__(self, store: RunStore, clock: Clock, on_lost: LostHandler) -> None:
         self._store = store
@@ -54,7 +42,7 @@ class LeaseKeeper:
         # Give up a run this long before its lease could lapse, so it has stopped by the time
         # another replica may see the lease expired.
         self.margin = store.lease / 6
-        self._held: dict[asyncio.Task[object], _Held] = {}
+        self._held: set[Run] = set()
         self._next_renewal: datetime | None = None
         self._renewing: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -63,11 +51,10 @@ class LeaseKeeper:
     def held(self) -> int:
         return len(self._held)
 
-    def hold(self, task: asyncio.Task[object], record: RunRecord, claimed_at: datetime) -> None:
-        """`task` now runs `record`, claimed by a request sent at `claimed_at`."""
-        self._held[task] = _Held(
-            record.run_id, record.job, record.fence, valid_until=claimed_at + self._store.lease
-        )
+    def hold(self, run: Run, record: RunRecord, claimed_at: datetime) -> None:
+        """`run` now holds `record`, claimed by a request sent at `claimed_at`."""
+        run.lease = Lease(record.run_id, record.fence, valid_until=claimed_at + self._store.lease)
+        self._held.add(run)
         if self._next_renewal is None:
             # The keeper was idle. Otherwise it need not wake: its next wake-up, the renewal due
             # within a third of the lease, comes before this lease could need watching (at
@@ -75,16 +62,18 @@ class LeaseKeeper:
             self._next_renewal = claimed_at + self.interval
             self._wake.set()
 
-    def settle(self, task: asyncio.Task[object]) -> None:
-        """The task is recording its run's end: keep renewing, never cancel it."""
-        held = self._held.get(task)
-        if held is not None:
-            held.cancellable = False
+    def settle(self, run: Run) -> None:
+        """The run is recording its end: keep renewing, never cancel it."""
+        if run.lease is not None:
+            run.lease.cancellable = False
 
-    def release(self, task: asyncio.Task[object]) -> None:
-        """The task's run is final (or was never started); stop renewing it."""
-        if self._held.pop(task, None) is not None and not self._held:
-            self._next_renewal = None
+    def release(self, run: Run) -> None:
+        """The run is final (or was never started); stop renewing it."""
+        run.lease = None
+        if run in self._held:
+            self._held.discard(run)
+            if not self._held:
+                self._next_renewal = None
 
     async def run(self) -> None:
         """Renew and watch leases until cancelled."""
@@ -116,27 +105,36 @@ class LeaseKeeper:
             self._renewing.cancel()
 
     def _deadline(self) -> datetime | None:
-        instants = [h.valid_until - self.margin for h in self._held.values() if h.cancellable]
+        instants = [
+            lease.valid_until - self.margin for lease in self._leases() if lease.cancellable
+        ]
         # A renewal in flight wakes the keeper when it ends (or fails at its time limit): its
         # due instant, already past, is not a deadline to sleep until.
         if self._next_renewal is not None and not self._renewal_in_flight():
             instants.append(self._next_renewal)
         return min(instants) if instants else None
 
-    def _expire(self, now: datetime) -> None:
-        for task, held in list(self._held.items()):
-            if held.cancellable and now >= held.valid_until - self.margin:
-                self._lose(task, held, "its lease could not be renewed before it lapsed")
+    def _leases(self) -> list[Lease]:
+        return [run.lease for run in self._held if run.lease is not None]
 
-    def _lose(self, task: asyncio.Task[object], held: _Held, reason: str) -> None:
-        del self._held[task]
+    def _expire(self, now: datetime) -> None:
+        for run in list(self._held):
+            lease = run.lease
+            if lease is not None and lease.cancellable and now >= lease.valid_until - self.margin:
+                self._lose(run, lease, "its lease could not be renewed before it lapsed")
+
+    def _lose(self, run: Run, lease: Lease, reason: str) -> None:
+        self._held.discard(run)
+        run.lease = None
         if not self._held:
             self._next_renewal = None
-        log.warning("lease_lost", job=held.job, run_id=held.run_id, reason=reason)
-        self._on_lost(task, reason)
+        log.warning("lease_lost", job=run.job, run_id=lease.run_id, reason=reason)
+        self._on_lost(run, reason)
 
     async def _renew(self) -> None:
-        snapshot = {task: (held.run_id, held.fence) for task, held in self._held.items()}
+        snapshot = {
+            run: (run.lease.run_id, run.lease.fence) for run in self._held if run.lease is not None
+        }
         if not snapshot:
             return
         sent = self._clock.now()
@@ -152,14 +150,14 @@ class LeaseKeeper:
             log.warning("lease_renewal_failed", runs=len(snapshot), error=error)
             self._wake.set()
             return
-        for task, (run_id, fence) in snapshot.items():
-            held = self._held.get(task)
-            if held is None or held.run_id != run_id or held.fence != fence:
-                continue  # released, or holding a newer run, while we asked
+        for run, (run_id, fence) in snapshot.items():
+            lease = run.lease
+            if lease is None or lease.run_id != run_id or lease.fence != fence:
+                continue  # released, or holding a newer row, while we asked
             if run_id in renewed:
-                held.valid_until = max(held.valid_until, sent + self._store.lease)
-            elif held.cancellable:
-                self._lose(task, held, "its run was ended by another worker")
+                lease.valid_until = max(lease.valid_until, sent + self._store.lease)
+            elif lease.cancellable:
+                self._lose(run, lease, "its run was ended by another worker")
             else:
-                self.release(task)
+                self.release(run)
         self._wake.set()

@@ -3,7 +3,7 @@
 The claim already applied the policy against the run store (DESIGN section 5, step 2): a `skip`
 tick that found a live run anywhere came back `skipped`, and a `replace` tick ended every other
 live run in the store. What is left here is what the store cannot do: cancel this process's own
-running tasks for `replace`, let a `queue` tick wait (for a run of this process, woken at once
+running runs for `replace`, let a `queue` tick wait (for a run of this process, woken at once
 when it ends; for a run of another replica, by asking the store again every `poll`), and refuse
 a tick while a run of this process is between attempts (its retry back-off) under `skip`.
 """
@@ -19,22 +19,23 @@ import structlog
 
 from financial.pkg.jobs.model import Overlap, RunStatus
 from financial.pkg.scheduler.clock import Clock
-from financial.pkg.scheduler.execution.records import STOPPING_REASON, current_task
+from financial.pkg.scheduler.execution.records import STOPPING_REASON
+from financial.pkg.scheduler.execution.run import Run
 from financial.pkg.scheduler.registry import JobSpec
 from financial.pkg.scheduler.store import OVERLAP_REPLACED_REASON, RunRecord, RunStore
 
 log = structlog.get_logger("financial.scheduler")
 
 Refusal = tuple[RunStatus, str]
-Canceller = Callable[[asyncio.Task[object], str], None]
+Canceller = Callable[[Run, str], None]
 
 
 @dataclass(slots=True)
 class JobState:
     """The runs of one job in this process."""
 
-    active: set[asyncio.Task[object]] = field(default_factory=set)
-    queued: asyncio.Task[object] | None = None
+    active: set[Run] = field(default_factory=set)
+    queued: Run | None = None
     queued_until: datetime | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -78,7 +79,9 @@ class OverlapGate:
             return False
         return policy is not Overlap.QUEUE or not self._store.shared
 
-    async def admit(self, spec: JobSpec, record: RunRecord, start_by: datetime) -> Refusal | None:
+    async def admit(
+        self, spec: JobSpec, run: Run, record: RunRecord, start_by: datetime
+    ) -> Refusal | None:
         """None when the tick may go on, else the status and reason to record it with."""
         policy = spec.options.overlap
         state = self.state(spec.name)
@@ -94,10 +97,9 @@ class OverlapGate:
                 return RunStatus.SKIPPED, "overlap: another tick is already queued"
         elif not await self._busy_elsewhere(spec, record):
             return None
-        task = current_task()
         if policy is Overlap.QUEUE:
             # A waiting tick whose start deadline is now hands its place to this one.
-            state.queued, state.queued_until = task, start_by
+            state.queued, state.queued_until = run, start_by
         try:
             while state.active or await self._busy_elsewhere(spec, record):
                 if self._stopping.is_set():
@@ -113,7 +115,7 @@ class OverlapGate:
                 wake_at = start_by if state.active else min(start_by, now + self._poll)
                 await self._clock.sleep_until(wake_at, state.changed)
         finally:
-            if state.queued is task:
+            if state.queued is run:
                 state.queued, state.queued_until = None, None
         return None
 

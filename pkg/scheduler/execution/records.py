@@ -23,6 +23,7 @@ from financial.pkg.jobs.model import Overlap, RunStatus, Trigger
 from financial.pkg.scheduler.clock import Clock
 from financial.pkg.scheduler.execution.batch import Batcher
 from financial.pkg.scheduler.execution.leases import LeaseKeeper, LostHandler
+from financial.pkg.scheduler.execution.run import Run, RunState
 from financial.pkg.scheduler.store import (
     ClaimRequest,
     FinishRequest,
@@ -78,7 +79,7 @@ class RunNotStarted(Exception):
 
 
 class RunRecords:
-    """Claims, starts and finishes runs for the tasks of one worker, keeping their leases.
+    """Claims, starts and finishes the runs of one worker, keeping their leases.
 
     Claims, starts and finishes made in one pass of the event loop go to the store as one batch
     each (`batch.py`): the runs of a tick share their round trips.
@@ -88,18 +89,13 @@ class RunRecords:
         self._store = store
         self._clock = clock
         self._worker_id = worker_id
-        self._held: dict[asyncio.Task[object], RunRecord] = {}
         self.leases = LeaseKeeper(store, clock, on_lost)
         self._on_lost = on_lost
-        # Runs started on a batched store whose `running` mark is not answered yet.
-        self._starts_pending: dict[asyncio.Task[object], asyncio.Future[RunRecord | None]] = {}
         self.unrecorded: deque[UnrecordedTick] = deque(maxlen=UNRECORDED_LIMIT)
         self.unwritten: deque[UnwrittenEnd] = deque(maxlen=UNRECORDED_LIMIT)
         self._writing = asyncio.Lock()
         # Each job's claims and ends in flight: the job's next claim waits for them (`claim`).
-        # An end is in flight from the moment its job returned, by run id, until it is written.
         self._in_flight: dict[str, list[asyncio.Future[None]]] = {}
-        self._ending: dict[str, asyncio.Future[None]] = {}
         self._claims: Batcher[ClaimRequest, RunRecord | None] | None = None
         self._starts: Batcher[StartRequest, RunRecord | None] | None = None
         self._finishes: Batcher[FinishRequest, RunRecord | None] | None = None
@@ -139,15 +135,15 @@ class RunRecords:
 
     async def claim(
         self,
-        job: str,
+        run: Run,
         scheduled_at: datetime,
         attempt: int,
         trigger: Trigger,
         overlap: Overlap,
         start_by: datetime | None = None,
     ) -> RunRecord | None:
-        """Claim a tick for the current task; a live run is held (its lease kept) until
-        `release`. None when claimed elsewhere or when the store failed (logged).
+        """Claim a tick for `run`; a live row is held (its lease kept) until `release`. None
+        when claimed elsewhere or when the store failed (logged).
 
         A job's claim waits for the store to answer the job's claims and ends still in flight
         (an outage holds them), so the ticks of an outage are never skipped as overlaps of each
@@ -157,21 +153,22 @@ class RunRecords:
         """
         if self.unwritten:
             await self.flush_unwritten()  # the job's last end first: it is not an overlap
+        job = run.job
         earlier, mine = self._begin(job)
         try:
             if earlier:
                 await asyncio.wait(earlier)
                 if start_by is not None and self._clock.now() > start_by:
-                    return await self._missed(job, scheduled_at, attempt, trigger, LATE_REASON)
+                    return await self._missed(run, scheduled_at, attempt, trigger, LATE_REASON)
             asked = self._clock.now()
-            record = await self._claim_once(job, scheduled_at, attempt, trigger, overlap)
+            record = await self._claim_once(run, scheduled_at, attempt, trigger, overlap)
             if record is None or record.status.is_final:
                 return record
             now = self._clock.now()
             if start_by is not None and asked <= start_by < now:
-                return await self._finish_missed(record, ANSWERED_LATE_REASON)
+                return await self._finish_missed(run, record, ANSWERED_LATE_REASON)
             if now - asked >= self.leases.interval:
-                return await self._finish_missed(record, SLOW_CLAIM_REASON)
+                return await self._finish_missed(run, record, SLOW_CLAIM_REASON)
             return record
         finally:
             self._end(job, mine)
@@ -192,8 +189,9 @@ class RunRecords:
             del self._in_flight[job]
 
     async def _claim_once(
-        self, job: str, scheduled_at: datetime, attempt: int, trigger: Trigger, overlap: Overlap
+        self, run: Run, scheduled_at: datetime, attempt: int, trigger: Trigger, overlap: Overlap
     ) -> RunRecord | None:
+        job = run.job
         asked = self._clock.now()
         try:
             record = await self._claim(ClaimRequest(job, scheduled_at, attempt, trigger, overlap))
@@ -214,38 +212,40 @@ class RunRecords:
             log.debug("tick_claimed_elsewhere", job=job, scheduled_at=scheduled_at)
             return None
         if not record.status.is_final:
-            task = current_task()
-            self._held[task] = record
-            self.leases.hold(task, record, asked)
+            run.record = record
+            run.state = RunState.CLAIMED
+            self.leases.hold(run, record, asked)
         return record
 
     async def _missed(
-        self, job: str, scheduled_at: datetime, attempt: int, trigger: Trigger, reason: str
+        self, run: Run, scheduled_at: datetime, attempt: int, trigger: Trigger, reason: str
     ) -> RunRecord | None:
-        record = await self._claim_once(job, scheduled_at, attempt, trigger, Overlap.ALLOW)
+        record = await self._claim_once(run, scheduled_at, attempt, trigger, Overlap.ALLOW)
         if record is None or record.status.is_final:
             return record
-        return await self._finish_missed(record, reason)
+        return await self._finish_missed(run, record, reason)
 
-    async def _finish_missed(self, record: RunRecord, reason: str) -> RunRecord:
+    async def _finish_missed(self, run: Run, record: RunRecord, reason: str) -> RunRecord:
         try:
             error = RunError(RunStatus.MISSED.value, reason)
-            return await self.finish(record, RunStatus.MISSED, error)
+            return await self.finish(run, record, RunStatus.MISSED, error)
         finally:
-            self.release(current_task())
+            self.release(run)
 
-    async def mark_started(self, trace_id: str | None, halted: Callable[[], bool]) -> None:
-        """Mark the current task's run `running`; RunNotStarted when it must not go on.
+    async def mark_started(
+        self, run: Run, trace_id: str | None, halted: Callable[[], bool]
+    ) -> None:
+        """Mark `run` `running`; RunNotStarted when it must not go on.
 
         `halted` is asked before and after the store call: a worker asked to stop in between
         does not start the job.
         """
-        task = current_task()
-        record = self._held[task]
+        record = run.record
+        assert record is not None, "a run is marked started once claimed"
         if halted():
             raise RunNotStarted(STOPPING_REASON, record=record, status=RunStatus.MISSED, lost=False)
         if self._starts is not None:
-            self._start_in_background(self._starts, task, record, trace_id)
+            self._start_in_background(self._starts, run, record, trace_id)
             return
         try:
             now = await self._store.start(record.run_id, fence=record.fence, trace_id=trace_id)
@@ -263,14 +263,14 @@ class RunRecords:
                 status=now.status,
                 lost=True,
             )
-        self._held[task] = now
+        run.record = now
         if halted():
             raise RunNotStarted(STOPPING_REASON, record=now, status=RunStatus.MISSED, lost=False)
 
     def _start_in_background(
         self,
         starts: Batcher[StartRequest, RunRecord | None],
-        task: asyncio.Task[object],
+        run: Run,
         record: RunRecord,
         trace_id: str | None,
     ) -> None:
@@ -282,12 +282,10 @@ class RunRecords:
         nothing more is written; should it fail, the run goes on and its end is recorded as
         usual. The end is written only after the mark has been answered.
         """
-        starting = self._starts_pending[task] = starts.submit(
-            StartRequest(record.run_id, record.fence, trace_id)
-        )
+        starting = run.starting = starts.submit(StartRequest(record.run_id, record.fence, trace_id))
 
         def answered(done: asyncio.Future[RunRecord | None]) -> None:
-            if done.cancelled() or self._starts_pending.get(task) is not done:
+            if done.cancelled() or run.starting is not done:
                 return  # the run is recording its end: `finish` reads the answer
             exc = done.exception()
             if exc is not None:
@@ -300,14 +298,15 @@ class RunRecords:
                 return
             now = done.result()
             if _lost(record, now):
-                self._on_lost(task, _lost_reason(now))
-            elif now is not None and self._held.get(task) is record:
-                self._held[task] = now
+                self._on_lost(run, _lost_reason(now))
+            elif now is not None and run.record is record:
+                run.record = now
 
         starting.add_done_callback(answered)
 
     async def finish(
         self,
+        run: Run,
         record: RunRecord,
         status: RunStatus,
         error: RunError | None,
@@ -315,9 +314,8 @@ class RunRecords:
     ) -> RunRecord:
         """Record the run's end (`duration_ms`: the job's own time, when it ran); on a store
         failure, log it and return the run as we saw it."""
-        task = current_task()
-        self.leases.settle(task)
-        starting = self._starts_pending.pop(task, None)
+        self.leases.settle(run)
+        starting, run.starting = run.starting, None
         if starting is not None:
             try:
                 now = await starting
@@ -328,7 +326,7 @@ class RunRecords:
                     log.warning("job_lease_lost", reason=_lost_reason(now))
                     return now or record
         request = FinishRequest(record.run_id, status, record.fence, error, duration_ms)
-        mine = self._ending.pop(record.run_id, None) or self._begin(record.job)[1]
+        mine, run.ending = run.ending or self._begin(run.job)[1], None
         try:
             finished = await self._finish(request)
         except (ConnectionError, TimeoutError) as exc:  # RunStoreUnavailable among them
@@ -342,7 +340,7 @@ class RunRecords:
                 return finished
             reason = "the run is not in the run store"
         finally:
-            self._end(record.job, mine)
+            self._end(run.job, mine)
         log.error(
             "run_not_recorded",
             job=record.job,
@@ -354,22 +352,21 @@ class RunRecords:
         )
         return replace(record, status=status, error=error, duration_ms=duration_ms)
 
-    def ending(self) -> None:
-        """The current task's job has returned: its end is on its way from now on, and the job's
-        next claim waits for it (the start mark it waits for may be slow in an outage)."""
-        record = self._held.get(current_task())
-        if record is not None and record.run_id not in self._ending:
-            self._ending[record.run_id] = self._begin(record.job)[1]
+    def ending(self, run: Run) -> None:
+        """The run's job has returned: its end is on its way from now on, and the job's next
+        claim waits for it (the running mark the end waits for may be slow in an outage)."""
+        run.state = RunState.ENDING
+        if run.ending is None:
+            run.ending = self._begin(run.job)[1]
 
-    def release(self, task: asyncio.Task[object]) -> None:
-        """The task holds no run any more."""
-        record = self._held.get(task)
-        mine = self._ending.pop(record.run_id, None) if record is not None else None
-        if mine is not None and record is not None:
-            self._end(record.job, mine)  # ended without writing (a lost lease)
-        self._held.pop(task, None)
-        self._starts_pending.pop(task, None)
-        self.leases.release(task)
+    def release(self, run: Run) -> None:
+        """The run holds no row any more: final, or never started."""
+        if run.ending is not None:
+            self._end(run.job, run.ending)  # ended without writing (a lost lease)
+            run.ending = None
+        run.starting = None
+        run.state = RunState.FINAL
+        self.leases.release(run)
 
     async def flush_unwritten(self) -> int:
         """Write the ends the store could not take, oldest first, as one batch; 0 when the
@@ -424,10 +421,3 @@ def _lost(record: RunRecord, now: RunRecord | None) -> bool:
 def _lost_reason(now: RunRecord | None) -> str:
     status = now.status.value if now is not None else "not found"
     return f"the run was ended by another worker as it started ({status})"
-
-
-def current_task() -> asyncio.Task[object]:
-    task = asyncio.current_task()
-    if task is None:  # pragma: no cover - runs always run in a task
-        raise RuntimeError("a tick must run inside an asyncio task")
-    return task

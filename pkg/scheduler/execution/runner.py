@@ -43,8 +43,8 @@ from financial.pkg.scheduler.execution.records import (
     RunRecords,
     UnrecordedTick,
     UnwrittenEnd,
-    current_task,
 )
+from financial.pkg.scheduler.execution.run import Run, RunState, current_run, enter
 from financial.pkg.scheduler.execution.slots import OrderedSlots
 from financial.pkg.scheduler.execution.starts_first import StartsFirst, StartTicket
 from financial.pkg.scheduler.executors import Executors
@@ -108,10 +108,7 @@ class TickRunner:
         self._on_unstarted = on_unstarted
         self._bound_log: FilteringBoundLogger | None = None
         self._steps: dict[str, Step] = {}
-        self._cancel_reasons: dict[asyncio.Task[object], str] = {}
-        self._tickets: dict[asyncio.Task[object], StartTicket] = {}
-        self._holding: set[asyncio.Task[object]] = set()  # tasks holding a slot
-        self._lost: dict[asyncio.Task[object], str] = {}
+        self._live: set[Run] = set()  # the runs under way, for the drain to cancel
         # Set the moment the worker is asked to stop, before the drain sets `stopping`: a run
         # claimed just before then is recorded `missed` rather than started.
         self._halted = False
@@ -165,23 +162,29 @@ class TickRunner:
         older tick passes one counted from now. `ticket`, from `starts.ticket()` at dispatch, is
         settled once the job starts or will not (see `starts_first.py`).
         """
-        task = current_task()
-        if ticket is not None:
-            self._tickets[task] = ticket
-            if spec.options.jitter:
-                ticket.settle()  # a run that waits on purpose holds no one back
+        run = self._begin(spec, ticket)
+        if ticket is not None and spec.options.jitter:
+            ticket.settle()  # a run that waits on purpose holds no one back
         try:
             return await self._run_tick(
-                task, spec, scheduled_at, trigger, next_tick, attempt, start_by
+                run, spec, scheduled_at, trigger, next_tick, attempt, start_by
             )
         finally:
-            if ticket is not None:
-                del self._tickets[task]
-                ticket.settle()
+            self._live.discard(run)
+            run.settle_ticket()
+
+    def _begin(self, spec: JobSpec, ticket: StartTicket | None = None) -> Run:
+        """A run of `spec` in the current task, made its current run."""
+        task = asyncio.current_task()
+        assert task is not None, "a tick runs inside an asyncio task"
+        run = Run(spec.name, task, ticket)
+        enter(run)
+        self._live.add(run)
+        return run
 
     async def _run_tick(
         self,
-        task: asyncio.Task[object],
+        run: Run,
         spec: JobSpec,
         scheduled_at: datetime,
         trigger: Trigger,
@@ -196,7 +199,7 @@ class TickRunner:
         if start_by is None:
             start_by = spec.start_by(scheduled_at, next_tick)
         record = await self._records.claim(
-            spec.name, scheduled_at, attempt, trigger, spec.options.overlap, start_by
+            run, scheduled_at, attempt, trigger, spec.options.overlap, start_by
         )
         if record is None or record.status.is_final:
             if record is not None and record.error is not None:
@@ -221,80 +224,84 @@ class TickRunner:
         state = self.overlap.state(spec.name)
         try:
             if self._halted:
-                return await self._finish_unstarted(record, RunStatus.MISSED, STOPPING_REASON)
+                return await self._finish_unstarted(run, record, RunStatus.MISSED, STOPPING_REASON)
             if not self.overlap.clear(spec):
                 if spec.options.overlap in (Overlap.QUEUE, Overlap.REPLACE):
-                    self._settle_ticket(task)  # it may wait for another run to end
-                refusal = await self.overlap.admit(spec, record, start_by)
+                    run.settle_ticket()  # it may wait for another run to end
+                refusal = await self.overlap.admit(spec, run, record, start_by)
                 if refusal is not None:
                     status, reason = refusal
-                    return await self._finish_unstarted(record, status, reason)
-            state.active.add(task)
+                    return await self._finish_unstarted(run, record, status, reason)
+            run.state = RunState.ADMITTED
+            state.active.add(run)
             try:
-                return await self._attempts(spec, record, trigger, start_by, next_tick)
+                return await self._attempts(run, spec, record, trigger, start_by, next_tick)
             finally:
-                state.active.discard(task)
+                state.active.discard(run)
                 state.changed.set()
         finally:
-            self._records.release(task)
-            self._cancel_reasons.pop(task, None)
-            self._lost.pop(task, None)
+            self._records.release(run)
 
     async def record_missed(self, spec: JobSpec, scheduled_at: datetime, reason: str) -> None:
         """Claim a tick that can no longer start and record it `missed`."""
-        record = await self._records.claim(
-            spec.name, scheduled_at, 1, Trigger.SCHEDULE, Overlap.ALLOW
-        )
-        if record is None or record.status.is_final:
-            return
+        run = self._begin(spec)
         try:
-            await self._finish_unstarted(record, RunStatus.MISSED, reason)
+            record = await self._records.claim(
+                run, scheduled_at, 1, Trigger.SCHEDULE, Overlap.ALLOW
+            )
+            if record is None or record.status.is_final:
+                return
+            await self._finish_unstarted(run, record, RunStatus.MISSED, reason)
         finally:
-            self._records.release(current_task())
+            self._records.release(run)
+            self._live.discard(run)
 
     def halt(self) -> None:
         """The worker is stopping: no claimed run starts from now on."""
         self._halted = True
         self.starts.close()
 
-    def cancel(self, task: asyncio.Task[object], reason: str) -> None:
+    def cancel(self, run: Run, reason: str) -> None:
         """Cancel a run; it is recorded `interrupted` with `reason`."""
-        self._cancel_reasons.setdefault(task, reason)
-        task.cancel()
+        run.cancel(reason)
+
+    def cancel_all(self, reason: str) -> None:
+        """Cancel every run under way (the shutdown deadline passed)."""
+        for run in list(self._live):
+            run.cancel(reason)
 
     def wake_waiters(self) -> None:
         """Wake every tick waiting on overlap, so it sees the worker is stopping."""
         self.overlap.wake_all()
 
     async def _mark_started(self, ctx: JobContext, trace_id: str | None) -> None:
-        await self._records.mark_started(trace_id, halted=lambda: self._halted)
-        self._settle_ticket(current_task())
-
-    def _settle_ticket(self, task: asyncio.Task[object]) -> None:
-        ticket = self._tickets.get(task)
-        if ticket is not None:
-            ticket.settle()
+        run = current_run()
+        await self._records.mark_started(run, trace_id, halted=lambda: self._halted)
+        run.state = RunState.RUNNING
+        run.settle_ticket()
 
     async def _body_done(self) -> None:
         """The job returned: its end is on its way; give the slot back, then let the runs still
         to start go first."""
-        self._records.ending()
-        self._release_slot(current_task())
+        run = current_run()
+        self._records.ending(run)
+        self._release_slot(run)
         await self.starts.wait()
 
-    def _release_slot(self, task: asyncio.Task[object]) -> None:
-        if task in self._holding:
-            self._holding.discard(task)
+    def _release_slot(self, run: Run) -> None:
+        if run.holds_slot:
+            run.holds_slot = False
             self._slots.release()
 
-    def _lease_lost(self, task: asyncio.Task[object], reason: str) -> None:
-        self._lost[task] = reason
-        self.cancel(task, f"lease lost: {reason}")
+    def _lease_lost(self, run: Run, reason: str) -> None:
+        run.lost_reason = reason
+        run.cancel(f"lease lost: {reason}")
 
     # -- stages -------------------------------------------------------------------------------
 
     async def _attempts(
         self,
+        run: Run,
         spec: JobSpec,
         record: RunRecord,
         trigger: Trigger,
@@ -302,24 +309,22 @@ class TickRunner:
         next_tick: datetime | None,
     ) -> RunRecord:
         first = record.attempt
-        task = current_task()
         while True:
-            if not await self._slots.acquire(
-                record.scheduled_at, start_by, self._tickets.get(task)
-            ):
+            run.state = RunState.WAITING_FOR_SLOT
+            if not await self._slots.acquire(record.scheduled_at, start_by, run.ticket):
                 reason = (
                     STOPPING_REASON
                     if self._stopping.is_set()
                     else f"no free slot before the start deadline {start_by.isoformat()}"
                 )
-                return await self._finish_unstarted(record, RunStatus.MISSED, reason)
-            self._holding.add(task)
+                return await self._finish_unstarted(run, record, RunStatus.MISSED, reason)
+            run.holds_slot = True
             try:
-                outcome, ctx = await self._attempt(spec, record, trigger)
+                outcome, ctx = await self._attempt(run, spec, record, trigger)
             finally:
                 # The slot is for running the job: recording its end does not hold it.
-                self._release_slot(task)
-            record = await self._record(record, outcome)
+                self._release_slot(run)
+            record = await self._record(run, record, outcome)
             if outcome.status is RunStatus.SUCCEEDED:
                 await self._hook(spec, "on_success", ctx)
                 return record
@@ -336,7 +341,7 @@ class TickRunner:
                 ctx.log.warning("retry_cancelled", reason="worker stopping")
                 break
             claimed = await self._records.claim(
-                spec.name, record.scheduled_at, record.attempt + 1, Trigger.RETRY, Overlap.ALLOW
+                run, record.scheduled_at, record.attempt + 1, Trigger.RETRY, Overlap.ALLOW
             )
             if claimed is None or claimed.status.is_final:
                 return claimed or record
@@ -359,7 +364,7 @@ class TickRunner:
         return retry_at
 
     async def _attempt(
-        self, spec: JobSpec, record: RunRecord, trigger: Trigger
+        self, run: Run, spec: JobSpec, record: RunRecord, trigger: Trigger
     ) -> tuple[Outcome, JobContext]:
         """Run the chain once; a cancelled attempt is recorded here (`interrupted`)."""
         started = self._clock.now()
@@ -373,26 +378,25 @@ class TickRunner:
             log=self._run_log(),
             stopping=self._stopping,
         )
-        task = current_task()
         try:
             try:
                 outcome = await self._step(spec)(ctx)
             except RunNotStarted as exc:
                 outcome = Outcome(exc.status, exc)
         except asyncio.CancelledError:
-            if task in self._lost:
+            if run.lost_reason is not None:
                 # The row is final already or will be swept `abandoned`: write nothing.
-                log.warning("job_lease_lost", reason=self._lost[task])
+                log.warning("job_lease_lost", reason=run.lost_reason)
                 raise
-            reason = self._cancel_reasons.get(task, "cancelled")
+            reason = run.cancel_reason or "cancelled"
             self.interrupted += 1
             log.warning("job_interrupted", reason=reason)
             cause = RunError("Interrupted", reason)
-            await self._records.finish(record, RunStatus.INTERRUPTED, cause)
+            await self._records.finish(run, record, RunStatus.INTERRUPTED, cause)
             raise
         return outcome, ctx
 
-    async def _record(self, record: RunRecord, outcome: Outcome) -> RunRecord:
+    async def _record(self, run: Run, record: RunRecord, outcome: Outcome) -> RunRecord:
         """Record how the attempt ended."""
         if isinstance(outcome.error, RunNotStarted):
             if outcome.error.lost:
@@ -400,10 +404,10 @@ class TickRunner:
                 return outcome.error.record
             # The chain's wrappers (metrics) saw this attempt already: no second notice.
             reason = str(outcome.error)
-            return await self._finish_unstarted(record, outcome.status, reason, notify=False)
+            return await self._finish_unstarted(run, record, outcome.status, reason, notify=False)
         error = RunError.of(outcome.error) if outcome.error is not None else None
         duration_ms = None if outcome.duration_s is None else outcome.duration_s * 1000.0
-        return await self._records.finish(record, outcome.status, error, duration_ms)
+        return await self._records.finish(run, record, outcome.status, error, duration_ms)
 
     def _run_log(self) -> FilteringBoundLogger:
         # One concrete logger for every run: the module's lazy proxy would build a new bound
@@ -420,7 +424,7 @@ class TickRunner:
         return step
 
     async def _finish_unstarted(
-        self, record: RunRecord, status: RunStatus, reason: str, *, notify: bool = True
+        self, run: Run, record: RunRecord, status: RunStatus, reason: str, *, notify: bool = True
     ) -> RunRecord:
         log.warning(
             f"job_{status.value}",
@@ -429,7 +433,7 @@ class TickRunner:
             scheduled_at=record.scheduled_at.isoformat(),
             reason=reason,
         )
-        finished = await self._records.finish(record, status, RunError(status.value, reason))
+        finished = await self._records.finish(run, record, status, RunError(status.value, reason))
         if notify:
             self.notify_unstarted(finished)
         return finished

@@ -195,8 +195,10 @@ class Scheduler:
                 self._drain_wake.clear()
                 await self._clock.sleep_until(deadline, self._drain_wake)
         remaining = list(self._tasks)
+        self.runner.cancel_all("worker shutdown deadline passed")
         for task in remaining:
-            self.runner.cancel(task, "worker shutdown deadline passed")
+            if not task.cancelling():
+                task.cancel()
         if remaining:
             await asyncio.gather(*remaining, return_exceptions=True)
         await self._write_last_ends()

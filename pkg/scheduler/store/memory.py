@@ -1,6 +1,6 @@
 """`MemoryRunStore`: the in-memory twin of the PostgreSQL run store, for unit tests and
-benchmarks. It keeps the semantics of the port (`store/__init__.py`) and passes the same contract suite
-(`tests/contract/`)."""
+benchmarks. It keeps the semantics of the port (`store/__init__.py`) and passes the same
+contract suite (`tests/contract/`)."""
 
 from __future__ import annotations
 

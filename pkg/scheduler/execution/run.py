@@ -1,0 +1,95 @@
+"""One run of one job for one tick, and everything about it on one object.
+
+A `Run` is made when its tick is dispatched, in the task that will carry it, and lives until its
+final status is recorded. It holds what the run machinery knows of it: the row the store answered
+(`record`, which changes from attempt to attempt), its lease, whether it holds a slot under the
+concurrency cap, its start ticket (`starts_first.py`), the `running` mark and the end on their
+way to the store, and why it was cancelled. It moves through `RunState`s in order; nothing is kept
+about it in tables keyed by its task.
+
+The chain's wrappers (`chain.py`) see only the job's context; the two steps the runner does inside
+the chain (marking the run started, and the end of the job's body) find their run with
+`current_run()`, a context variable set in the run's own task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from financial.pkg.scheduler.execution.starts_first import StartTicket
+from financial.pkg.scheduler.store import RunRecord
+
+
+class RunState(StrEnum):
+    """Where a run is, in the order it goes through them; any may go straight to `final`."""
+
+    CLAIMING = "claiming"  # its claim is on its way to the store
+    CLAIMED = "claimed"  # the store made the tick this worker's
+    ADMITTED = "admitted"  # the overlap policy let it go on
+    WAITING_FOR_SLOT = "waiting_for_slot"  # under the concurrency cap
+    RUNNING = "running"  # its job is running (an attempt)
+    ENDING = "ending"  # its job returned; its end is on its way to the store
+    FINAL = "final"  # its final status is recorded (or left to the sweep: lease lost)
+
+
+@dataclass(slots=True)
+class Lease:
+    """The lease of the run's current row, as this worker knows it."""
+
+    run_id: str
+    fence: int
+    # Local instant (the keeper's clock) until which the lease is certainly ours: the store set
+    # its expiry from an instant after the request that got it was sent.
+    valid_until: datetime
+    # False once the run is being recorded: it is then never cancelled for its lease.
+    cancellable: bool = True
+
+
+@dataclass(slots=True, eq=False)
+class Run:
+    """One run of `job` for one tick, through its attempts; see the module's docstring."""
+
+    job: str
+    task: asyncio.Task[object]
+    ticket: StartTicket | None = None
+    state: RunState = RunState.CLAIMING
+    record: RunRecord | None = None
+    lease: Lease | None = None
+    holds_slot: bool = False
+    # The `running` mark on its way (a batched store: the job starts without waiting for it).
+    starting: asyncio.Future[RunRecord | None] | None = None
+    # Its end in flight, from the moment its job returned: the job's next claim waits for it.
+    ending: asyncio.Future[None] | None = None
+    cancel_reason: str | None = None
+    lost_reason: str | None = None
+
+    def cancel(self, reason: str) -> None:
+        """Cancel its task; the first reason given is the one recorded."""
+        if self.cancel_reason is None:
+            self.cancel_reason = reason
+        self.task.cancel()
+
+    def settle_ticket(self) -> None:
+        """Its job starts, or will not start soon: the runs dispatched with it may end."""
+        if self.ticket is not None:
+            self.ticket.settle()
+
+
+_current: ContextVar[Run | None] = ContextVar("financial_current_run", default=None)
+
+
+def enter(run: Run) -> None:
+    """Make `run` the current task's run (its task has a context of its own)."""
+    _current.set(run)
+
+
+def current_run() -> Run:
+    """The run of the current task."""
+    run = _current.get()
+    if run is None:  # pragma: no cover - the chain runs inside a run's task
+        raise RuntimeError("no run in this task: a job attempt runs inside TickRunner.run_tick")
+    return run
