@@ -21,7 +21,7 @@ from financial.pkg.jobs.job import Job
 from financial.pkg.jobs.model import ExecutorKind
 from financial.pkg.messaging.rabbit import RabbitPublisher
 from financial.pkg.observability.masking import mask_secrets
-from financial.pkg.scheduler.execution.runner import FailureHandler, FinalFailure
+from financial.pkg.scheduler.execution.aftermath import FailureHandler, FinalFailure
 from financial.pkg.scheduler.registry import Defaults, JobRegistry, discover_jobs
 
 JOB_FAILED_ROUTING_KEY = "job.failed"

@@ -11,8 +11,8 @@ from financial.pkg.jobs import JobContext, cron_job
 from financial.pkg.jobs.job import Job
 from financial.pkg.jobs.model import RunStatus
 from financial.pkg.scheduler.clock import FakeClock
+from financial.pkg.scheduler.execution.aftermath import FinalFailure
 from financial.pkg.scheduler.execution.chain import Wrapper
-from financial.pkg.scheduler.execution.runner import FinalFailure
 from financial.pkg.scheduler.loop.scheduler import Scheduler, SchedulerConfig
 from financial.pkg.scheduler.registry import JobRegistry, JobSpec
 from financial.pkg.scheduler.store import RunRecord, RunStore

@@ -12,7 +12,7 @@ from structlog.testing import capture_logs
 from financial.pkg.jobs import ExpectedFailure, JobContext
 from financial.pkg.jobs.model import RunStatus
 from financial.pkg.scheduler.clock import FakeClock
-from financial.pkg.scheduler.execution.runner import FinalFailure
+from financial.pkg.scheduler.execution.aftermath import FinalFailure
 from tests.unit.scheduling import Harness, job_of
 
 S = RunStatus

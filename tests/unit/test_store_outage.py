@@ -351,6 +351,6 @@ async def test_an_end_the_store_refuses_is_logged_and_not_tried_again(clock: Fak
     with capture_logs() as logs:
         async with h:
             await h.advance_to(25)
-            assert len(h.scheduler.runner.unwritten) == 0
+            assert len(h.scheduler.runner.backlog.unwritten) == 0
     lost = [e for e in logs if e["event"] == "run_not_recorded"]
     assert lost and "refused the end: ValueError" in lost[0]["reason"]

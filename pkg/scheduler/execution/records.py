@@ -12,15 +12,15 @@ during a long outage), the fence keeps that status and the late end changes noth
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 
 import structlog
 
 from financial.pkg.jobs.model import Overlap, RunStatus, Trigger
 from financial.pkg.scheduler.clock import Clock
+from financial.pkg.scheduler.execution.backlog import Backlog, UnrecordedTick, UnwrittenEnd
 from financial.pkg.scheduler.execution.batch import Batcher
 from financial.pkg.scheduler.execution.leases import LeaseKeeper, LostHandler
 from financial.pkg.scheduler.execution.run import Run, RunState
@@ -37,30 +37,10 @@ from financial.pkg.scheduler.store import (
 
 log = structlog.get_logger("financial.scheduler")
 
-# Ticks that could not be claimed while the store was away, kept to be recorded `missed` once it
-# answers; past this many the oldest are dropped (each was logged `tick_not_recorded`).
-UNRECORDED_LIMIT = 1000
 STOPPING_REASON = "worker stopping before the run could start"
 LATE_REASON = "the run store did not answer before the start deadline"
 ANSWERED_LATE_REASON = "the run store answered after the start deadline"
 SLOW_CLAIM_REASON = "the run store took longer than a third of the lease to answer the claim"
-
-
-@dataclass(frozen=True, slots=True)
-class UnwrittenEnd:
-    """A run's end the store could not take when the run ended."""
-
-    record: RunRecord
-    request: FinishRequest
-
-
-@dataclass(frozen=True, slots=True)
-class UnrecordedTick:
-    """A tick the store could not take when it was due."""
-
-    job: str
-    scheduled_at: datetime
-    reason: str
 
 
 class RunNotStarted(Exception):
@@ -91,9 +71,7 @@ class RunRecords:
         self._worker_id = worker_id
         self.leases = LeaseKeeper(store, clock, on_lost)
         self._on_lost = on_lost
-        self.unrecorded: deque[UnrecordedTick] = deque(maxlen=UNRECORDED_LIMIT)
-        self.unwritten: deque[UnwrittenEnd] = deque(maxlen=UNRECORDED_LIMIT)
-        self._writing = asyncio.Lock()
+        self.backlog = Backlog(store, worker_id)
         # Each job's claims and ends in flight: the job's next claim waits for them (`claim`).
         self._in_flight: dict[str, list[asyncio.Future[None]]] = {}
         self._claims: Batcher[ClaimRequest, RunRecord | None] | None = None
@@ -151,8 +129,8 @@ class RunRecords:
         answered before `start_by`, or so late that its lease is as good as lapsed, is recorded
         `missed` (and returned so).
         """
-        if self.unwritten:
-            await self.flush_unwritten()  # the job's last end first: it is not an overlap
+        if self.backlog.unwritten:
+            await self.backlog.flush_unwritten()  # the job's last end first: it is not an overlap
         job = run.job
         earlier, mine = self._begin(job)
         try:
@@ -206,7 +184,7 @@ class RunRecords:
                 reason=reason,
             )
             if attempt == 1 and trigger in (Trigger.SCHEDULE, Trigger.CATCHUP):
-                self.unrecorded.append(UnrecordedTick(job, scheduled_at, reason))
+                self.backlog.unrecorded.append(UnrecordedTick(job, scheduled_at, reason))
             return None
         if record is None:
             log.debug("tick_claimed_elsewhere", job=job, scheduled_at=scheduled_at)
@@ -331,7 +309,7 @@ class RunRecords:
             finished = await self._finish(request)
         except (ConnectionError, TimeoutError) as exc:  # RunStoreUnavailable among them
             reason = f"run store unavailable: {describe(exc)}; the end is written once it answers"
-            self.unwritten.append(UnwrittenEnd(record, request))
+            self.backlog.unwritten.append(UnwrittenEnd(record, request))
         except Exception as exc:
             # Not an outage: writing it again would fail again, on every claim.
             reason = f"run store refused the end: {describe(exc)}"
@@ -367,50 +345,6 @@ class RunRecords:
         run.starting = None
         run.state = RunState.FINAL
         self.leases.release(run)
-
-    async def flush_unwritten(self) -> int:
-        """Write the ends the store could not take, oldest first, as one batch; 0 when the
-        store still fails (logged once by the caller's next pass, not here)."""
-        async with self._writing:
-            if not self.unwritten:
-                return 0
-            ends = list(self.unwritten)
-            try:
-                await self._store.finish_many([end.request for end in ends])
-            except Exception:
-                return 0
-            for _ in ends:
-                self.unwritten.popleft()
-            log.info(
-                "run_ends_recorded",
-                count=len(ends),
-                runs=[end.record.run_id for end in ends[:10]],
-            )
-            return len(ends)
-
-    async def flush_unrecorded(self) -> int:
-        """Record `missed` the ticks the store could not take; stop at the first failure."""
-        done = 0
-        while self.unrecorded:
-            tick = self.unrecorded[0]
-            try:
-                record = await self._store.claim(
-                    tick.job,
-                    tick.scheduled_at,
-                    attempt=1,
-                    trigger=Trigger.SCHEDULE,
-                    worker_id=self._worker_id,
-                )
-                if record is not None and not record.status.is_final:
-                    error = RunError(RunStatus.MISSED.value, tick.reason)
-                    await self._store.finish(
-                        record.run_id, RunStatus.MISSED, fence=record.fence, error=error
-                    )
-            except Exception:
-                return done  # still away: the next maintenance pass tries again
-            self.unrecorded.popleft()
-            done += 1
-        return done
 
 
 def _lost(record: RunRecord, now: RunRecord | None) -> bool:

@@ -1,31 +1,31 @@
 """What happens to one tick: claim, overlap, concurrency cap, attempts with retries, record.
 
-Every claimed run ends with exactly one final status in the store, whichever way it ends:
-`succeeded`, `failed`, `timed_out`, `skipped` (paused, or overlap), `missed` (could not start in
-time), `interrupted` (cancelled by shutdown or by a `replace` tick) or `abandoned` (its lease
-lapsed: written by the sweep of whichever replica saw it, never by the worker that lost it).
-
-The run store failing does not stop anything: a tick that cannot be claimed is logged
-`tick_not_recorded` and recorded `missed` once the store answers again; a run whose end cannot be
-written is logged `run_not_recorded`, and its lease, no longer renewed, makes it `abandoned`.
+Each tick is carried by a `Run` (`run.py`) in a task of its own, and ends with exactly one final
+status in the store: `succeeded`, `failed`, `timed_out`, `skipped` (paused, or overlap), `missed`
+(could not start in time), `interrupted` (shutdown, or a `replace` tick) or `abandoned` (its
+lease lapsed: written by the sweep of whichever replica saw it, never by the worker that lost it).
+A store that fails stops nothing: what it could not take waits in the backlog (`backlog.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 import structlog
 from structlog.typing import FilteringBoundLogger
 
 from financial.pkg.jobs.context import JobContext
-from financial.pkg.jobs.job import call_hook
 from financial.pkg.jobs.model import Overlap, RunStatus, Trigger
 from financial.pkg.scheduler.clock import Clock
+from financial.pkg.scheduler.execution.aftermath import (
+    FailureHandler,
+    report_final_failure,
+    run_hook,
+)
+from financial.pkg.scheduler.execution.backlog import Backlog
 from financial.pkg.scheduler.execution.chain import (
     Outcome,
     Step,
@@ -33,7 +33,6 @@ from financial.pkg.scheduler.execution.chain import (
     compose,
     default_chain,
     invoke,
-    worker_cancelled,
 )
 from financial.pkg.scheduler.execution.leases import LeaseKeeper
 from financial.pkg.scheduler.execution.overlap import OverlapGate
@@ -41,8 +40,6 @@ from financial.pkg.scheduler.execution.records import (
     STOPPING_REASON,
     RunNotStarted,
     RunRecords,
-    UnrecordedTick,
-    UnwrittenEnd,
 )
 from financial.pkg.scheduler.execution.run import Run, RunState, current_run, enter
 from financial.pkg.scheduler.execution.slots import OrderedSlots
@@ -53,31 +50,12 @@ from financial.pkg.scheduler.store import (
     RunError,
     RunRecord,
     RunStore,
-    describe,
     skipped_for_pause,
 )
 
 log = structlog.get_logger("financial.scheduler")
 
 OVERLAP_POLL = timedelta(seconds=1)
-# How long the dead-letter event of a run that failed for good may take to be written (the
-# outbox is in the database: a frozen one must not hold the run, and the drain, forever).
-FINAL_FAILURE_TIMEOUT = timedelta(seconds=10)
-
-
-@dataclass(frozen=True, slots=True)
-class FinalFailure:
-    """A run that failed after its last attempt: what the dead-letter event carries."""
-
-    job: str
-    run_id: str
-    scheduled_at: datetime
-    attempts: int
-    status: RunStatus
-    error: RunError
-
-
-FailureHandler = Callable[[FinalFailure], Awaitable[None]]
 
 
 class TickRunner:
@@ -122,20 +100,9 @@ class TickRunner:
         return self._records.leases
 
     @property
-    def unrecorded(self) -> deque[UnrecordedTick]:
-        return self._records.unrecorded
-
-    async def flush_unrecorded(self) -> int:
-        """Record `missed` the ticks the store could not take when they were due."""
-        return await self._records.flush_unrecorded()
-
-    @property
-    def unwritten(self) -> deque[UnwrittenEnd]:
-        return self._records.unwritten
-
-    async def flush_unwritten(self) -> int:
-        """Write the ends of runs the store could not take when they ended."""
-        return await self._records.flush_unwritten()
+    def backlog(self) -> Backlog:
+        """The ticks and ends the store could not take while it was away."""
+        return self._records.backlog
 
     def notify_unstarted(self, record: RunRecord) -> None:
         """Tell the `on_unstarted` hook (metrics) of a run that ended with no attempt here:
@@ -326,7 +293,7 @@ class TickRunner:
                 self._release_slot(run)
             record = await self._record(run, record, outcome)
             if outcome.status is RunStatus.SUCCEEDED:
-                await self._hook(spec, "on_success", ctx)
+                await run_hook(spec.job, "on_success", ctx)
                 return record
             if isinstance(outcome.error, RunNotStarted) and not outcome.error.retry:
                 return record  # lost to another worker, or the worker is stopping
@@ -348,7 +315,9 @@ class TickRunner:
             record, trigger = claimed, Trigger.RETRY
             structlog.contextvars.bind_contextvars(run_id=record.run_id, attempt=record.attempt)
             start_by = next_tick or retry_at + spec.start_deadline
-        await self._final_failure(spec, record, outcome, ctx, record.attempt)
+        await report_final_failure(
+            self._clock, self._on_final_failure, spec.job, record, outcome.error, ctx
+        )
         return record
 
     def _retry_at(self, spec: JobSpec, retry: int, next_tick: datetime | None) -> datetime | None:
@@ -437,34 +406,3 @@ class TickRunner:
         if notify:
             self.notify_unstarted(finished)
         return finished
-
-    async def _final_failure(
-        self, spec: JobSpec, record: RunRecord, outcome: Outcome, ctx: JobContext, attempts: int
-    ) -> None:
-        error = outcome.error or RuntimeError(record.status.value)
-        await self._hook(spec, "on_error", ctx, error)
-        if self._on_final_failure is None:
-            return
-        failure = FinalFailure(
-            job=spec.name,
-            run_id=record.run_id,
-            scheduled_at=record.scheduled_at,
-            attempts=attempts,
-            status=record.status,
-            error=RunError.of(error),
-        )
-        try:
-            async with self._clock.timeout_at(self._clock.now() + FINAL_FAILURE_TIMEOUT):
-                await self._on_final_failure(failure)
-        except Exception as exc:
-            log.error("final_failure_not_recorded", job=spec.name, error=describe(exc))
-
-    async def _hook(self, spec: JobSpec, hook: str, *args: object) -> None:
-        try:
-            await call_hook(spec.job, hook, *args)
-        except asyncio.CancelledError:
-            if worker_cancelled():
-                raise
-            log.exception("job_hook_failed", hook=hook)
-        except BaseException:  # a hook's SystemExit must not end the worker
-            log.exception("job_hook_failed", hook=hook)

@@ -66,7 +66,7 @@ class Maintenance:
     def next_due(self) -> datetime | None:
         """When the next pass is due; None when there is nothing to look after (no timer)."""
         instants = []
-        if self._store.shared or self._runner.unrecorded or self._runner.unwritten:
+        if self._store.shared or self._runner.backlog.unrecorded or self._runner.backlog.unwritten:
             instants.append(self._next_sweep)
         if self._retention is not None:
             instants.append(self._next_prune)
@@ -77,11 +77,11 @@ class Maintenance:
         now = self._clock.now()
         if now >= self._next_sweep:
             self._next_sweep = now + self._sweep_interval
-            if self._runner.unwritten:
-                await self._guard("ends", self._runner.flush_unwritten())
+            if self._runner.backlog.unwritten:
+                await self._guard("ends", self._runner.backlog.flush_unwritten())
             if self._store.shared:
                 await self._guard("sweep", self._sweep())
-            if self._runner.unrecorded:
+            if self._runner.backlog.unrecorded:
                 await self._guard("flush", self._flush())
         if self._retention is not None and now >= self._next_prune:
             self._next_prune = now + self._prune_interval
@@ -125,9 +125,9 @@ class Maintenance:
         self._recover(spec, record)
 
     async def _flush(self) -> None:
-        done = await self._runner.flush_unrecorded()
+        done = await self._runner.backlog.flush_unrecorded()
         if done:
-            log.info("ticks_recorded_missed", count=done, left=len(self._runner.unrecorded))
+            log.info("ticks_recorded_missed", count=done, left=len(self._runner.backlog.unrecorded))
 
     async def _prune(self, retention: timedelta) -> None:
         total = 0

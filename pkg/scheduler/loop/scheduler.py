@@ -19,8 +19,9 @@ import structlog
 
 from financial.pkg.jobs.model import Trigger
 from financial.pkg.scheduler.clock import Clock
+from financial.pkg.scheduler.execution.aftermath import FailureHandler
 from financial.pkg.scheduler.execution.chain import Wrapper
-from financial.pkg.scheduler.execution.runner import FailureHandler, TickRunner
+from financial.pkg.scheduler.execution.runner import TickRunner
 from financial.pkg.scheduler.execution.slots import OrderedSlots
 from financial.pkg.scheduler.executors import Executors
 from financial.pkg.scheduler.loop.catchup import plan_catchup
@@ -208,15 +209,15 @@ class Scheduler:
         return result
 
     async def _write_last_ends(self) -> None:
-        if not self.runner.unwritten:
+        if not self.runner.backlog.unwritten:
             return
         try:
             async with self._clock.timeout_at(self._clock.now() + LAST_WRITE_TIMEOUT):
-                await self.runner.flush_unwritten()
+                await self.runner.backlog.flush_unwritten()
         except TimeoutError:
             pass
-        if self.runner.unwritten:
-            log.error("run_ends_lost", count=len(self.runner.unwritten), status="abandoned")
+        if self.runner.backlog.unwritten:
+            log.error("run_ends_lost", count=len(self.runner.backlog.unwritten), status="abandoned")
 
     async def close(self) -> None:
         """Stop the lease keeper and housekeeping (the drain does it; `run_now` callers too)."""
