@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from financial.pkg.observability.logging import configure_logging
-
 # A result is plain JSON: it crosses a process boundary and ends in a table.
 Result = dict[str, Any]
 
@@ -93,6 +91,9 @@ def bench_logging(level: str, log_dir: Path) -> Iterator[Path]:
     runtime), and a file costs the same write() per line, so formatting and writing are both in
     the figures. Yields the file's path; the file is closed afterwards.
     """
+    # Imported here: the peer's process runs without our package.
+    from financial.pkg.observability.logging import configure_logging
+
     path = log_dir / "worker.log"
     stream: TextIO = path.open("w", encoding="utf-8")
     try:
