@@ -79,6 +79,8 @@ def overrun_result(
     return {
         **lateness_summary(list(starts), first_tick, last_tick, jobs),
         "cpu_per_s": (after.cpu_s - before.cpu_s) / (after.wall_s - before.wall_s),
+        "cpu_s": after.cpu_s - before.cpu_s,
+        "runs": len(starts),
         "rss_mb": peak_rss_mb(),
     }
 
