@@ -76,12 +76,13 @@ def overrun_result(
 ) -> Result:
     """The lateness figures of a run cut short: runs that had not started count as missed."""
     after = Usage.now()
+    rss_mb = peak_rss_mb()
     return {
         **lateness_summary(list(starts), first_tick, last_tick, jobs),
         "cpu_per_s": (after.cpu_s - before.cpu_s) / (after.wall_s - before.wall_s),
         "cpu_s": after.cpu_s - before.cpu_s,
         "runs": len(starts),
-        "rss_mb": peak_rss_mb(),
+        "rss_mb": rss_mb,
     }
 
 
