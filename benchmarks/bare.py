@@ -78,10 +78,13 @@ async def lateness(jobs: int, duration_s: int, log_level: str) -> Result:
     if tasks:
         await asyncio.gather(*tasks)
     after = Usage.now()
+    rss_mb = peak_rss_mb()  # before the summary's own lists and sets
     return {
         **lateness_summary(starts, first_tick, last_tick, jobs),
         "cpu_per_s": (after.cpu_s - before.cpu_s) / (after.wall_s - before.wall_s),
-        "rss_mb": peak_rss_mb(),
+        "cpu_s": after.cpu_s - before.cpu_s,
+        "runs": len(starts),
+        "rss_mb": rss_mb,
     }
 
 

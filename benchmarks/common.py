@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from financial.pkg.observability.logging import configure_logging
-
 # A result is plain JSON: it crosses a process boundary and ends in a table.
 Result = dict[str, Any]
 
@@ -78,10 +76,13 @@ def overrun_result(
 ) -> Result:
     """The lateness figures of a run cut short: runs that had not started count as missed."""
     after = Usage.now()
+    rss_mb = peak_rss_mb()
     return {
         **lateness_summary(list(starts), first_tick, last_tick, jobs),
         "cpu_per_s": (after.cpu_s - before.cpu_s) / (after.wall_s - before.wall_s),
-        "rss_mb": peak_rss_mb(),
+        "cpu_s": after.cpu_s - before.cpu_s,
+        "runs": len(starts),
+        "rss_mb": rss_mb,
     }
 
 
@@ -93,6 +94,9 @@ def bench_logging(level: str, log_dir: Path) -> Iterator[Path]:
     runtime), and a file costs the same write() per line, so formatting and writing are both in
     the figures. Yields the file's path; the file is closed afterwards.
     """
+    # Imported here: the peer's process runs without our package.
+    from financial.pkg.observability.logging import configure_logging
+
     path = log_dir / "worker.log"
     stream: TextIO = path.open("w", encoding="utf-8")
     try:

@@ -140,11 +140,14 @@ async def lateness(jobs: int, duration_s: int, log_level: str) -> Result:
         await sleep_until_epoch(last_tick + 0.5)
         await stop(scheduler, loop_task)
         after = Usage.now()
+        rss_mb = peak_rss_mb()  # before the summary's own lists and sets
         lines = count_lines(log_path)
     return {
         **lateness_summary(starts, first_tick, last_tick, jobs),
         "cpu_per_s": (after.cpu_s - before.cpu_s) / (after.wall_s - before.wall_s),
-        "rss_mb": peak_rss_mb(),
+        "cpu_s": after.cpu_s - before.cpu_s,
+        "runs": len(starts),
+        "rss_mb": rss_mb,
         "log_lines": lines,
     }
 

@@ -76,6 +76,13 @@ def _logs(row: RowLike) -> str:
     )
 
 
+def _us_per_run(r: Result) -> str:
+    """Process CPU over the run divided by the runs that started in it, in µs."""
+    if not r.get("runs") or "cpu_s" not in r:
+        return "-"
+    return f"{r['cpu_s'] / r['runs'] * 1e6:.0f}"
+
+
 def _table(head: Sequence[str], body: Iterable[Sequence[str]]) -> list[str]:
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     lines += ["| " + " | ".join(cells) + " |" for cells in body]
@@ -88,7 +95,8 @@ def _failed(row: RowLike, width: int, lead: Sequence[str]) -> list[str]:
 
 def _lateness(rows: list[RowLike]) -> list[str]:
     head = ["jobs/s", "scheduler", "logs", "p50 ms", "p99 ms", "max ms", "runs expected",
-            "observed", "duplicates", "CPU (of one core)", "peak RSS MiB"]  # fmt: skip
+            "observed", "duplicates", "CPU (of one core)", "CPU µs per run",
+            "peak RSS MiB"]  # fmt: skip
     body: list[list[str]] = []
     for row in rows:
         lead = [str(row.params["jobs"]), _who(row), _logs(row)]
@@ -101,14 +109,50 @@ def _lateness(rows: list[RowLike]) -> list[str]:
             lead[1] += " (fell behind; cut short)"
         body.append([
             *lead, _ms(r["p50_ms"]), _ms(r["p99_ms"]), _ms(r["max_ms"]), str(r["expected"]),
-            str(r["observed"]), str(r["duplicates"]), _pct(r["cpu_per_s"]), f"{r['rss_mb']:.0f}",
+            str(r["observed"]), str(r["duplicates"]), _pct(r["cpu_per_s"]), _us_per_run(r),
+            f"{r['rss_mb']:.0f}",
         ])  # fmt: skip
     seconds = rows[0].params["duration_s"] if rows else 0
     title = (
         f"### Start lateness: N jobs firing every second (`* * * * * *`), {seconds} ticks each\n\n"
         "Lateness is the job's first instruction minus its tick. CPU is process CPU seconds per "
-        "wall second over the run."
+        "wall second over the run; CPU per run is the same CPU seconds divided by the runs that "
+        "started in that time (the warm-up tick's and the last tick's included)."
     )
+    return [title, "", *_table(head, body), "", *_side_by_side(rows)]
+
+
+_SIDES = (("ours", "INFO"), ("ours", "WARNING"), ("peer", "-"), ("bare", "-"))
+
+
+def _side_by_side(rows: list[RowLike]) -> list[str]:
+    """The lateness rows again, one column per side: p99, CPU and peak RSS at each N."""
+    by_side = {(r.scheduler, r.log_level, r.params["jobs"]): r for r in rows}
+    sizes = sorted({int(r.params["jobs"]) for r in rows})
+    labels = {"ours": "financial worker", "peer": f"APScheduler {_version('apscheduler')}",
+              "bare": "bare heap (floor)"}  # fmt: skip
+    head = ["jobs/s", "figure"] + [
+        f"{labels[who]}, {level}" if who == "ours" else labels[who] for who, level in _SIDES
+    ]
+    figures: list[tuple[str, Callable[[Result], str]]] = [
+        ("p99 lateness ms", lambda r: _ms(r["p99_ms"])),
+        ("CPU, of one core", lambda r: _pct(r["cpu_per_s"])),
+        ("CPU µs per run", _us_per_run),
+        ("peak RSS MiB", lambda r: f"{r['rss_mb']:.0f}"),
+    ]
+    body: list[list[str]] = []
+    for n in sizes:
+        for name, show in figures:
+            cells = [str(n), name]
+            for who, level in _SIDES:
+                row = by_side.get((who, level, n))
+                if row is None or row.result is None:
+                    cells.append("-")
+                    continue
+                mark = " (cut short)" if row.result.get("overloaded") else ""
+                cells.append(show(row.result) + mark)
+            body.append(cells)
+    title = "Side by side (the same runs):"
     return [title, "", *_table(head, body)]
 
 

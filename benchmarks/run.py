@@ -70,16 +70,16 @@ def rows_for(plan: Plan) -> list[Row]:
         for n in plan.sizes:
             params = {"jobs": n, "duration_s": plan.lateness_s}
             rows += [Row("lateness", "ours", level, params) for level in LEVELS]
-            rows.append(Row("lateness", "peer", "INFO", params))
+            rows.append(Row("lateness", "peer", "-", params))
             rows.append(Row("lateness", "bare", "-", params))
     if "idle" in plan.only:
         params = {"jobs": plan.idle_jobs, "duration_s": plan.idle_s}
         rows += [Row("idle", "ours", level, params) for level in LEVELS]
-        rows += [Row("idle", "peer", "INFO", params), Row("idle", "bare", "-", params)]
+        rows += [Row("idle", "peer", "-", params), Row("idle", "bare", "-", params)]
     if "burst" in plan.only:
         params = {"runs": plan.burst_runs, "cap": plan.burst_cap, "work_s": plan.burst_work_s}
         rows += [Row("burst", "ours", level, params) for level in LEVELS]
-        rows.append(Row("burst", "peer", "INFO", params))
+        rows.append(Row("burst", "peer", "-", params))
     if "database" in plan.only:
         params = {"workers": list(plan.db_workers), "jobs": plan.db_jobs, "duration_s": plan.db_s}
         rows.append(Row("database", "ours", "both", params))
