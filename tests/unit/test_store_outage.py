@@ -21,15 +21,26 @@ from tests.unit.scheduling import T0, Harness, Recorder, job_of
 S = RunStatus
 
 
+def replica_on_a_link(
+    clock: FakeClock, schedule: str, duration_s: float = 0.0, *, lease_s: float = 30
+) -> tuple[Link, Journal, Harness]:
+    """A replica `a` running one job of `duration_s` on a shared store behind a link the test
+    cuts or freezes."""
+    link = Link(shared_store(clock, lease_s=lease_s))
+    journal = Journal(clock)
+    h = Harness(
+        job_of(schedule, journal.body("a", lambda ctx: duration_s)),
+        clock=clock,
+        store=link.store,
+        worker_id="a",
+    )
+    return link, journal, h
+
+
 async def test_ticks_due_while_the_store_is_away_are_recorded_missed_once_it_is_back(
     clock: FakeClock,
 ) -> None:
-    store = shared_store(clock)
-    link = Link(store)
-    journal = Journal(clock)
-    h = Harness(
-        job_of("*/10 * * * * *", journal.body("a")), clock=clock, store=link.store, worker_id="a"
-    )
+    link, journal, h = replica_on_a_link(clock, "*/10 * * * * *")
     with capture_logs() as logs:
         async with h:
             await h.advance_to(10)
@@ -54,15 +65,7 @@ async def test_ticks_due_while_the_store_is_away_are_recorded_missed_once_it_is_
 async def test_a_run_whose_end_cannot_be_written_gets_it_once_the_store_is_back(
     clock: FakeClock,
 ) -> None:
-    store = shared_store(clock)
-    link = Link(store)
-    journal = Journal(clock)
-    h = Harness(
-        job_of("0 * * * * *", journal.body("a", lambda ctx: 5)),
-        clock=clock,
-        store=link.store,
-        worker_id="a",
-    )
+    link, journal, h = replica_on_a_link(clock, "0 * * * * *", 5)
     with capture_logs() as logs:
         async with h:
             await h.advance_to(62)
@@ -84,15 +87,7 @@ async def test_a_run_whose_end_cannot_be_written_gets_it_once_the_store_is_back(
 async def test_the_tick_after_an_outage_is_not_skipped_for_a_run_whose_end_was_not_written(
     clock: FakeClock,
 ) -> None:
-    store = shared_store(clock, lease_s=60)
-    link = Link(store)
-    journal = Journal(clock)
-    h = Harness(
-        job_of("*/10 * * * * *", journal.body("a", lambda ctx: 1)),
-        clock=clock,
-        store=link.store,
-        worker_id="a",
-    )
+    link, journal, h = replica_on_a_link(clock, "*/10 * * * * *", 1, lease_s=60)
     async with h:
         await h.advance_to(10.5)
         link.cut = True  # the run of tick 10 ends at 11 s: its end cannot be written
@@ -114,15 +109,7 @@ async def test_the_tick_after_an_outage_is_not_skipped_for_a_run_whose_end_was_n
 async def test_a_run_that_cannot_renew_its_lease_is_cancelled_before_it_lapses(
     clock: FakeClock,
 ) -> None:
-    store = shared_store(clock)
-    link = Link(store)
-    journal = Journal(clock)
-    h = Harness(
-        job_of("0 * * * * *", journal.body("a", lambda ctx: 100)),
-        clock=clock,
-        store=link.store,
-        worker_id="a",
-    )
+    link, journal, h = replica_on_a_link(clock, "0 * * * * *", 100)
     with capture_logs() as logs:
         async with h:
             await h.advance_to(75)  # one renewal went through, at 70 s: the lease lasts to 100 s
@@ -236,15 +223,7 @@ async def test_a_store_frozen_past_the_lease_cancels_the_run_and_the_worker_goes
 async def test_ticks_of_a_frozen_store_are_missed_never_skipped_for_each_other(
     clock: FakeClock,
 ) -> None:
-    store = shared_store(clock, lease_s=60)
-    link = Link(store)
-    journal = Journal(clock)
-    h = Harness(
-        job_of("* * * * * *", journal.body("a", lambda ctx: 0.5)),
-        clock=clock,
-        store=link.store,
-        worker_id="a",
-    )
+    link, _, h = replica_on_a_link(clock, "* * * * * *", 0.5, lease_s=60)
     async with h:
         await h.advance_to(2.9)
         link.thawed.clear()  # the claims of ticks 3..10 hang in the frozen store
