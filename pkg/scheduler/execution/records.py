@@ -132,7 +132,8 @@ class RunRecords:
         if self.backlog.unwritten:
             await self.backlog.flush_unwritten()  # the job's last end first: it is not an overlap
         job = run.job
-        earlier, mine = self._begin(job)
+        earlier = list(self._in_flight.get(job, ()))
+        mine = self._begin(job)
         try:
             if earlier:
                 await asyncio.wait(earlier)
@@ -151,13 +152,11 @@ class RunRecords:
         finally:
             self._end(job, mine)
 
-    def _begin(self, job: str) -> tuple[list[asyncio.Future[None]], asyncio.Future[None]]:
-        """A store call of `job` that decides its overlap begins: (those in flight, this one)."""
-        in_flight = self._in_flight.setdefault(job, [])
-        earlier = list(in_flight)
+    def _begin(self, job: str) -> asyncio.Future[None]:
+        """A store call of `job` that decides its overlap begins; `_end` ends it."""
         mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        in_flight.append(mine)
-        return earlier, mine
+        self._in_flight.setdefault(job, []).append(mine)
+        return mine
 
     def _end(self, job: str, mine: asyncio.Future[None]) -> None:
         mine.set_result(None)
@@ -304,7 +303,7 @@ class RunRecords:
                     log.warning("job_lease_lost", reason=_lost_reason(now))
                     return now or record
         request = FinishRequest(record.run_id, status, record.fence, error, duration_ms)
-        mine, run.ending = run.ending or self._begin(run.job)[1], None
+        mine, run.ending = run.ending or self._begin(run.job), None
         try:
             finished = await self._finish(request)
         except (ConnectionError, TimeoutError) as exc:  # RunStoreUnavailable among them
@@ -335,7 +334,7 @@ class RunRecords:
         claim waits for it (the running mark the end waits for may be slow in an outage)."""
         run.state = RunState.ENDING
         if run.ending is None:
-            run.ending = self._begin(run.job)[1]
+            run.ending = self._begin(run.job)
 
     def release(self, run: Run) -> None:
         """The run holds no row any more: final, or never started."""
