@@ -53,7 +53,7 @@ async def per_run_us(
     """CPU microseconds per run, in all and before its tick's last run starts: `JOBS`
     every-second jobs for `TICKS` ticks on a fake clock. The second is what start lateness
     grows with (the last of N runs starts about N times it after the tick). `tracing` and
-    `metrics` keep those wrappers; `collector=False` leaves CPython's garbage collector as it
+    `metrics` keep those hooks; `collector=False` leaves CPython's garbage collector as it
     comes instead of the worker's setting."""
     runs = 0
     last_start = 0.0
@@ -67,7 +67,7 @@ async def per_run_us(
     for i in range(JOBS):
         registry.add(cron_job("* * * * * *", name=f"j{i}")(job))
     clock = FakeClock(datetime(2026, 1, 5, tzinfo=UTC))
-    wrappers, _ = observed(registry, clock, "bench", tracing=tracing, metrics_wrapper=metrics)
+    hooks, _ = observed(registry, clock, "bench", tracing=tracing, metrics_wrapper=metrics)
     with tempfile.TemporaryDirectory() as tmp, bench_logging(log_level, Path(tmp)):
         if collector:
             tune_collector()
@@ -81,7 +81,7 @@ async def per_run_us(
             config=SchedulerConfig(
                 worker_id="bench", max_concurrent_jobs=PRODUCTION_CAP, heartbeat_interval=HEARTBEAT
             ),
-            wrappers=wrappers,
+            hooks=hooks,
         )
         loop_task = asyncio.create_task(scheduler.run())
         await clock.advance(1)  # warm-up tick

@@ -38,7 +38,7 @@ from financial.pkg.jobs import FunctionJob, JobContext, cron_job
 from financial.pkg.observability.metrics import Metrics, setup_metrics, with_metrics
 from financial.pkg.observability.tracing import setup_tracing, with_tracing
 from financial.pkg.scheduler.clock import Clock, SystemClock
-from financial.pkg.scheduler.execution.chain import Wrapper
+from financial.pkg.scheduler.execution.chain import Around
 from financial.pkg.scheduler.loop.scheduler import Scheduler, SchedulerConfig
 from financial.pkg.scheduler.registry import JobRegistry
 from financial.pkg.scheduler.store import RunStore
@@ -67,19 +67,19 @@ def observed(
     *,
     tracing: bool = True,
     metrics_wrapper: bool = True,
-) -> tuple[list[Wrapper], Metrics]:
-    """The wrappers `cmd/worker.py` puts around every run: tracing with no OTLP endpoint (ids
+) -> tuple[list[Around], Metrics]:
+    """The hooks `cmd/worker.py` puts around every run: tracing with no OTLP endpoint (ids
     for the log lines, no exporter) and the metrics of `/metrics` (either left out on request,
     to measure what it costs)."""
     metrics = setup_metrics("financial-worker", instance_id=worker_id)
     metrics.known_jobs(spec.name for spec in registry)
-    wrappers: list[Wrapper] = []
+    hooks: list[Around] = []
     if tracing:
         telemetry = setup_tracing("financial-worker", endpoint=None, set_global=False)
-        wrappers.append(with_tracing(telemetry.tracer))
+        hooks.append(with_tracing(telemetry.tracer))
     if metrics_wrapper:
-        wrappers.append(with_metrics(metrics, clock))
-    return wrappers, metrics
+        hooks.append(with_metrics(metrics, clock))
+    return hooks, metrics
 
 
 def build_scheduler(
@@ -92,7 +92,7 @@ def build_scheduler(
     """A scheduler wired as `cmd/worker.py` wires it when nothing is configured, the event loop
     lag probe of `/metrics` included (it samples while runs are in flight)."""
     clock = SystemClock()
-    wrappers, metrics = observed(registry, clock, worker_id)
+    hooks, metrics = observed(registry, clock, worker_id)
     metrics.loop_lag.start()
     tune_collector()
     return Scheduler(
@@ -102,7 +102,7 @@ def build_scheduler(
         config=SchedulerConfig(
             worker_id=worker_id, max_concurrent_jobs=cap, heartbeat_interval=HEARTBEAT
         ),
-        wrappers=wrappers,
+        hooks=hooks,
         on_unstarted=lambda record: metrics.count_run(record.job, record.status),
     )
 

@@ -112,7 +112,7 @@ async def serve(settings: Settings) -> int:
             store=store,
             clock=clock,
             config=config,
-            wrappers=[with_tracing(telemetry.tracer), with_metrics(metrics, clock)],
+            hooks=[with_tracing(telemetry.tracer), with_metrics(metrics, clock)],
             on_final_failure=dead_letter(clients.db),
             on_heartbeat=_watchdog(notifier),
             on_unstarted=lambda record: metrics.count_run(record.job, record.status),
@@ -164,7 +164,7 @@ async def run_once(settings: Settings, spec: JobSpec, clients: Clients) -> int:
             store=store,
             clock=SystemClock(),
             config=scheduler_config(settings),
-            wrappers=[with_tracing(telemetry.tracer)],
+            hooks=[with_tracing(telemetry.tracer)],
             on_final_failure=dead_letter(clients.db),
             executors=executors,
         )

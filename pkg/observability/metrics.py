@@ -59,7 +59,7 @@ from financial.pkg.observability.instrumentation import instrument_clients
 from financial.pkg.observability.logging import mask_secrets
 from financial.pkg.observability.loop_lag import EventLoopLagMonitor
 from financial.pkg.scheduler.clock import Clock
-from financial.pkg.scheduler.execution.chain import Outcome, Step, Wrapper
+from financial.pkg.scheduler.execution.chain import Around, Outcome
 
 __all__ = [
     "DURATION_BUCKETS_S",
@@ -324,39 +324,53 @@ def setup_metrics(
     return Metrics(provider, registry, source)
 
 
-def with_metrics(metrics: Metrics, clock: Clock) -> Wrapper:
+def with_metrics(metrics: Metrics, clock: Clock) -> Around:
     """Measure one attempt: in flight while it runs, its duration, its status, its lateness.
 
     Lateness is recorded for the first attempt of a `schedule` run only: a catch-up run is late by
     design (hours, perhaps) and would swamp the histogram, and a manual run has no tick. A
-    cancelled attempt counts as `interrupted` and the cancellation propagates. Put it in the
-    chain's `extra` wrappers, next to tracing.
+    cancelled attempt counts as `interrupted`, an exception escaping the call (none does past
+    recovery) as `failed`. A hook of the run's chain, next to tracing.
     """
+    return _Measured(metrics, clock)
 
-    def wrap(step: Step) -> Step:
-        async def measured(ctx: JobContext) -> Outcome:
-            job = ctx.job_name
-            started = clock.now()
-            if ctx.attempt == 1 and ctx.trigger is Trigger.SCHEDULE:
-                metrics.record_lateness(job, (started - ctx.scheduled_at).total_seconds())
-            metrics.add_in_flight(job, 1)
-            # An exception escaping the step (recovery is inner in the default chain, so none
-            # does there) still ends the attempt: count it failed and let it propagate.
+
+class _Measured(Around):
+    __slots__ = ("_clock", "_metrics")
+
+    def __init__(self, metrics: Metrics, clock: Clock) -> None:
+        self._metrics = metrics
+        self._clock = clock
+
+    def enter(self, ctx: JobContext) -> datetime:
+        started = self._clock.now()
+        if ctx.attempt == 1 and ctx.trigger is Trigger.SCHEDULE:
+            self._metrics.record_lateness(
+                ctx.job_name, (started - ctx.scheduled_at).total_seconds()
+            )
+        self._metrics.add_in_flight(ctx.job_name, 1)
+        return started
+
+    def exit(
+        self,
+        ctx: JobContext,
+        token: object,
+        outcome: Outcome | None,
+        error: BaseException | None,
+    ) -> None:
+        assert isinstance(token, datetime)
+        if outcome is not None:
+            status = outcome.status
+        elif isinstance(error, asyncio.CancelledError):
+            status = RunStatus.INTERRUPTED
+        else:
             status = RunStatus.FAILED
-            try:
-                outcome = await step(ctx)
-                status = outcome.status
-                return outcome
-            except asyncio.CancelledError:
-                status = RunStatus.INTERRUPTED
-                raise
-            finally:
-                finished = clock.now()
-                metrics.add_in_flight(job, -1)
-                metrics.record_attempt(job, status, (finished - started).total_seconds())
-                if status is RunStatus.SUCCEEDED:
-                    metrics.observe_last_success(job, finished)
-
-        return measured
-
-    return wrap
+        job = ctx.job_name
+        finished = self._clock.now()
+        self._metrics.add_in_flight(job, -1)
+        duration_s = outcome.duration_s if outcome is not None else None
+        if duration_s is None:  # the job's own time when recovery measured it
+            duration_s = (finished - token).total_seconds()
+        self._metrics.record_attempt(job, status, duration_s)
+        if status is RunStatus.SUCCEEDED:
+            self._metrics.observe_last_success(job, finished)

@@ -1,8 +1,8 @@
 """Traces: one OpenTelemetry span per attempt of a job, child spans for database and broker calls.
 
 `setup_tracing` builds the SDK tracer provider once, in the composition root; nothing here
-touches OpenTelemetry's globals at import time. `with_tracing(tracer)` is a chain wrapper
-(`financial.pkg.scheduler.execution.chain`) and takes its tracer explicitly, so tests and the
+touches OpenTelemetry's globals at import time. `with_tracing(tracer)` is a hook of the run's
+chain (`financial.pkg.scheduler.execution.chain`) and takes its tracer explicitly, so tests and the
 daemon can hold different providers side by side.
 
 While a run's span is current, its `trace_id` and `span_id` (lowercase hex, 32 and 16
@@ -16,31 +16,33 @@ spans are masked with the same `mask_secrets` as the logs.
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import random
 import threading
 import traceback
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import Token
 from dataclasses import dataclass, field
 from os import environ
+from typing import Any, cast
 
 import structlog
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
-from opentelemetry.trace import Link, Span, SpanContext, SpanKind, Status, StatusCode, Tracer
-from opentelemetry.util.types import Attributes, AttributeValue
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
+from opentelemetry.util.types import AttributeValue
 
 from financial.pkg.jobs.context import JobContext
 from financial.pkg.jobs.model import RunStatus
+from financial.pkg.observability.ids_only import IdsOnlyTracer, ids_only_hook
 from financial.pkg.observability.logging import mask_secrets
 from financial.pkg.observability.trace_ids import current_span_id, current_trace_id
-from financial.pkg.scheduler.execution.chain import Outcome, Step, Wrapper
+from financial.pkg.scheduler.execution.chain import NOTHING, Around, Outcome
 
 __all__ = [
     "DEFAULT_SHUTDOWN_TIMEOUT_S",
@@ -164,7 +166,7 @@ def setup_tracing(
         return Telemetry(tracer=trace.NoOpTracer())
     if exporter is None:
         if not endpoint:
-            return Telemetry(tracer=_IdsOnlyTracer())
+            return Telemetry(tracer=IdsOnlyTracer())
         exporter = OTLPSpanExporter(endpoint=_traces_endpoint(endpoint))
     resource = Resource.create(
         {SERVICE_NAME: service_name, SERVICE_INSTANCE_ID: instance_id or str(uuid.uuid4())}
@@ -182,57 +184,6 @@ def setup_tracing(
     )
 
 
-class _IdsOnlyTracer(trace.NoOpTracer):
-    """Non-recording spans with fresh ids: what log correlation needs when nothing exports.
-
-    A run gets a new trace id, a span inside it keeps its parent's trace id; the no-op
-    tracer's `start_as_current_span` goes through `start_span`, so child spans work too.
-    """
-
-    def start_span(
-        self,
-        name: str,
-        context: otel_context.Context | None = None,
-        kind: SpanKind = SpanKind.INTERNAL,
-        attributes: Attributes = None,
-        links: Sequence[Link] | None = None,
-        start_time: int | None = None,
-        record_exception: bool = True,
-        set_status_on_exception: bool = True,
-    ) -> Span:
-        trace_id = _trace_id_under(trace.get_current_span(context))
-        return trace.NonRecordingSpan(_span_context(trace_id, _new_id(_SPAN_ID_BITS)))
-
-
-# Ids drawn as the SDK's `RandomIdGenerator` draws them, without its method calls.
-_TRACE_ID_BITS = 128
-_SPAN_ID_BITS = 64
-_TRACE_FLAGS = trace.DEFAULT_TRACE_OPTIONS  # immutable, shared by the SDK's span contexts too
-_TRACE_STATE = trace.DEFAULT_TRACE_STATE
-
-
-def _new_id(bits: int) -> int:
-    new_id = random.getrandbits(bits)
-    while not new_id:  # zero is the invalid id
-        new_id = random.getrandbits(bits)
-    return new_id
-
-
-def _trace_id_under(parent: object) -> int:
-    """The trace id of a span started under `parent`: its own if it is a valid span."""
-    ids = parent.get_span_context() if isinstance(parent, Span) else trace.INVALID_SPAN_CONTEXT
-    return ids.trace_id if ids.is_valid else _new_id(_TRACE_ID_BITS)
-
-
-def _span_context(trace_id: int, span_id: int) -> SpanContext:
-    """`SpanContext(trace_id, span_id, is_remote=False)` for ids known to be valid.
-
-    The constructor re-checks the ranges and fills in defaults, half the cost of an ids-only
-    span; the tuple layout built here is pinned by a test against the constructor.
-    """
-    return tuple.__new__(SpanContext, (trace_id, span_id, False, _TRACE_FLAGS, _TRACE_STATE, True))
-
-
 def _traces_endpoint(base: str) -> str | None:
     """The traces URL for an OTLP base URL; None lets the exporter read the signal's variable."""
     if environ.get(_TRACES_ENDPOINT_VAR):
@@ -240,8 +191,8 @@ def _traces_endpoint(base: str) -> str | None:
     return f"{base.rstrip('/')}/{_TRACES_PATH}"
 
 
-def with_tracing(tracer: Tracer) -> Wrapper:
-    """One span per attempt, `job.run <job name>`, kind INTERNAL.
+def with_tracing(tracer: Tracer) -> Around:
+    """One span per attempt, `job.run <job name>`, kind INTERNAL: a hook of the run's chain.
 
     The span is a child of the current span when there is one (a manual run started inside a
     traced call), else the root of a new trace: each attempt, retries included, has its own.
@@ -250,122 +201,82 @@ def with_tracing(tracer: Tracer) -> Wrapper:
     `job.trigger`, and at the end `job.status` (the outcome's status). A `failed` or
     `timed_out` outcome sets the span's status to ERROR and records its exception; a success
     leaves the status UNSET, as OpenTelemetry advises. A cancelled attempt ends the span with
-    ERROR and `job.status=interrupted`, and the cancellation propagates. An exception that
-    escapes the step (none does inside the default chain, where recovery is inner) is
-    recorded and re-raised, without a `job.status`.
+    ERROR and `job.status=interrupted`. An exception that escapes the call (none does past
+    recovery) is recorded, without a `job.status`.
 
     The span's ids are bound in structlog's contextvars for the attempt and the previous values
-    restored afterwards. Put this wrapper outside logging, as `default_chain(..., extra)` does
-    with `extra`, so `job_started` and `job_failed` carry the ids. With the ids-only tracer (no
-    exporter) a leaner wrapper binds the same ids; with a no-op tracer it returns the step
-    unchanged.
+    restored afterwards. Put this hook outside logging, as the worker does, so `job_started` and
+    `job_failed` carry the ids. With the ids-only tracer (no exporter) a leaner hook binds the
+    same ids (`ids_only.py`); with a no-op tracer it does nothing.
     """
-    if isinstance(tracer, _IdsOnlyTracer):
-        fast = _ids_only_tracing()
+    if isinstance(tracer, IdsOnlyTracer):
+        fast = ids_only_hook()
         if fast is not None:
             return fast
     elif isinstance(tracer, trace.NoOpTracer):
-        return _unchanged
-    span_names: dict[str, str] = {}
+        return NOTHING
+    return _Tracing(tracer)
 
-    def wrap(step: Step) -> Step:
-        async def traced(ctx: JobContext) -> Outcome:
-            name = span_names.get(ctx.job_name)
-            if name is None:
-                name = span_names[ctx.job_name] = SPAN_NAME_PREFIX + ctx.job_name
-            span = tracer.start_span(name, kind=SpanKind.INTERNAL)
-            recording = span.is_recording()
-            if recording:  # else nothing would ever read the attributes
-                span.set_attributes(
-                    {
-                        ATTR_JOB_NAME: ctx.job_name,
-                        ATTR_RUN_ID: ctx.run_id,
-                        ATTR_SCHEDULED_AT: ctx.scheduled_at.isoformat(),
-                        ATTR_ATTEMPT: ctx.attempt,
-                        ATTR_TRIGGER: ctx.trigger.value,
-                    }
-                )
-            ids = span.get_span_context()
-            context_token = otel_context.attach(trace.set_span_in_context(span))
-            log_tokens = structlog.contextvars.bind_contextvars(
-                trace_id=trace.format_trace_id(ids.trace_id),
-                span_id=trace.format_span_id(ids.span_id),
+
+_LogTokens = dict[str, Token[Any]]
+
+
+class _Tracing(Around):
+    __slots__ = ("_span_names", "_tracer")
+
+    def __init__(self, tracer: Tracer) -> None:
+        self._tracer = tracer
+        self._span_names: dict[str, str] = {}
+
+    def enter(self, ctx: JobContext) -> object:
+        name = self._span_names.get(ctx.job_name)
+        if name is None:
+            name = self._span_names[ctx.job_name] = SPAN_NAME_PREFIX + ctx.job_name
+        span = self._tracer.start_span(name, kind=SpanKind.INTERNAL)
+        if span.is_recording():  # else nothing would ever read the attributes
+            span.set_attributes(
+                {
+                    ATTR_JOB_NAME: ctx.job_name,
+                    ATTR_RUN_ID: ctx.run_id,
+                    ATTR_SCHEDULED_AT: ctx.scheduled_at.isoformat(),
+                    ATTR_ATTEMPT: ctx.attempt,
+                    ATTR_TRIGGER: ctx.trigger.value,
+                }
             )
-            try:
-                outcome = await step(ctx)
-            except asyncio.CancelledError:
-                if recording:
-                    span.set_attribute(ATTR_STATUS, RunStatus.INTERRUPTED.value)
-                    span.set_status(Status(StatusCode.ERROR, "cancelled"))
-                raise
-            except BaseException as exc:
-                _record_error(span, exc)
-                raise
-            else:
-                if not recording:
-                    return outcome
+        ids = span.get_span_context()
+        context_token = otel_context.attach(trace.set_span_in_context(span))
+        log_tokens = structlog.contextvars.bind_contextvars(
+            trace_id=trace.format_trace_id(ids.trace_id),
+            span_id=trace.format_span_id(ids.span_id),
+        )
+        return span, context_token, log_tokens
+
+    def exit(
+        self,
+        ctx: JobContext,
+        token: object,
+        outcome: Outcome | None,
+        error: BaseException | None,
+    ) -> None:
+        span, context_token, log_tokens = cast("tuple[Span, Token[Context], _LogTokens]", token)
+        try:
+            if outcome is None:
+                if isinstance(error, asyncio.CancelledError):
+                    if span.is_recording():
+                        span.set_attribute(ATTR_STATUS, RunStatus.INTERRUPTED.value)
+                        span.set_status(Status(StatusCode.ERROR, "cancelled"))
+                elif error is not None:
+                    _record_error(span, error)
+            elif span.is_recording():
                 span.set_attribute(ATTR_STATUS, outcome.status.value)
                 if outcome.error is not None:
                     _record_error(span, outcome.error)
                 elif outcome.status in (RunStatus.FAILED, RunStatus.TIMED_OUT):
                     span.set_status(Status(StatusCode.ERROR, outcome.status.value))
-                return outcome
-            finally:
-                structlog.contextvars.reset_contextvars(**log_tokens)
-                otel_context.detach(context_token)
-                span.end()
-
-        return traced
-
-    return wrap
-
-
-def _unchanged(step: Step) -> Step:
-    return step
-
-
-def _ids_only_tracing() -> Wrapper | None:
-    """`with_tracing` for the ids-only tracer: the same ids and context at a third of the cost.
-
-    Sets the context variables behind OpenTelemetry's current context and structlog's bound
-    `trace_id` and `span_id` directly, and skips the span's name, attributes and status, which
-    nothing would read. None when OpenTelemetry's runtime context is not the default one, backed
-    by a context variable (`OTEL_PYTHON_CONTEXT`).
-    """
-    # The variables are found through the public API, which sets them: in a scratch context.
-    probe = trace.set_span_in_context(trace.INVALID_SPAN, otel_context.Context())
-    scratch = contextvars.copy_context()
-    otel_token = scratch.run(otel_context.attach, probe)
-    log_tokens = scratch.run(structlog.contextvars.bind_contextvars, trace_id=None, span_id=None)
-    found = scratch.get(otel_token.var) if isinstance(otel_token, contextvars.Token) else None
-    if found is not probe or scratch.run(otel_context.get_current) is not probe or len(probe) != 1:
-        return None
-    (span_key,) = probe
-    otel_var = otel_token.var
-    trace_id_var, span_id_var = log_tokens["trace_id"].var, log_tokens["span_id"].var
-
-    def wrap(step: Step) -> Step:
-        async def traced(ctx: JobContext) -> Outcome:
-            current = otel_var.get()
-            parent = current.get(span_key)
-            # Skipping `_trace_id_under` for a run outside any span saves its isinstance check.
-            trace_id = _new_id(_TRACE_ID_BITS) if parent is None else _trace_id_under(parent)
-            span_id = _new_id(_SPAN_ID_BITS)
-            span = trace.NonRecordingSpan(_span_context(trace_id, span_id))
-            context_token = otel_var.set(otel_context.Context({**current, span_key: span}))
-            # Lowercase and zero-padded like format_trace_id, at half the cost of a format().
-            trace_token = trace_id_var.set(trace_id.to_bytes(16).hex())
-            span_token = span_id_var.set(span_id.to_bytes(8).hex())
-            try:
-                return await step(ctx)
-            finally:
-                span_id_var.reset(span_token)
-                trace_id_var.reset(trace_token)
-                otel_var.reset(context_token)
-
-        return traced
-
-    return wrap
+        finally:
+            structlog.contextvars.reset_contextvars(**log_tokens)
+            otel_context.detach(context_token)
+            span.end()
 
 
 @contextmanager

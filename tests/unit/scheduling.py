@@ -12,7 +12,7 @@ from financial.pkg.jobs.job import Job
 from financial.pkg.jobs.model import RunStatus
 from financial.pkg.scheduler.clock import FakeClock
 from financial.pkg.scheduler.execution.aftermath import FinalFailure
-from financial.pkg.scheduler.execution.chain import Wrapper
+from financial.pkg.scheduler.execution.chain import Around
 from financial.pkg.scheduler.loop.scheduler import Scheduler, SchedulerConfig
 from financial.pkg.scheduler.registry import JobRegistry, JobSpec
 from financial.pkg.scheduler.store import RunRecord, RunStore
@@ -56,7 +56,7 @@ class Harness:
         *jobs: Job,
         clock: FakeClock,
         max_concurrent: int = 10,
-        wrappers: Sequence[Wrapper] = (),
+        hooks: Sequence[Around] = (),
         store: RunStore | None = None,
         worker_id: str = "test-worker",
         **config: Any,
@@ -74,7 +74,7 @@ class Harness:
             config=SchedulerConfig(
                 worker_id=worker_id, max_concurrent_jobs=max_concurrent, **config
             ),
-            wrappers=wrappers,
+            hooks=hooks,
             on_final_failure=self._on_failure,
             on_unstarted=self.unstarted.append,
         )

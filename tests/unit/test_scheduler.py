@@ -145,7 +145,7 @@ async def test_the_run_record_carries_the_trace_id_of_the_run_span(clock: FakeCl
     h = Harness(
         job_of("*/10 * * * * *", Recorder(clock)),
         clock=clock,
-        wrappers=[with_tracing(telemetry.tracer)],
+        hooks=[with_tracing(telemetry.tracer)],
     )
     async with h:
         await h.advance_to(10)

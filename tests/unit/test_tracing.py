@@ -6,17 +6,15 @@ import asyncio
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 import structlog
-from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanContext, SpanKind, StatusCode, Tracer
+from opentelemetry.trace import SpanKind, StatusCode, Tracer
 from structlog.testing import capture_logs
 
 from financial.pkg.jobs.context import JobContext
@@ -35,6 +33,7 @@ from financial.pkg.scheduler.execution.chain import (
     Outcome,
     RunTimeoutError,
     Step,
+    Wrapper,
     compose,
     with_logging,
     with_recovery,
@@ -231,7 +230,11 @@ async def test_outermost_in_the_chain_it_sees_the_recovered_failure(
         seen.append(structlog.contextvars.get_contextvars().get("trace_id"))
         raise RuntimeError("upstream 503")
 
-    chain = [with_tracing(tracer), with_logging(FakeClock()), with_recovery(FakeClock())]
+    chain: list[Wrapper] = [
+        with_tracing(tracer),
+        with_logging(FakeClock()),
+        with_recovery(FakeClock()),
+    ]
     outcome = await compose(job, chain)(context())
 
     assert outcome.status is RunStatus.FAILED
@@ -335,134 +338,6 @@ async def test_each_run_without_an_exporter_gets_its_own_trace_id() -> None:
     await traced(context())
 
     assert len(set(seen)) == 2 and None not in seen
-
-
-def ids_only_tracer() -> Tracer:
-    return setup_tracing("financial-worker", endpoint=None, set_global=False).tracer
-
-
-def bound_and_current_ids() -> dict[str, object]:
-    ids = trace.get_current_span().get_span_context()
-    bound = structlog.contextvars.get_contextvars()
-    return {
-        "trace_id": bound.get("trace_id"),
-        "span_id": bound.get("span_id"),
-        "current_trace_id": f"{ids.trace_id:032x}",
-        "current_span_id": f"{ids.span_id:016x}",
-    }
-
-
-async def test_without_an_exporter_a_run_inside_a_span_is_its_child_and_restores_it() -> None:
-    tracer = ids_only_tracer()
-    seen: dict[str, object] = {}
-
-    async def step(ctx: JobContext) -> Outcome:
-        seen.update(bound_and_current_ids())
-        child = tracer.start_span("db.query")
-        with tracer.start_as_current_span("amqp.publish"):
-            seen["nested_trace_id"] = current_trace_id()
-        seen["child_trace_id"] = f"{child.get_span_context().trace_id:032x}"
-        return SUCCEEDED
-
-    structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(span_id="outer")
-    try:
-        with tracer.start_as_current_span("manual") as outer:
-            await with_tracing(tracer)(step)(context())
-            after_span = trace.get_current_span()
-            after_vars = structlog.contextvars.get_contextvars()
-    finally:
-        structlog.contextvars.clear_contextvars()
-
-    outer_trace_id = f"{outer.get_span_context().trace_id:032x}"
-    assert seen["trace_id"] == seen["current_trace_id"] == outer_trace_id
-    assert seen["span_id"] == seen["current_span_id"] != f"{outer.get_span_context().span_id:016x}"
-    assert seen["child_trace_id"] == seen["nested_trace_id"] == outer_trace_id
-    assert after_span is outer
-    assert after_vars == {"span_id": "outer"}
-    assert current_trace_id() is None
-
-
-async def test_without_an_exporter_an_escaping_exception_propagates_and_restores_ids() -> None:
-    seen: dict[str, object] = {}
-
-    async def step(ctx: JobContext) -> Outcome:
-        seen.update(bound_and_current_ids())
-        raise KeyError("lost")
-
-    structlog.contextvars.clear_contextvars()
-    with pytest.raises(KeyError):
-        await with_tracing(ids_only_tracer())(step)(context())
-
-    assert seen["trace_id"] == seen["current_trace_id"]
-    assert seen["span_id"] == seen["current_span_id"]
-    assert structlog.contextvars.get_contextvars() == {}
-    assert current_trace_id() is None
-
-
-async def test_without_an_exporter_a_cancellation_propagates() -> None:
-    started = asyncio.Event()
-
-    async def step(ctx: JobContext) -> Outcome:
-        started.set()
-        await asyncio.Event().wait()
-        return SUCCEEDED
-
-    traced = with_tracing(ids_only_tracer())(step)
-
-    async def attempt() -> tuple[object, object]:
-        try:
-            await traced(context())
-        except asyncio.CancelledError:
-            return current_trace_id(), structlog.contextvars.get_contextvars().get("trace_id")
-        raise AssertionError("not cancelled")
-
-    task = asyncio.create_task(attempt())
-    await started.wait()
-    task.cancel()
-
-    assert await task == (None, None)
-
-
-async def test_another_runtime_context_gets_the_general_wrapper_with_the_same_ids(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    tracer = ids_only_tracer()
-    started: list[str] = []
-    start_span = tracer.start_span
-
-    def spy(name: str, *args: Any, **kwargs: Any) -> trace.Span:
-        started.append(name)
-        return start_span(name, *args, **kwargs)
-
-    monkeypatch.setattr(tracer, "start_span", spy)
-    seen: list[dict[str, object]] = []
-
-    async def step(ctx: JobContext) -> Outcome:
-        seen.append(bound_and_current_ids())
-        return SUCCEEDED
-
-    with monkeypatch.context() as patched:
-        # A runtime context that does not read what `attach` set through a context variable.
-        patched.setattr(otel_context, "get_current", otel_context.Context)
-        assert tracing._ids_only_tracing() is None
-        traced = with_tracing(tracer)(step)
-    await traced(context())
-    await traced(context())
-
-    assert started == ["job.run nightly_report"] * 2
-    assert seen[0]["trace_id"] == seen[0]["current_trace_id"] != seen[1]["trace_id"]
-    assert seen[0]["span_id"] == seen[0]["current_span_id"]
-
-
-def test_the_fast_span_context_is_the_one_the_constructor_builds() -> None:
-    built = tracing._span_context(2**128 - 1, 1)
-    expected = SpanContext(2**128 - 1, 1, is_remote=False)
-
-    assert built == expected and type(built) is SpanContext
-    assert (built.trace_id, built.span_id, built.is_remote) == (2**128 - 1, 1, False)
-    assert built.is_valid and built.trace_flags == expected.trace_flags
-    assert built.trace_state == expected.trace_state
 
 
 async def test_shutdown_flushes_the_batched_spans_with_the_service_resource(

@@ -1,10 +1,18 @@
-"""Wrappers around one attempt of a job, composed in one declared order.
+"""What is done around one attempt of a job: the call's own wrappers, and the hooks around it.
 
-Each wrapper takes a `Step` (an attempt that returns an `Outcome`) and returns one. The order,
-outermost first, is `default_chain` below: logging sees the final outcome of the attempt, the
-end of the body gives its slot back before anything else is done, recovery turns any exception
-into a `failed` outcome, the timeout cancels the body at the run's deadline. Tracing and metrics
-slot in as further wrappers.
+Two kinds, both composed in one declared order:
+
+- **The call's wrappers** (`Wrapper`: a `Step` in, a `Step` out): the timeout cancels the body at
+  the run's deadline, recovery turns anything the job raises into a `failed` outcome. They must
+  hold the awaited call, so they nest.
+- **Hooks** (`Around`: `enter` before the call, `exit` after it): tracing, metrics, logging.
+  They hold nothing across the call, so they are two plain calls each rather than a coroutine
+  wrapped in another, and the runner can run their `exit`s later than the call's end: after the
+  slot is given back and the runs due with it have started (`starts_first.py`), which is what
+  start lateness needs. An `Around` is still a `Wrapper` too (`hook(step)`), for using one alone.
+
+Neither kind knows the runner: the runner calls `Hooks.enter`, starts the job through the
+call's wrappers, does its own end-of-body steps, then calls `Hooks.exit`.
 """
 
 from __future__ import annotations
@@ -18,7 +26,6 @@ from financial.pkg.jobs.context import JobContext
 from financial.pkg.jobs.errors import ExpectedFailure
 from financial.pkg.jobs.job import Job, job_caller
 from financial.pkg.jobs.model import RunStatus
-from financial.pkg.observability.trace_ids import current_trace_id
 from financial.pkg.scheduler.clock import Clock
 
 if TYPE_CHECKING:
@@ -127,7 +134,151 @@ def with_recovery(clock: Clock) -> Wrapper:
     return wrap
 
 
-def with_logging(clock: Clock) -> Wrapper:
+class Around:
+    """A hook around one attempt: `enter` just before the job's call, `exit` once it is over.
+
+    `enter` returns a token, handed back to `exit` (the start instant, the span). `exit` gets the
+    attempt's `outcome`, or, when the call raised instead of returning one, `error`: a
+    `CancelledError` when the worker cancelled the run (shutdown, `replace`, a lost lease), or an
+    exception that escaped the call's wrappers (none does past recovery). An `exit` must not
+    await, so that the runner can run it whenever the run's bookkeeping is due.
+    """
+
+    __slots__ = ()
+
+    def enter(self, ctx: JobContext) -> object:
+        return None
+
+    def exit(
+        self,
+        ctx: JobContext,
+        token: object,
+        outcome: Outcome | None,
+        error: BaseException | None,
+    ) -> None:
+        return None
+
+    def __call__(self, step: Step) -> Step:
+        """This hook as a `Wrapper` around `step`."""
+
+        async def around(ctx: JobContext) -> Outcome:
+            token = self.enter(ctx)
+            try:
+                outcome = await step(ctx)
+            except BaseException as exc:
+                self.exit(ctx, token, None, exc)
+                raise
+            self.exit(ctx, token, outcome, None)
+            return outcome
+
+        return around
+
+
+class Nothing(Around):
+    """A hook doing nothing (a no-op tracer's): `Hooks` leaves it out; `hook(step)` is `step`."""
+
+    __slots__ = ()
+
+    def __call__(self, step: Step) -> Step:
+        return step
+
+
+NOTHING = Nothing()
+
+
+class Hooks:
+    """The hooks around every attempt, outermost first: entered in order, exited in reverse.
+
+    An `exit` that raises does not skip the hooks outside it: they exit with its exception, as
+    nested wrappers' `finally` blocks would, and it propagates once all have exited.
+    """
+
+    __slots__ = ("_hooks",)
+
+    def __init__(self, hooks: Sequence[Around]) -> None:
+        self._hooks = tuple(hook for hook in hooks if not isinstance(hook, Nothing))
+
+    def enter(self, ctx: JobContext) -> list[object]:
+        tokens: list[object] = []
+        try:
+            for hook in self._hooks:
+                tokens.append(hook.enter(ctx))
+        except BaseException as exc:
+            self._exit(ctx, tokens, None, exc)
+            raise
+        return tokens
+
+    def exit(
+        self,
+        ctx: JobContext,
+        tokens: list[object],
+        outcome: Outcome | None,
+        error: BaseException | None = None,
+    ) -> None:
+        self._exit(ctx, tokens, outcome, error)
+
+    def _exit(
+        self,
+        ctx: JobContext,
+        tokens: list[object],
+        outcome: Outcome | None,
+        error: BaseException | None,
+    ) -> None:
+        raised: BaseException | None = None
+        for hook, token in zip(reversed(self._hooks[: len(tokens)]), reversed(tokens), strict=True):
+            try:
+                hook.exit(ctx, token, outcome, error)
+            except BaseException as exc:
+                if raised is None:
+                    raised = exc
+                outcome, error = None, exc
+        if raised is not None:
+            raise raised
+
+
+class _Logging(Around):
+    """See `with_logging`."""
+
+    __slots__ = ("_clock",)
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+
+    def enter(self, ctx: JobContext) -> float:
+        lateness_ms = round((self._clock.now() - ctx.scheduled_at).total_seconds() * 1000.0, 3)
+        ctx.log.debug("job_started", trigger=ctx.trigger.value, lateness_ms=lateness_ms)
+        return lateness_ms
+
+    def exit(
+        self,
+        ctx: JobContext,
+        token: object,
+        outcome: Outcome | None,
+        error: BaseException | None,
+    ) -> None:
+        if outcome is None:
+            return  # cancelled, or the run did not start: the runner logs it
+        duration_ms = round((outcome.duration_s or 0.0) * 1000.0, 3)
+        if outcome.status is RunStatus.SUCCEEDED:
+            ctx.log.info(
+                "job_succeeded",
+                trigger=ctx.trigger.value,
+                lateness_ms=token,
+                duration_ms=duration_ms,
+            )
+        elif outcome.status is RunStatus.TIMED_OUT:
+            ctx.log.error("job_timed_out", duration_ms=duration_ms, error=str(outcome.error))
+        else:
+            ctx.log.error(
+                "job_failed",
+                duration_ms=duration_ms,
+                error_type=type(outcome.error).__name__,
+                error=str(outcome.error),
+                exc_info=None if isinstance(outcome.error, ExpectedFailure) else outcome.error,
+            )
+
+
+def with_logging(clock: Clock) -> Around:
     """`job_started` (DEBUG), then `job_succeeded` (INFO) / `job_failed` (with traceback, but
     for an `ExpectedFailure`) / `job_timed_out` (ERROR).
 
@@ -135,73 +286,7 @@ def with_logging(clock: Clock) -> Wrapper:
     at thousands of runs a second a second line per run would double the worker's CPU and
     delay the runs behind it. `LOG_LEVEL=DEBUG` shows each start as well.
     """
-
-    def wrap(step: Step) -> Step:
-        async def logged(ctx: JobContext) -> Outcome:
-            lateness_ms = round((clock.now() - ctx.scheduled_at).total_seconds() * 1000.0, 3)
-            ctx.log.debug("job_started", trigger=ctx.trigger.value, lateness_ms=lateness_ms)
-            outcome = await step(ctx)
-            duration_ms = round((outcome.duration_s or 0.0) * 1000.0, 3)
-            if outcome.status is RunStatus.SUCCEEDED:
-                ctx.log.info(
-                    "job_succeeded",
-                    trigger=ctx.trigger.value,
-                    lateness_ms=lateness_ms,
-                    duration_ms=duration_ms,
-                )
-            elif outcome.status is RunStatus.TIMED_OUT:
-                ctx.log.error("job_timed_out", duration_ms=duration_ms, error=str(outcome.error))
-            else:
-                ctx.log.error(
-                    "job_failed",
-                    duration_ms=duration_ms,
-                    error_type=type(outcome.error).__name__,
-                    error=str(outcome.error),
-                    exc_info=None if isinstance(outcome.error, ExpectedFailure) else outcome.error,
-                )
-            return outcome
-
-        return logged
-
-    return wrap
-
-
-StartHook = Callable[[JobContext, str | None], Awaitable[None]]
-
-
-def with_run_started(mark_started: StartHook) -> Wrapper:
-    """Mark the run `running` (with the trace id of the span around it when tracing is on)
-    before the job starts. `mark_started` raises when the run must not go on (lost to another
-    worker, or the run store failed): the job is then not called at all."""
-
-    def wrap(step: Step) -> Step:
-        async def started(ctx: JobContext) -> Outcome:
-            await mark_started(ctx, current_trace_id())
-            return await step(ctx)
-
-        return started
-
-    return wrap
-
-
-BodyDone = Callable[[], Awaitable[None]]
-
-
-def with_body_done(body_done: BodyDone) -> Wrapper:
-    """Once the body has an outcome (recovered, timed), call `body_done` before the outer
-    wrappers do their part: the runner gives the slot back and lets the runs still to start go
-    first (`starts_first.py`), so a run's log line, span and record never delay another's start.
-    A cancellation propagates without it."""
-
-    def wrap(step: Step) -> Step:
-        async def done(ctx: JobContext) -> Outcome:
-            outcome = await step(ctx)
-            await body_done()
-            return outcome
-
-        return done
-
-    return wrap
+    return _Logging(clock)
 
 
 def compose(step: Step, wrappers: Sequence[Wrapper]) -> Step:
@@ -211,16 +296,6 @@ def compose(step: Step, wrappers: Sequence[Wrapper]) -> Step:
     return step
 
 
-def default_chain(
-    mark_started: StartHook, body_done: BodyDone, clock: Clock, extra: Sequence[Wrapper] = ()
-) -> list[Wrapper]:
-    """The declared order, outermost first: extra (tracing, metrics), recording the start,
-    logging, the end of the body, recovery, timeout."""
-    return [
-        *extra,
-        with_run_started(mark_started),
-        with_logging(clock),
-        with_body_done(body_done),
-        with_recovery(clock),
-        with_timeout(clock),
-    ]
+def call_chain(clock: Clock) -> list[Wrapper]:
+    """The wrappers of the job's call itself, outermost first: recovery, then the timeout."""
+    return [with_recovery(clock), with_timeout(clock)]

@@ -7,15 +7,12 @@ concurrency cap, its start ticket (`starts_first.py`), the `running` mark and th
 way to the store, and why it was cancelled. It moves through `RunState`s in order; nothing is kept
 about it in tables keyed by its task.
 
-The chain's wrappers (`chain.py`) see only the job's context; the two steps the runner does inside
-the chain (marking the run started, and the end of the job's body) find their run with
-`current_run()`, a context variable set in the run's own task.
+The chain (`chain.py`) sees only the job's context: it never reaches back for its run.
 """
 
 from __future__ import annotations
 
 import asyncio
-from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -77,19 +74,3 @@ class Run:
         """Its job starts, or will not start soon: the runs dispatched with it may end."""
         if self.ticket is not None:
             self.ticket.settle()
-
-
-_current: ContextVar[Run | None] = ContextVar("financial_current_run", default=None)
-
-
-def enter(run: Run) -> None:
-    """Make `run` the current task's run (its task has a context of its own)."""
-    _current.set(run)
-
-
-def current_run() -> Run:
-    """The run of the current task."""
-    run = _current.get()
-    if run is None:  # pragma: no cover - the chain runs inside a run's task
-        raise RuntimeError("no run in this task: a job attempt runs inside TickRunner.run_tick")
-    return run

@@ -19,6 +19,7 @@ from structlog.typing import FilteringBoundLogger
 
 from financial.pkg.jobs.context import JobContext
 from financial.pkg.jobs.model import Overlap, RunStatus, Trigger
+from financial.pkg.observability.trace_ids import current_trace_id
 from financial.pkg.scheduler.clock import Clock
 from financial.pkg.scheduler.execution.aftermath import (
     FailureHandler,
@@ -27,12 +28,14 @@ from financial.pkg.scheduler.execution.aftermath import (
 )
 from financial.pkg.scheduler.execution.backlog import Backlog
 from financial.pkg.scheduler.execution.chain import (
+    Around,
+    Hooks,
     Outcome,
     Step,
-    Wrapper,
+    call_chain,
     compose,
-    default_chain,
     invoke,
+    with_logging,
 )
 from financial.pkg.scheduler.execution.leases import LeaseKeeper
 from financial.pkg.scheduler.execution.overlap import OverlapGate
@@ -41,7 +44,7 @@ from financial.pkg.scheduler.execution.records import (
     RunNotStarted,
     RunRecords,
 )
-from financial.pkg.scheduler.execution.run import Run, RunState, current_run, enter
+from financial.pkg.scheduler.execution.run import Run, RunState
 from financial.pkg.scheduler.execution.slots import OrderedSlots
 from financial.pkg.scheduler.execution.starts_first import StartsFirst, StartTicket
 from financial.pkg.scheduler.executors import Executors
@@ -69,7 +72,7 @@ class TickRunner:
         slots: OrderedSlots,
         worker_id: str,
         stopping: asyncio.Event,
-        wrappers: Sequence[Wrapper] = (),
+        hooks: Sequence[Around] = (),
         on_final_failure: FailureHandler | None = None,
         on_unstarted: Callable[[RunRecord], None] | None = None,
         overlap_poll: timedelta = OVERLAP_POLL,
@@ -80,7 +83,10 @@ class TickRunner:
         self._slots = slots
         self._records = RunRecords(store, clock, worker_id, self._lease_lost)
         self.starts = StartsFirst(clock)
-        self._chain = default_chain(self._mark_started, self._body_done, clock, wrappers)
+        # Outermost first: the hooks given (tracing, metrics), then logging, which so sees the
+        # span's ids; then the call's own wrappers (recovery, timeout) around the job.
+        self._hooks = Hooks([*hooks, with_logging(clock)])
+        self._call_chain = call_chain(clock)
         self._stopping = stopping
         self._on_final_failure = on_final_failure
         self._on_unstarted = on_unstarted
@@ -145,7 +151,6 @@ class TickRunner:
         task = asyncio.current_task()
         assert task is not None, "a tick runs inside an asyncio task"
         run = Run(spec.name, task, ticket)
-        enter(run)
         self._live.add(run)
         return run
 
@@ -241,19 +246,8 @@ class TickRunner:
         """Wake every tick waiting on overlap, so it sees the worker is stopping."""
         self.overlap.wake_all()
 
-    async def _mark_started(self, ctx: JobContext, trace_id: str | None) -> None:
-        run = current_run()
-        await self._records.mark_started(run, trace_id, halted=lambda: self._halted)
-        run.state = RunState.RUNNING
-        run.settle_ticket()
-
-    async def _body_done(self) -> None:
-        """The job returned: its end is on its way; give the slot back, then let the runs still
-        to start go first."""
-        run = current_run()
-        self._records.ending(run)
-        self._release_slot(run)
-        await self.starts.wait()
+    def _is_halted(self) -> bool:
+        return self._halted
 
     def _release_slot(self, run: Run) -> None:
         if run.holds_slot:
@@ -349,7 +343,7 @@ class TickRunner:
         )
         try:
             try:
-                outcome = await self._step(spec)(ctx)
+                outcome = await self._start_and_call(run, spec, ctx)
             except RunNotStarted as exc:
                 outcome = Outcome(exc.status, exc)
         except asyncio.CancelledError:
@@ -364,6 +358,26 @@ class TickRunner:
             await self._records.finish(run, record, RunStatus.INTERRUPTED, cause)
             raise
         return outcome, ctx
+
+    async def _start_and_call(self, run: Run, spec: JobSpec, ctx: JobContext) -> Outcome:
+        """Enter the hooks, mark the run started, call the job; once it has returned, give its
+        slot back and let the runs due with it start first; then exit the hooks (its log line,
+        span and metrics). RunNotStarted when the run must not go on."""
+        hooks = self._hooks
+        tokens = hooks.enter(ctx)
+        try:
+            await self._records.mark_started(run, current_trace_id(), self._is_halted)
+            run.state = RunState.RUNNING
+            run.settle_ticket()
+            outcome = await self._step(spec)(ctx)
+            self._records.ending(run)
+            self._release_slot(run)
+            await self.starts.wait()
+        except BaseException as exc:
+            hooks.exit(ctx, tokens, None, exc)
+            raise
+        hooks.exit(ctx, tokens, outcome)
+        return outcome
 
     async def _record(self, run: Run, record: RunRecord, outcome: Outcome) -> RunRecord:
         """Record how the attempt ended."""
@@ -389,7 +403,7 @@ class TickRunner:
         step = self._steps.get(spec.name)
         if step is None:
             executor = self._executors.for_job(spec.job, spec.options.executor)
-            step = self._steps[spec.name] = compose(invoke(spec.job, executor), self._chain)
+            step = self._steps[spec.name] = compose(invoke(spec.job, executor), self._call_chain)
         return step
 
     async def _finish_unstarted(

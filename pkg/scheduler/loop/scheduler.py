@@ -20,7 +20,7 @@ import structlog
 from financial.pkg.jobs.model import Trigger
 from financial.pkg.scheduler.clock import Clock
 from financial.pkg.scheduler.execution.aftermath import FailureHandler
-from financial.pkg.scheduler.execution.chain import Wrapper
+from financial.pkg.scheduler.execution.chain import Around
 from financial.pkg.scheduler.execution.runner import TickRunner
 from financial.pkg.scheduler.execution.slots import OrderedSlots
 from financial.pkg.scheduler.executors import Executors
@@ -84,7 +84,7 @@ class Scheduler:
         store: RunStore,
         clock: Clock,
         config: SchedulerConfig,
-        wrappers: Sequence[Wrapper] = (),
+        hooks: Sequence[Around] = (),
         on_final_failure: FailureHandler | None = None,
         on_heartbeat: Callable[[datetime], None] | None = None,
         on_unstarted: Callable[[RunRecord], None] | None = None,
@@ -104,7 +104,7 @@ class Scheduler:
             slots=self.slots,
             worker_id=config.worker_id,
             stopping=self.stopping,
-            wrappers=wrappers,
+            hooks=hooks,
             on_final_failure=on_final_failure,
             on_unstarted=on_unstarted,
             executors=executors,
