@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
@@ -232,3 +233,93 @@ async def test_a_run_found_taken_over_by_its_mark_is_cancelled_and_written_no_mo
     assert any(e["event"] == "job_lease_lost" for e in logs)
     [run] = await h.history()
     assert run.status is S.INTERRUPTED  # the other replica's status stands
+
+
+# -- a tick as one batch: claimed together, a task per run only once claimed -----------------
+
+
+class GatedClaims(MemoryRunStore):
+    """A store whose claims wait at a gate, noting the tasks alive while they wait."""
+
+    def __init__(self, clock: FakeClock, *, batched: bool) -> None:
+        super().__init__(clock, shared=True, batched=batched)
+        self.gate = asyncio.Event()
+        self.claims: list[str] = []
+        self.tasks_while_claiming = 0
+
+    async def claim(self, job: str, *args: Any, **kwargs: Any) -> RunRecord | None:
+        self.claims.append(job)
+        if not self.gate.is_set():
+            self.tasks_while_claiming = len(asyncio.all_tasks())
+            await self.gate.wait()
+        return await super().claim(job, *args, **kwargs)
+
+
+@pytest.mark.parametrize("batched", [True, False])
+async def test_no_run_of_a_tick_has_a_task_before_its_claim_is_answered(
+    clock: FakeClock, batched: bool
+) -> None:
+    store = GatedClaims(clock, batched=batched)
+    journal = Journal(clock)
+    jobs = [job_of("*/10 * * * * *", journal.body(f"j{n}"), name=f"j{n}") for n in range(50)]
+    async with Harness(*jobs, clock=clock, store=store, max_concurrent=100) as h:
+        quiet = len(asyncio.all_tasks())
+        await h.advance_to(10)
+        # The loop, its batch, and what a batched store's call runs in: not one per run.
+        assert 0 < store.tasks_while_claiming - quiet <= 2
+        assert journal.starts == []
+        store.gate.set()
+        await h.advance_to(11)
+    assert sorted(job for job, *_ in journal.starts) == sorted(f"j{n}" for n in range(50))
+    assert [status for _, _, status in await h.statuses()] == [S.SUCCEEDED] * 50
+
+
+async def test_the_runs_of_a_batch_start_in_the_order_they_were_due(clock: FakeClock) -> None:
+    journal = Journal(clock)
+    names = [f"j{n:02}" for n in range(30)]
+    jobs = [job_of("*/10 * * * * *", journal.body(name), name=name) for name in names]
+    async with Harness(*jobs, clock=clock, max_concurrent=100) as h:
+        await h.advance_to(10)
+    assert [job for job, *_ in journal.starts] == names
+
+
+async def test_a_job_whose_end_is_in_flight_is_claimed_after_it_beside_the_batch(
+    clock: FakeClock,
+) -> None:
+    """The job's end is held by the store: its next tick waits for it (and is not skipped as an
+    overlap of its own last run), while the other jobs of that tick start at once."""
+    store = HeldEnds(clock, hold="slow")
+    journal = Journal(clock)
+    jobs = [
+        job_of("*/10 * * * * *", journal.body("slow"), name="slow", overlap="skip"),
+        job_of("*/10 * * * * *", journal.body("quick"), name="quick", overlap="skip"),
+    ]
+    async with Harness(*jobs, clock=clock, store=store) as h:
+        await h.advance_to(10)
+        assert store.held == 1  # the end of slow's run at 10 s waits in the store
+        await h.advance_to(20)
+        assert sorted((job, tick) for job, _, tick, *_ in journal.starts) == [
+            ("quick", 10.0),
+            ("quick", 20.0),
+            ("slow", 10.0),
+        ]
+        store.release.set()
+        await h.advance_to(21)
+    assert await h.statuses("slow") == [(10.0, 1, S.SUCCEEDED), (20.0, 1, S.SUCCEEDED)]
+    assert await h.statuses("quick") == [(10.0, 1, S.SUCCEEDED), (20.0, 1, S.SUCCEEDED)]
+
+
+class HeldEnds(MemoryRunStore):
+    """A store that holds the end of one job's first run until `release` is set."""
+
+    def __init__(self, clock: FakeClock, *, hold: str) -> None:
+        super().__init__(clock, shared=True)
+        self.hold = hold
+        self.held = 0
+        self.release = asyncio.Event()
+
+    async def finish(self, run_id: str, status: RunStatus, **kwargs: Any) -> RunRecord:
+        if (await self.history(self.hold, limit=1))[0].run_id == run_id and not self.held:
+            self.held += 1
+            await self.release.wait()
+        return await super().finish(run_id, status, **kwargs)

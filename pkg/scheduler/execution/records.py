@@ -12,7 +12,7 @@ during a long outage), the fence keeps that status and the late end changes noth
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
 
@@ -21,7 +21,7 @@ import structlog
 from financial.pkg.jobs.model import Overlap, RunStatus, Trigger
 from financial.pkg.scheduler.clock import Clock
 from financial.pkg.scheduler.execution.backlog import Backlog, UnrecordedTick, UnwrittenEnd
-from financial.pkg.scheduler.execution.batch import Batcher
+from financial.pkg.scheduler.execution.batch import DEFAULT_LIMIT, Batcher
 from financial.pkg.scheduler.execution.leases import LeaseKeeper, LostHandler
 from financial.pkg.scheduler.execution.run import Run, RunState
 from financial.pkg.scheduler.store import (
@@ -143,14 +143,92 @@ class RunRecords:
             record = await self._claim_once(run, scheduled_at, attempt, trigger, overlap)
             if record is None or record.status.is_final:
                 return record
-            now = self._clock.now()
-            if start_by is not None and asked <= start_by < now:
-                return await self._finish_missed(run, record, ANSWERED_LATE_REASON)
-            if now - asked >= self.leases.interval:
-                return await self._finish_missed(run, record, SLOW_CLAIM_REASON)
-            return record
+            late = self._answered_late(asked, start_by)
+            return record if late is None else await self._finish_missed(run, record, late)
         finally:
             self._end(job, mine)
+
+    async def claim_batch(
+        self, runs: Sequence[Run], requests: Sequence[ClaimRequest], start_by: Sequence[datetime]
+    ) -> tuple[list[RunRecord | None], set[int]]:
+        """`claim` for the runs due at one instant, each of another job: one call to the store
+        (per `DEFAULT_LIMIT` requests) for all of them. Returns the results in order, and the
+        positions of the runs left out, whose job has a claim or an end in flight: each is to be
+        claimed alone (`claim`, which waits for those), so as not to hold the others back."""
+        if self.backlog.unwritten:
+            await self.backlog.flush_unwritten()
+        busy = {i for i, run in enumerate(runs) if run.job in self._in_flight}
+        if not busy:
+            return await self._claim_together(runs, requests, start_by), busy
+        together = [i for i in range(len(runs)) if i not in busy]
+        claimed = await self._claim_together(
+            [runs[i] for i in together],
+            [requests[i] for i in together],
+            [start_by[i] for i in together],
+        )
+        results: list[RunRecord | None] = [None] * len(runs)
+        for i, record in zip(together, claimed, strict=True):
+            results[i] = record
+        return results, busy
+
+    async def _claim_together(
+        self, runs: Sequence[Run], requests: Sequence[ClaimRequest], start_by: Sequence[datetime]
+    ) -> list[RunRecord | None]:
+        if not runs:
+            return []
+        mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        for run in runs:
+            self._in_flight.setdefault(run.job, []).append(mine)
+        try:
+            asked = self._clock.now()
+            answers = await self._claim_all(requests)
+            results: list[RunRecord | None] = []
+            late: list[tuple[int, Run, RunRecord, str]] = []
+            for run, request, by, answer in zip(runs, requests, start_by, answers, strict=True):
+                if isinstance(answer, BaseException):
+                    self._not_recorded(request, answer)
+                    results.append(None)
+                    continue
+                record = self._claimed(run, request, answer, asked)
+                if record is not None and not record.status.is_final:
+                    reason = self._answered_late(asked, by)
+                    if reason is not None:
+                        late.append((len(results), run, record, reason))
+                results.append(record)
+            if late:
+                missed = [self._finish_missed(run, record, why) for _, run, record, why in late]
+                for (i, *_), record in zip(late, await asyncio.gather(*missed), strict=True):
+                    results[i] = record
+            return results
+        finally:
+            mine.set_result(None)
+            for run in runs:
+                self._end_shared(run.job, mine)
+
+    async def _claim_all(
+        self, requests: Sequence[ClaimRequest]
+    ) -> list[RunRecord | BaseException | None]:
+        """The store's answer to each request, or the exception its call raised."""
+        answers: list[RunRecord | BaseException | None] = []
+        if self._claims is None:  # answered in memory: request by request
+            for request in requests:
+                try:
+                    answers.append(await self._claim(request))
+                except Exception as exc:
+                    answers.append(exc)
+            return answers
+        chunks = [requests[i : i + DEFAULT_LIMIT] for i in range(0, len(requests), DEFAULT_LIMIT)]
+        calls = [self._claim_many(list(chunk)) for chunk in chunks]
+        for chunk, answer in zip(
+            chunks, await asyncio.gather(*calls, return_exceptions=True), strict=True
+        ):
+            if isinstance(answer, asyncio.CancelledError):
+                raise answer
+            if isinstance(answer, BaseException):
+                answers.extend([answer] * len(chunk))
+            else:
+                answers.extend(answer)
+        return answers
 
     def _begin(self, job: str) -> asyncio.Future[None]:
         """A store call of `job` that decides its overlap begins; `_end` ends it."""
@@ -160,6 +238,9 @@ class RunRecords:
 
     def _end(self, job: str, mine: asyncio.Future[None]) -> None:
         mine.set_result(None)
+        self._end_shared(job, mine)
+
+    def _end_shared(self, job: str, mine: asyncio.Future[None]) -> None:
         in_flight = self._in_flight[job]
         in_flight.remove(mine)
         if not in_flight:
@@ -168,31 +249,50 @@ class RunRecords:
     async def _claim_once(
         self, run: Run, scheduled_at: datetime, attempt: int, trigger: Trigger, overlap: Overlap
     ) -> RunRecord | None:
-        job = run.job
+        request = ClaimRequest(run.job, scheduled_at, attempt, trigger, overlap)
         asked = self._clock.now()
         try:
-            record = await self._claim(ClaimRequest(job, scheduled_at, attempt, trigger, overlap))
+            record = await self._claim(request)
         except Exception as exc:
-            reason = f"run store unavailable: {describe(exc)}"
-            log.error(
-                "tick_not_recorded",
-                job=job,
-                scheduled_at=scheduled_at.isoformat(),
-                attempt=attempt,
-                trigger=trigger.value,
-                reason=reason,
-            )
-            if attempt == 1 and trigger in (Trigger.SCHEDULE, Trigger.CATCHUP):
-                self.backlog.unrecorded.append(UnrecordedTick(job, scheduled_at, reason))
+            self._not_recorded(request, exc)
             return None
+        return self._claimed(run, request, record, asked)
+
+    def _not_recorded(self, request: ClaimRequest, exc: BaseException) -> None:
+        reason = f"run store unavailable: {describe(exc)}"
+        log.error(
+            "tick_not_recorded",
+            job=request.job,
+            scheduled_at=request.scheduled_at.isoformat(),
+            attempt=request.attempt,
+            trigger=request.trigger.value,
+            reason=reason,
+        )
+        if request.attempt == 1 and request.trigger in (Trigger.SCHEDULE, Trigger.CATCHUP):
+            self.backlog.unrecorded.append(
+                UnrecordedTick(request.job, request.scheduled_at, reason)
+            )
+
+    def _claimed(
+        self, run: Run, request: ClaimRequest, record: RunRecord | None, asked: datetime
+    ) -> RunRecord | None:
         if record is None:
-            log.debug("tick_claimed_elsewhere", job=job, scheduled_at=scheduled_at)
+            log.debug("tick_claimed_elsewhere", job=request.job, scheduled_at=request.scheduled_at)
             return None
         if not record.status.is_final:
             run.record = record
             run.state = RunState.CLAIMED
             self.leases.hold(run, record, asked)
         return record
+
+    def _answered_late(self, asked: datetime, start_by: datetime | None) -> str | None:
+        """Why a claim asked at `asked` and answered now came too late to start, if it did."""
+        now = self._clock.now()
+        if start_by is not None and asked <= start_by < now:
+            return ANSWERED_LATE_REASON
+        if now - asked >= self.leases.interval:
+            return SLOW_CLAIM_REASON
+        return None
 
     async def _missed(
         self, run: Run, scheduled_at: datetime, attempt: int, trigger: Trigger, reason: str

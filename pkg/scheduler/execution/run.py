@@ -1,11 +1,14 @@
 """One run of one job for one tick, and everything about it on one object.
 
-A `Run` is made when its tick is dispatched, in the task that will carry it, and lives until its
-final status is recorded. It holds what the run machinery knows of it: the row the store answered
-(`record`, which changes from attempt to attempt), its lease, whether it holds a slot under the
-concurrency cap, its start ticket (`starts_first.py`), the `running` mark and the end on their
-way to the store, and why it was cancelled. It moves through `RunState`s in order; nothing is kept
-about it in tables keyed by its task.
+A `Run` is made when its tick is dispatched and lives until its final status is recorded. The runs
+due at one instant are claimed together, before any of them has a task (`TickRunner.run_batch`);
+each claimed one is then carried by a task of its own, `attach`ed to it.
+
+It holds what the run machinery knows of it: the row the store answered (`record`, which changes
+from attempt to attempt), its lease, whether it holds a slot under the concurrency cap, its start
+ticket (`starts_first.py`), the `running` mark and the end on their way to the store, and why it
+was cancelled. It moves through `RunState`s in order; nothing is kept about it in tables keyed by
+its task, and nothing refers to it once it is final.
 
 The chain (`chain.py`) sees only the job's context: it never reaches back for its run.
 """
@@ -18,6 +21,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from financial.pkg.scheduler.execution.starts_first import StartTicket
+from financial.pkg.scheduler.registry import JobSpec
 from financial.pkg.scheduler.store import RunRecord
 
 
@@ -51,7 +55,7 @@ class Run:
     """One run of `job` for one tick, through its attempts; see the module's docstring."""
 
     job: str
-    task: asyncio.Task[object]
+    task: asyncio.Task[object] | None = None
     ticket: StartTicket | None = None
     state: RunState = RunState.CLAIMING
     record: RunRecord | None = None
@@ -65,12 +69,32 @@ class Run:
     lost_reason: str | None = None
 
     def cancel(self, reason: str) -> None:
-        """Cancel its task; the first reason given is the one recorded."""
+        """Cancel its task (at once, or as soon as it has one); the first reason given is the
+        one recorded."""
         if self.cancel_reason is None:
             self.cancel_reason = reason
-        self.task.cancel()
+        if self.task is not None:
+            self.task.cancel()
+
+    def attach(self, task: asyncio.Task[object]) -> None:
+        """`task` carries the run from now on (a run cancelled before it had one is cancelled)."""
+        self.task = task
+        if self.cancel_reason is not None:
+            task.cancel()
 
     def settle_ticket(self) -> None:
         """Its job starts, or will not start soon: the runs dispatched with it may end."""
         if self.ticket is not None:
             self.ticket.settle()
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    """A tick of `spec` due now, for `TickRunner.run_batch`: the tick, the one after it, its start
+    deadline, and its start ticket."""
+
+    spec: JobSpec
+    at: datetime
+    next_tick: datetime
+    start_by: datetime
+    ticket: StartTicket

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 import structlog
 from structlog.typing import FilteringBoundLogger
@@ -44,12 +45,13 @@ from financial.pkg.scheduler.execution.records import (
     RunNotStarted,
     RunRecords,
 )
-from financial.pkg.scheduler.execution.run import Run, RunState
+from financial.pkg.scheduler.execution.run import Due, Run, RunState
 from financial.pkg.scheduler.execution.slots import OrderedSlots
 from financial.pkg.scheduler.execution.starts_first import StartsFirst, StartTicket
 from financial.pkg.scheduler.executors import Executors
 from financial.pkg.scheduler.registry import JobSpec
 from financial.pkg.scheduler.store import (
+    ClaimRequest,
     RunError,
     RunRecord,
     RunStore,
@@ -77,8 +79,10 @@ class TickRunner:
         on_unstarted: Callable[[RunRecord], None] | None = None,
         overlap_poll: timedelta = OVERLAP_POLL,
         executors: Executors | None = None,
+        spawn: Callable[[Coroutine[Any, Any, object]], object] = asyncio.ensure_future,
     ) -> None:
         self._clock = clock
+        self._spawn = spawn  # where the task carrying each claimed run of a batch is made
         self._executors = executors if executors is not None else Executors()
         self._slots = slots
         self._records = RunRecords(store, clock, worker_id, self._lease_lost)
@@ -118,6 +122,53 @@ class TickRunner:
 
     # -- entry points -------------------------------------------------------------------------
 
+    async def run_batch(self, due: Sequence[Due]) -> None:
+        """The runs due at one instant: claimed in one call to the store (`claim_batch`), then
+        each claimed one carried by a task of its own, in the order they were due. No run has a
+        task before its claim is answered, but for one whose job has a claim or an end still in
+        flight, which claims alone in its own task, after them."""
+        runs = [Run(d.spec.name, ticket=d.ticket) for d in due]
+        self._live.update(runs)
+        try:
+            records, alone = await self._records.claim_batch(
+                runs,
+                [
+                    ClaimRequest(d.spec.name, d.at, 1, Trigger.SCHEDULE, d.spec.options.overlap)
+                    for d in due
+                ],
+                [d.start_by for d in due],
+            )
+        except BaseException:
+            for run in runs:
+                self._records.release(run)
+                self._done(run)
+            raise
+        for i, (d, run, record) in enumerate(zip(due, runs, records, strict=True)):
+            if i in alone or (record is not None and not record.status.is_final):
+                self._spawn(self._carried(run, d, record))
+            else:
+                self._done(run)
+                self._unclaimed(d.spec, d.at, record)
+
+    async def _carried(self, run: Run, due: Due, record: RunRecord | None) -> RunRecord | None:
+        """The task of one run of a batch, claimed already (`record`) or to claim alone."""
+        task = asyncio.current_task()
+        assert task is not None, "a run is carried by an asyncio task"
+        run.attach(task)
+        spec = due.spec
+        try:
+            if record is None:
+                record = await self._records.claim(
+                    run, due.at, 1, Trigger.SCHEDULE, spec.options.overlap, due.start_by
+                )
+                if record is None or record.status.is_final:
+                    return self._unclaimed(spec, due.at, record)
+            return await self._carry(
+                run, spec, record, Trigger.SCHEDULE, due.next_tick, due.start_by
+            )
+        finally:
+            self._done(run)
+
     async def run_tick(
         self,
         spec: JobSpec,
@@ -129,69 +180,78 @@ class TickRunner:
         start_by: datetime | None = None,
         ticket: StartTicket | None = None,
     ) -> RunRecord | None:
-        """Run one tick to its final status; None when another worker claimed it.
+        """Run one tick to its final status, in the current task; None when another worker
+        claimed it. For a tick that is not part of a batch: a manual run, a catch-up, a
+        recovery, a job with jitter, a tick after missed ones.
 
         `start_by` defaults to the tick's own start deadline; a catch-up or a recovery of an
         older tick passes one counted from now. `ticket`, from `starts.ticket()` at dispatch, is
         settled once the job starts or will not (see `starts_first.py`).
         """
         run = self._begin(spec, ticket)
-        if ticket is not None and spec.options.jitter:
-            ticket.settle()  # a run that waits on purpose holds no one back
         try:
-            return await self._run_tick(
-                run, spec, scheduled_at, trigger, next_tick, attempt, start_by
+            if spec.options.jitter:
+                run.settle_ticket()  # a run that waits on purpose holds no one back
+                # Spread the start, not the tick: scheduled_at stays the tick the run belongs to.
+                spread = spec.options.jitter * random.random()
+                await self._clock.sleep_until(scheduled_at + spread, self._stopping)
+            if start_by is None:
+                start_by = spec.start_by(scheduled_at, next_tick)
+            record = await self._records.claim(
+                run, scheduled_at, attempt, trigger, spec.options.overlap, start_by
             )
+            if record is None or record.status.is_final:
+                return self._unclaimed(spec, scheduled_at, record)
+            return await self._carry(run, spec, record, trigger, next_tick, start_by)
         finally:
-            self._live.discard(run)
-            run.settle_ticket()
+            self._done(run)
 
     def _begin(self, spec: JobSpec, ticket: StartTicket | None = None) -> Run:
-        """A run of `spec` in the current task, made its current run."""
+        """A run of `spec` carried by the current task."""
+        run = Run(spec.name, ticket=ticket)
         task = asyncio.current_task()
-        assert task is not None, "a tick runs inside an asyncio task"
-        run = Run(spec.name, task, ticket)
+        assert task is not None, "a run is carried by an asyncio task"
+        run.attach(task)
         self._live.add(run)
         return run
 
-    async def _run_tick(
+    def _done(self, run: Run) -> None:
+        self._live.discard(run)
+        run.settle_ticket()
+
+    def _unclaimed(
+        self, spec: JobSpec, scheduled_at: datetime, record: RunRecord | None
+    ) -> RunRecord | None:
+        """A tick claimed elsewhere (None) or ended at its claim (skipped, missed)."""
+        if record is not None and record.error is not None:
+            # A pause is an operator's choice, an overlap a sign the job runs too long.
+            emit = log.info if skipped_for_pause(record) else log.warning
+            emit(
+                f"job_{record.status.value}",
+                job=spec.name,
+                run_id=record.run_id,
+                scheduled_at=scheduled_at.isoformat(),
+                reason=record.error.message,
+            )
+        if record is not None:
+            self.notify_unstarted(record)
+        return record
+
+    async def _carry(
         self,
         run: Run,
         spec: JobSpec,
-        scheduled_at: datetime,
+        record: RunRecord,
         trigger: Trigger,
         next_tick: datetime | None,
-        attempt: int,
-        start_by: datetime | None,
-    ) -> RunRecord | None:
-        if spec.options.jitter:
-            # Spread the start, not the tick: scheduled_at stays the tick the run belongs to.
-            spread = spec.options.jitter * random.random()
-            await self._clock.sleep_until(scheduled_at + spread, self._stopping)
-        if start_by is None:
-            start_by = spec.start_by(scheduled_at, next_tick)
-        record = await self._records.claim(
-            run, scheduled_at, attempt, trigger, spec.options.overlap, start_by
-        )
-        if record is None or record.status.is_final:
-            if record is not None and record.error is not None:
-                # A pause is an operator's choice, an overlap a sign the job runs too long.
-                emit = log.info if skipped_for_pause(record) else log.warning
-                emit(
-                    f"job_{record.status.value}",
-                    job=spec.name,
-                    run_id=record.run_id,
-                    scheduled_at=scheduled_at.isoformat(),
-                    reason=record.error.message,
-                )
-            if record is not None:
-                self.notify_unstarted(record)
-            return record
+        start_by: datetime,
+    ) -> RunRecord:
+        """A claimed run, to its final status: admit it, then its attempts."""
         structlog.contextvars.bind_contextvars(
             job=spec.name,
             run_id=record.run_id,
-            scheduled_at=scheduled_at.isoformat(),
-            attempt=attempt,
+            scheduled_at=record.scheduled_at.isoformat(),
+            attempt=record.attempt,
         )
         state = self.overlap.state(spec.name)
         try:
@@ -226,7 +286,7 @@ class TickRunner:
             await self._finish_unstarted(run, record, RunStatus.MISSED, reason)
         finally:
             self._records.release(run)
-            self._live.discard(run)
+            self._done(run)
 
     def halt(self) -> None:
         """The worker is stopping: no claimed run starts from now on."""

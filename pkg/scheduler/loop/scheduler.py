@@ -21,6 +21,7 @@ from financial.pkg.jobs.model import Trigger
 from financial.pkg.scheduler.clock import Clock
 from financial.pkg.scheduler.execution.aftermath import FailureHandler
 from financial.pkg.scheduler.execution.chain import Around
+from financial.pkg.scheduler.execution.run import Due
 from financial.pkg.scheduler.execution.runner import TickRunner
 from financial.pkg.scheduler.execution.slots import OrderedSlots
 from financial.pkg.scheduler.executors import Executors
@@ -108,6 +109,7 @@ class Scheduler:
             on_final_failure=on_final_failure,
             on_unstarted=on_unstarted,
             executors=executors,
+            spawn=self._spawn,
         )
         self.maintenance = Maintenance(
             store=store,
@@ -305,8 +307,11 @@ class Scheduler:
             self._spawn_after_missed(spec, plan.missed, "tick passed while no worker ran", run)
 
     def _dispatch_due(self, now: datetime) -> None:
+        """Hand the runner the ticks due now: those that can start as one batch, claimed
+        together, and the rest (after missed ticks, past their deadline, with jitter) one by one."""
         # Jobs on one schedule due at one tick share its successor: computed once per pass.
         following: dict[tuple[Schedule, datetime], datetime] = {}
+        batch: list[Due] = []
         while self._heap and self._heap[0][0] <= now:
             at, _, spec = heapq.heappop(self._heap)
             next_tick = following.get((spec.schedule, at))
@@ -324,23 +329,25 @@ class Scheduler:
                 log.warning(
                     "ticks_missed", job=spec.name, count=count, recorded=MISSED_RECORD_LIMIT
                 )
+            self._push(spec, next_tick)
+            start_by = spec.start_by(at, next_tick)
             run: Callable[[], Awaitable[object]]
-            if now > spec.start_by(at, next_tick):
+            if now > start_by:
                 run = partial(self.runner.record_missed, spec, at, "tick passed its start deadline")
-            else:
+            elif missed or spec.options.jitter:
+                ticket = self.runner.starts.ticket()
                 run = partial(
-                    self.runner.run_tick,
-                    spec,
-                    at,
-                    Trigger.SCHEDULE,
-                    next_tick,
-                    ticket=self.runner.starts.ticket(),
+                    self.runner.run_tick, spec, at, Trigger.SCHEDULE, next_tick, ticket=ticket
                 )
+            else:
+                batch.append(Due(spec, at, next_tick, start_by, self.runner.starts.ticket()))
+                continue
             if missed:
                 self._spawn_after_missed(spec, missed, "tick passed while not running", run)
             else:
                 self._spawn(run())
-            self._push(spec, next_tick)
+        if batch:
+            self._spawn(self.runner.run_batch(batch))
 
     def _spawn_after_missed(
         self,
