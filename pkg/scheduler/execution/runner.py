@@ -1,9 +1,17 @@
-"""What happens to one tick: claim, overlap, concurrency cap, attempts with retries, record.
+"""What happens to one tick, top to bottom: claim, admit, acquire a slot, start, attempts, record.
 
-Each tick is carried by a `Run` (`run.py`) in a task of its own, and ends with exactly one final
-status in the store: `succeeded`, `failed`, `timed_out`, `skipped` (paused, or overlap), `missed`
-(could not start in time), `interrupted` (shutdown, or a `replace` tick) or `abandoned` (its
-lease lapsed: written by the sweep of whichever replica saw it, never by the worker that lost it).
+- **claim** (`claims.py`): the runs due at one instant together (`run_batch`), others alone
+  (`run_tick`); each claimed run is then carried by a task of its own;
+- **admit** (`overlap.py`): the job's overlap policy;
+- **acquire a slot** (`slots.py`): the concurrency cap, in tick order, before the start deadline;
+- **start** and **attempts** (`attempt.py`): the job called through its chain, retried by its
+  policy;
+- **record** (`records.py`): each attempt's end, the final failure's hook and event.
+
+Each tick is carried by a `Run` (`run.py`) and ends with exactly one final status in the store:
+`succeeded`, `failed`, `timed_out`, `skipped` (paused, or overlap), `missed` (could not start in
+time), `interrupted` (shutdown, or a `replace` tick) or `abandoned` (its lease lapsed: written by
+the sweep of whichever replica saw it, never by the worker that lost it).
 A store that fails stops nothing: what it could not take waits in the backlog (`backlog.py`).
 """
 
@@ -16,42 +24,26 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from structlog.typing import FilteringBoundLogger
 
-from financial.pkg.jobs.context import JobContext
 from financial.pkg.jobs.model import Overlap, RunStatus, Trigger
-from financial.pkg.observability.trace_ids import current_trace_id
 from financial.pkg.scheduler.clock import Clock
 from financial.pkg.scheduler.execution.aftermath import (
     FailureHandler,
     report_final_failure,
     run_hook,
 )
+from financial.pkg.scheduler.execution.attempt import Attempts
 from financial.pkg.scheduler.execution.backlog import Backlog
-from financial.pkg.scheduler.execution.chain import (
-    Around,
-    Hooks,
-    Outcome,
-    Step,
-    call_chain,
-    compose,
-    invoke,
-    with_logging,
-)
+from financial.pkg.scheduler.execution.chain import Around, Outcome
 from financial.pkg.scheduler.execution.leases import LeaseKeeper
 from financial.pkg.scheduler.execution.overlap import OverlapGate
-from financial.pkg.scheduler.execution.records import (
-    STOPPING_REASON,
-    RunNotStarted,
-    RunRecords,
-)
+from financial.pkg.scheduler.execution.records import STOPPING_REASON, RunNotStarted, RunRecords
 from financial.pkg.scheduler.execution.run import Due, Run, RunState
 from financial.pkg.scheduler.execution.slots import OrderedSlots
 from financial.pkg.scheduler.execution.starts_first import StartsFirst, StartTicket
 from financial.pkg.scheduler.executors import Executors
 from financial.pkg.scheduler.registry import JobSpec
 from financial.pkg.scheduler.store import (
-    ClaimRequest,
     RunError,
     RunRecord,
     RunStore,
@@ -86,16 +78,11 @@ class TickRunner:
         self._executors = executors if executors is not None else Executors()
         self._slots = slots
         self._records = RunRecords(store, clock, worker_id, self._lease_lost)
+        self._claims = self._records.claims
         self.starts = StartsFirst(clock)
-        # Outermost first: the hooks given (tracing, metrics), then logging, which so sees the
-        # span's ids; then the call's own wrappers (recovery, timeout) around the job.
-        self._hooks = Hooks([*hooks, with_logging(clock)])
-        self._call_chain = call_chain(clock)
         self._stopping = stopping
         self._on_final_failure = on_final_failure
         self._on_unstarted = on_unstarted
-        self._bound_log: FilteringBoundLogger | None = None
-        self._steps: dict[str, Step] = {}
         self._live: set[Run] = set()  # the runs under way, for the drain to cancel
         # Set the moment the worker is asked to stop, before the drain sets `stopping`: a run
         # claimed just before then is recorded `missed` rather than started.
@@ -103,7 +90,21 @@ class TickRunner:
         self.overlap = OverlapGate(
             store=store, clock=clock, stopping=stopping, cancel=self.cancel, poll=overlap_poll
         )
-        self.interrupted = 0
+        self._attempt = Attempts(
+            clock=clock,
+            records=self._records,
+            slots=slots,
+            starts=self.starts,
+            executors=self._executors,
+            hooks=hooks,
+            stopping=stopping,
+            halted=lambda: self._halted,
+        )
+
+    @property
+    def interrupted(self) -> int:
+        """Attempts cancelled by the worker (shutdown, `replace`), recorded `interrupted`."""
+        return self._attempt.interrupted
 
     @property
     def leases(self) -> LeaseKeeper:
@@ -130,14 +131,7 @@ class TickRunner:
         runs = [Run(d.spec.name, ticket=d.ticket) for d in due]
         self._live.update(runs)
         try:
-            records, alone = await self._records.claim_batch(
-                runs,
-                [
-                    ClaimRequest(d.spec.name, d.at, 1, Trigger.SCHEDULE, d.spec.options.overlap)
-                    for d in due
-                ],
-                [d.start_by for d in due],
-            )
+            records, alone = await self._claims.claim_batch(runs, due)
         except BaseException:
             for run in runs:
                 self._records.release(run)
@@ -158,7 +152,7 @@ class TickRunner:
         spec = due.spec
         try:
             if record is None:
-                record = await self._records.claim(
+                record = await self._claims.claim(
                     run, due.at, 1, Trigger.SCHEDULE, spec.options.overlap, due.start_by
                 )
                 if record is None or record.status.is_final:
@@ -197,7 +191,7 @@ class TickRunner:
                 await self._clock.sleep_until(scheduled_at + spread, self._stopping)
             if start_by is None:
                 start_by = spec.start_by(scheduled_at, next_tick)
-            record = await self._records.claim(
+            record = await self._claims.claim(
                 run, scheduled_at, attempt, trigger, spec.options.overlap, start_by
             )
             if record is None or record.status.is_final:
@@ -278,9 +272,7 @@ class TickRunner:
         """Claim a tick that can no longer start and record it `missed`."""
         run = self._begin(spec)
         try:
-            record = await self._records.claim(
-                run, scheduled_at, 1, Trigger.SCHEDULE, Overlap.ALLOW
-            )
+            record = await self._claims.claim(run, scheduled_at, 1, Trigger.SCHEDULE, Overlap.ALLOW)
             if record is None or record.status.is_final:
                 return
             await self._finish_unstarted(run, record, RunStatus.MISSED, reason)
@@ -305,14 +297,6 @@ class TickRunner:
     def wake_waiters(self) -> None:
         """Wake every tick waiting on overlap, so it sees the worker is stopping."""
         self.overlap.wake_all()
-
-    def _is_halted(self) -> bool:
-        return self._halted
-
-    def _release_slot(self, run: Run) -> None:
-        if run.holds_slot:
-            run.holds_slot = False
-            self._slots.release()
 
     def _lease_lost(self, run: Run, reason: str) -> None:
         run.lost_reason = reason
@@ -341,10 +325,10 @@ class TickRunner:
                 return await self._finish_unstarted(run, record, RunStatus.MISSED, reason)
             run.holds_slot = True
             try:
-                outcome, ctx = await self._attempt(run, spec, record, trigger)
+                outcome, ctx = await self._attempt.run(run, spec, record, trigger)
             finally:
                 # The slot is for running the job: recording its end does not hold it.
-                self._release_slot(run)
+                self._attempt.release_slot(run)
             record = await self._record(run, record, outcome)
             if outcome.status is RunStatus.SUCCEEDED:
                 await run_hook(spec.job, "on_success", ctx)
@@ -361,7 +345,7 @@ class TickRunner:
             if self._stopping.is_set():
                 ctx.log.warning("retry_cancelled", reason="worker stopping")
                 break
-            claimed = await self._records.claim(
+            claimed = await self._claims.claim(
                 run, record.scheduled_at, record.attempt + 1, Trigger.RETRY, Overlap.ALLOW
             )
             if claimed is None or claimed.status.is_final:
@@ -386,59 +370,6 @@ class TickRunner:
             return None
         return retry_at
 
-    async def _attempt(
-        self, run: Run, spec: JobSpec, record: RunRecord, trigger: Trigger
-    ) -> tuple[Outcome, JobContext]:
-        """Run the chain once; a cancelled attempt is recorded here (`interrupted`)."""
-        started = self._clock.now()
-        ctx = JobContext(
-            job_name=spec.name,
-            run_id=record.run_id,
-            scheduled_at=record.scheduled_at,
-            attempt=record.attempt,
-            deadline=started + spec.timeout,
-            trigger=trigger,
-            log=self._run_log(),
-            stopping=self._stopping,
-        )
-        try:
-            try:
-                outcome = await self._start_and_call(run, spec, ctx)
-            except RunNotStarted as exc:
-                outcome = Outcome(exc.status, exc)
-        except asyncio.CancelledError:
-            if run.lost_reason is not None:
-                # The row is final already or will be swept `abandoned`: write nothing.
-                log.warning("job_lease_lost", reason=run.lost_reason)
-                raise
-            reason = run.cancel_reason or "cancelled"
-            self.interrupted += 1
-            log.warning("job_interrupted", reason=reason)
-            cause = RunError("Interrupted", reason)
-            await self._records.finish(run, record, RunStatus.INTERRUPTED, cause)
-            raise
-        return outcome, ctx
-
-    async def _start_and_call(self, run: Run, spec: JobSpec, ctx: JobContext) -> Outcome:
-        """Enter the hooks, mark the run started, call the job; once it has returned, give its
-        slot back and let the runs due with it start first; then exit the hooks (its log line,
-        span and metrics). RunNotStarted when the run must not go on."""
-        hooks = self._hooks
-        tokens = hooks.enter(ctx)
-        try:
-            await self._records.mark_started(run, current_trace_id(), self._is_halted)
-            run.state = RunState.RUNNING
-            run.settle_ticket()
-            outcome = await self._step(spec)(ctx)
-            self._records.ending(run)
-            self._release_slot(run)
-            await self.starts.wait()
-        except BaseException as exc:
-            hooks.exit(ctx, tokens, None, exc)
-            raise
-        hooks.exit(ctx, tokens, outcome)
-        return outcome
-
     async def _record(self, run: Run, record: RunRecord, outcome: Outcome) -> RunRecord:
         """Record how the attempt ended."""
         if isinstance(outcome.error, RunNotStarted):
@@ -451,20 +382,6 @@ class TickRunner:
         error = RunError.of(outcome.error) if outcome.error is not None else None
         duration_ms = None if outcome.duration_s is None else outcome.duration_s * 1000.0
         return await self._records.finish(run, record, outcome.status, error, duration_ms)
-
-    def _run_log(self) -> FilteringBoundLogger:
-        # One concrete logger for every run: the module's lazy proxy would build a new bound
-        # logger on every call. Bound at the first run, after the CLI configured logging.
-        if self._bound_log is None:
-            self._bound_log = structlog.get_logger("financial.scheduler").bind()
-        return self._bound_log
-
-    def _step(self, spec: JobSpec) -> Step:
-        step = self._steps.get(spec.name)
-        if step is None:
-            executor = self._executors.for_job(spec.job, spec.options.executor)
-            step = self._steps[spec.name] = compose(invoke(spec.job, executor), self._call_chain)
-        return step
 
     async def _finish_unstarted(
         self, run: Run, record: RunRecord, status: RunStatus, reason: str, *, notify: bool = True
