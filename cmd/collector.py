@@ -5,9 +5,10 @@ records) for the tens of milliseconds it takes to start and end them. With CPyth
 the youngest generation is collected every 700 objects allocated net, that is in the middle
 of every such tick, many times: each collection walks every run in flight and promotes the
 survivors to the older generations, which are then walked too, and now and then a full
-collection walks everything the process holds. Measured on the benchmark machine, that was
-more than half of the worker's CPU per run at 1,000 runs a second, and pauses of tens of
-milliseconds that went straight into start lateness.
+collection walks everything the process holds. On the benchmark machine that was a large part
+of the worker's CPU per run, and full collections paused the loop in the middle of a tick,
+which went straight into start lateness; the figures are in
+`benchmarks/README.md#what-the-shortcuts-save`.
 
 Nearly all of a run's objects are freed by reference counting the moment the run ends; the
 collector is there for reference cycles, which are rare here (an exception kept with its

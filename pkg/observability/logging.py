@@ -6,6 +6,8 @@ Every line carries `event` (a stable snake_case name such as `job_started`), `le
 `logging` (asyncpg, aio-pika) are rendered by the same processors, so no line comes out in
 another format, after `third_party.ThirdPartyNoiseFilter` has cut the drivers' reconnect loops
 down to their first line. The masker itself is `masking.mask_secrets`, re-exported here.
+The processors here are the plain path; JSON lines go through `json_line.JsonLineProcessor`,
+a shortcut held to them by its test.
 
 Output goes to stdout by default: systemd's journal and Kubernetes collect stdout and stderr
 alike, and stdout keeps the daemon's own diagnostics (a crash before logging is configured goes
@@ -18,16 +20,14 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterable
-from contextvars import ContextVar
 from datetime import date, datetime, time
 from functools import lru_cache
-from time import gmtime, time_ns
 from typing import Any, TextIO, cast
 
 import structlog
 from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
 
+from financial.pkg.observability import json_line
 from financial.pkg.observability.dependencies import dependencies
 from financial.pkg.observability.masking import MASK, is_secret_key, mask_secrets
 from financial.pkg.observability.third_party import ThirdPartyNoiseFilter
@@ -185,41 +185,17 @@ def _resolve_format(fmt: str, stream: TextIO) -> str:
 # ASCII escapes: a journal or pipe with a non-UTF-8 locale must not fail on a line.
 _JSON = json.JSONEncoder(default=_json_default)
 
-# The C encoder that `_JSON.encode` sets up and calls: called directly, it spares a line the
-# half microsecond `encode` spends in Python first. Undocumented, hence optional.
-_C_MAKE_ENCODER: Callable[..., Callable[[object, int], Iterable[str]]] | None = getattr(
-    json.encoder, "c_make_encoder", None
-)
-_C_ENCODER_ARGS = (
-    _JSON.default,
-    json.encoder.encode_basestring_ascii,
-    _JSON.indent,
-    _JSON.key_separator,
-    _JSON.item_separator,
-    _JSON.sort_keys,
-    _JSON.skipkeys,
-    _JSON.allow_nan,
-)
-
-
-def _encode(event_dict: EventDict) -> str:
-    """`json.dumps(event_dict, default=_json_default)`, to the byte."""
-    if _C_MAKE_ENCODER is None:
-        return _JSON.encode(event_dict)
-    # A fresh `markers` dict (circular references still raise ValueError), as `encode` passes.
-    return "".join(_C_MAKE_ENCODER({}, *_C_ENCODER_ARGS)(event_dict, 0))
-
 
 def _render_json(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> str:
-    return _encode(event_dict)
+    return _JSON.encode(event_dict)
 
 
 def _shared_processors() -> list[Processor]:
     # Masking comes before the level and timestamp are added: those never hold secrets.
     return [
         structlog.contextvars.merge_contextvars,
-        # Our own frames are skipped too: `_JsonLineProcessor` calls this one.
-        structlog.processors.StackInfoRenderer(additional_ignores=[__name__]),
+        # The fused processor's frames are skipped too: it calls this one itself.
+        structlog.processors.StackInfoRenderer(additional_ignores=[json_line.__name__]),
         structlog.processors.format_exc_info,
         mask_processor,
         _add_logger_name,
@@ -234,75 +210,6 @@ def _renderer(fmt: str, stream: TextIO) -> Processor:
     isatty = getattr(stream, "isatty", None)
     colors = callable(isatty) and bool(isatty()) and "NO_COLOR" not in os.environ
     return _MaskedConsoleRenderer(colors=colors)
-
-
-# Where structlog keeps the variables `bind_contextvars` made (it never removes one). Private,
-# hence looked up defensively: without it, lines are merged by structlog's own processor.
-_CONTEXT_VARS: dict[str, ContextVar[Any]] | None = getattr(
-    structlog.contextvars, "_CONTEXT_VARS", None
-)
-
-
-class _JsonLineProcessor:
-    """`_shared_processors` then `_render_json`, in one processor and one pass over the line.
-
-    Every run writes a line, so this is worth its code: the same keys and values, masked the
-    same way, for a third less CPU. Only the order of the contextvars keys can differ, and
-    structlog's own merge orders them by hash, which changes from one process to the next.
-    A line with `stack_info` or `exc_info` (rare) goes through the plain processors.
-    """
-
-    def __init__(self) -> None:
-        self._after_merge = _shared_processors()[1:]
-        self._context_vars: tuple[tuple[str, ContextVar[Any]], ...] = ()
-        self._second: tuple[int, str] = (-1, "")
-
-    def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> str:
-        self._merge_contextvars(logger, method_name, event_dict)
-        if "stack_info" in event_dict or "exc_info" in event_dict:
-            processed: Any = event_dict  # what a processor returns is only known at run time
-            for processor in self._after_merge:
-                processed = processor(logger, method_name, processed)
-            return _encode(processed)
-        mask_processor(logger, method_name, event_dict)
-        _add_logger_name(logger, method_name, event_dict)
-        structlog.processors.add_log_level(logger, method_name, event_dict)
-        # The wall clock, read as structlog's `TimeStamper` reads it: a line's timestamp is
-        # when it was written, which the scheduler's `Clock` (schedule math) has no say in.
-        event_dict["timestamp"] = self.timestamp(time_ns())
-        return _encode(event_dict)
-
-    def _merge_contextvars(self, logger: WrappedLogger, method_name: str, ed: EventDict) -> None:
-        # structlog's `merge_contextvars` walks every variable of the context (OpenTelemetry's,
-        # asyncio's, ...); asking each of structlog's own variables for its value is cheaper.
-        if _CONTEXT_VARS is None:
-            structlog.contextvars.merge_contextvars(logger, method_name, ed)
-            return
-        if len(self._context_vars) != len(_CONTEXT_VARS):
-            start = len(structlog.contextvars.STRUCTLOG_KEY_PREFIX)
-            # `tuple()` copies at once: another thread may bind a new key meanwhile.
-            registry = tuple(_CONTEXT_VARS.items())
-            self._context_vars = tuple((name[start:], var) for name, var in registry)
-        for key, var in self._context_vars:
-            value = var.get()
-            # Ellipsis: the default structlog gives its variables, and a cleared one's value.
-            if value is not Ellipsis and key not in ed:
-                ed[key] = value
-
-    def timestamp(self, ns: int) -> str:
-        """`TimeStamper(fmt="iso", utc=True)`'s text for the instant `ns` (ns since the epoch)."""
-        second, micros = divmod(ns // 1000, 1_000_000)
-        cached = self._second
-        if cached[0] != second:
-            t = gmtime(second)
-            text = (
-                f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}"
-                f"T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
-            )
-            # One tuple, so that a thread never pairs a second with another second's text.
-            cached = self._second = (second, text)
-        # `datetime.isoformat` leaves the fraction out when it is zero.
-        return f"{cached[1]}.{micros:06d}Z" if micros else f"{cached[1]}Z"
 
 
 def configure_logging(level: str = "INFO", fmt: str = "auto", stream: TextIO | None = None) -> None:
@@ -320,7 +227,11 @@ def configure_logging(level: str = "INFO", fmt: str = "auto", stream: TextIO | N
     fmt = _resolve_format(fmt, out)
     renderer = _renderer(fmt, out)
     shared = _shared_processors()
-    chain: list[Processor] = [_JsonLineProcessor()] if fmt == "json" else [*shared, renderer]
+    # JSON lines, every run's, go through the fused processor: the same line as `shared` then
+    # `_render_json` would write (stdlib records still take that plain path).
+    chain: list[Processor] = (
+        [json_line.JsonLineProcessor(shared, _JSON)] if fmt == "json" else [*shared, renderer]
+    )
     structlog.configure(
         processors=chain,
         wrapper_class=structlog.make_filtering_bound_logger(level_no),

@@ -4,9 +4,10 @@
 exporter, and a `CollectorRegistry` of its own (never prometheus_client's global one), so tests
 and the daemon can hold several side by side and nothing is touched at import time.
 
-What a run records is plain arithmetic on this module's own state, published at scrape time: an
-SDK synchronous measurement costs 8-10 µs, five of them a run were ~50 µs, ~15 µs of it before
-the job started (and behind it every other run of the tick). The counters and the in-flight gauge
+What a run records is plain arithmetic on this module's own state, published at scrape time,
+rather than SDK synchronous measurements: a run made five, some of them before its job started
+(and so behind it every other run of the tick); what this saves is in
+`benchmarks/README.md#what-the-shortcuts-save`. The counters and the in-flight gauge
 are observable instruments whose callbacks read that state; the two histograms are aggregated here
 (`_Histograms`, OpenTelemetry's explicit-bucket aggregation: `bisect_left` into the bounds) and
 rendered as the exporter renders a histogram, so the exposition is the same text as when the SDK

@@ -154,13 +154,13 @@ def setup_tracing(
     `InMemorySpanExporter`); either goes behind a `BatchSpanProcessor` (`OTEL_BSP_*`).
 
     With neither, nothing would read a span, so there is no provider and the tracer only
-    makes ids (no SDK span, no attributes): log lines keep their `trace_id` and `span_id` at a
-    few microseconds a run, and child spans share their run's trace id. `disabled` gives a
-    no-op tracer (no spans, no ids; `with_tracing` adds nothing to a run). `instance_id`
-    becomes `service.instance.id` (default: a random UUID); pass the worker id so traces and
-    run records name the same
-    worker. `set_global` also installs the provider as OpenTelemetry's global one, which the
-    asyncpg and aio-pika instrumentations use; it can only be set once per process.
+    makes ids (no SDK span, no attributes): log lines keep their `trace_id` and `span_id`, the
+    run's hook sets them directly (`ids_only.py`), and child spans share their run's trace id.
+    `disabled` gives a no-op tracer (no spans, no ids; `with_tracing` adds nothing to a run).
+    `instance_id` becomes `service.instance.id` (default: a random UUID); pass the worker id so
+    traces and run records name the same worker. `set_global` also installs the provider as
+    OpenTelemetry's global one, which the asyncpg and aio-pika instrumentations use; it can only
+    be set once per process.
     """
     if disabled:
         return Telemetry(tracer=trace.NoOpTracer())

@@ -19,8 +19,9 @@ MAX_SLEEP = timedelta(seconds=30)
 
 # How long before a deadline `SystemClock` stops sleeping on the event loop's timer. That timer
 # fires late: the selector rounds its timeout up to a whole millisecond, and CPython's epoll
-# rounds the result up again (a float a hair above n ms waits n + 1 ms), so it can fire about
-# 2.1 ms after its time, plus the kernel's timer slack (50 us). From this far out the clock
+# rounds the result up again (a float a hair above n ms waits n + 1 ms), so it can fire two
+# milliseconds after its time, and the kernel's timer slack on top (how late it fired on the
+# benchmark machine: benchmarks/README.md#what-the-shortcuts-save). From this far out the clock
 # yields to the loop until the deadline instead, which costs at most this much CPU per wake-up.
 PRECISE_LEAD = timedelta(milliseconds=2.5)
 

@@ -2,56 +2,24 @@
 
 from __future__ import annotations
 
-import contextvars
 import io
 import json
 import logging
-import math
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 import structlog
 from structlog.testing import capture_logs
 
 from financial.pkg.observability.logging import (
-    _encode,
-    _json_default,
-    _JsonLineProcessor,
-    _render_json,
-    _shared_processors,
     configure_logging,
     get_logger,
     mask_processor,
     mask_secrets,
 )
+from tests.unit.log_lines import SECRET, configured, json_lines
 
-SECRET = "hunter2-s3cr3t"
-
-
-@pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    """Leave structlog, the root logger and the contextvars as the test found them."""
-    config = structlog.get_config()
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    structlog.contextvars.clear_contextvars()
-    yield
-    structlog.contextvars.clear_contextvars()
-    structlog.configure(**config)
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
-def json_lines(stream: io.StringIO) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in stream.getvalue().splitlines()]
-
-
-def configured(level: str = "INFO", fmt: str = "json") -> io.StringIO:
-    stream = io.StringIO()
-    configure_logging(level, fmt, stream)
-    return stream
+pytestmark = pytest.mark.usefixtures("restore_logging")
 
 
 class TTY(io.StringIO):
@@ -369,155 +337,3 @@ def test_a_secret_bound_under_a_run_key_that_could_hold_one_is_still_masked() ->
     assert SECRET not in stream.getvalue()
     [line] = json_lines(stream)
     assert line["job"] == "outbox_relay"
-
-
-# The JSON chain is one fused processor; these hold it to what the plain processors write.
-
-
-def emit_lines() -> None:
-    """One logger call of each kind, each from a single source line for both chains."""
-    log = structlog.get_logger("financial.scheduler").bind(bound_dsn=f"host=db password={SECRET}")
-    log.info("job_succeeded", trigger="schedule", lateness_ms=1.25, duration_ms=0.5)
-    log.warning("job_note", note=f"amqp://u:{SECRET}@mq/", api_token=7, attempt=3, when=None)
-    log.warn("old_name", options={"password": SECRET, "hosts": [f"amqp://u:{SECRET}@mq/"]})
-    log.info("object_field", endpoint=ValueError(f"password={SECRET}"), level="ignored")
-    log.info("no_exception", exc_info=False, stack_info=False)
-    log.info("with_stack", stack_info=True)
-    try:
-        raise RuntimeError(f"job failed, password={SECRET}")
-    except RuntimeError:
-        log.exception("job_failed", job="database_cleanup")
-
-
-def lines_of(plain: bool) -> list[dict[str, Any]]:
-    stream = configured()
-    if plain:
-        structlog.configure(processors=[*_shared_processors(), _render_json])
-    emit_lines()
-    lines = json_lines(stream)
-    for line in lines:
-        assert datetime.fromisoformat(line.pop("timestamp")).tzinfo is not None
-    return lines
-
-
-def test_the_json_chain_is_one_fused_processor() -> None:
-    configured()
-    (processor,) = structlog.get_config()["processors"]
-    assert isinstance(processor, _JsonLineProcessor)
-
-
-def test_fused_lines_equal_the_plain_processors_lines() -> None:
-    structlog.contextvars.bind_contextvars(
-        job="report_generator",
-        run_id="r-1",
-        scheduled_at="2024-03-04T08:00:00+00:00",
-        attempt=1,
-        trace_id="0af7651916cd43dd8448eb211c80319c",
-        span_id="b7ad6b7169203331",
-        note_from_context=f"postgresql://app:{SECRET}@db/fin",
-        context_password=SECRET,
-    )
-
-    fused, plain = lines_of(plain=False), lines_of(plain=True)
-
-    assert fused == plain
-    context = set(structlog.contextvars.get_contextvars())
-    # Keys come in the same order, but for the context's (structlog orders those by hash).
-    assert [[k for k in line if k not in context] for line in fused] == [
-        [k for k in line if k not in context] for line in plain
-    ]
-    text = json.dumps(fused)
-    assert SECRET not in text
-    assert "financial.scheduler" in {line["logger"] for line in fused}
-    assert [line["level"] for line in fused] == [
-        *["info", "warning", "warning", "info", "info", "info"],
-        "error",
-    ]
-    # The stack starts at the caller: neither structlog's frames nor the processor's own.
-    assert "in emit_lines" in fused[5]["stack"]
-    assert "observability/logging.py" not in fused[5]["stack"]
-    assert "RuntimeError: job failed, password=***" in fused[6]["exception"]
-
-
-def test_fused_merge_equals_structlog_merge() -> None:
-    processor = _JsonLineProcessor()
-
-    def both(event_dict: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-        fused = dict(event_dict)
-        processor._merge_contextvars(None, "info", fused)
-        plain = dict(event_dict)
-        structlog.contextvars.merge_contextvars(None, "info", plain)
-        return fused, plain
-
-    fused, plain = both({"event": "e"})
-    assert fused == plain
-
-    structlog.contextvars.bind_contextvars(job="j", attempt=1)
-    fused, plain = both({"event": "e", "attempt": 2})
-    assert fused == plain == {"event": "e", "attempt": 2, "job": "j"}
-
-    structlog.contextvars.bind_contextvars(key_bound_after_the_first_line="x")
-    structlog.contextvars.unbind_contextvars("job")
-    fused, plain = both({"event": "e"})
-    assert fused == plain == {"event": "e", "attempt": 1, "key_bound_after_the_first_line": "x"}
-
-    def in_a_copied_context() -> tuple[dict[str, Any], dict[str, Any]]:
-        structlog.contextvars.bind_contextvars(run_id="r-2")
-        return both({})
-
-    fused, plain = contextvars.copy_context().run(in_a_copied_context)
-    assert fused == plain == {"attempt": 1, "key_bound_after_the_first_line": "x", "run_id": "r-2"}
-    assert "run_id" not in both({})[0]
-
-    structlog.contextvars.clear_contextvars()
-    assert both({"event": "e"}) == ({"event": "e"}, {"event": "e"})
-
-
-@pytest.mark.parametrize(
-    "ns",
-    [
-        0,
-        1_709_539_200_000_000_000,  # 2024-03-04T08:00:00, no fraction
-        1_709_539_200_000_000_999,  # under a microsecond: still no fraction
-        1_709_539_200_000_001_000,
-        1_709_539_200_999_999_999,
-        1_709_539_201_000_000_000,  # the next second
-        1_709_164_799_123_456_789,  # 2024-02-28T23:59:59, the day before a leap day
-        1_709_164_800_500_000_000,  # 2024-02-29
-        1_735_689_599_999_999_000,  # the last microsecond of 2024
-    ],
-)
-def test_timestamp_is_the_timestampers_text(ns: int) -> None:
-    # `TimeStamper(fmt="iso", utc=True)`: `datetime.now(UTC)` (whole microseconds, rounded
-    # down), `isoformat()`, and `Z` for `+00:00`.
-    second, micros = divmod(ns // 1000, 1_000_000)
-    instant = datetime.fromtimestamp(second, UTC).replace(microsecond=micros)
-    expected = instant.isoformat().replace("+00:00", "Z")
-
-    processor = _JsonLineProcessor()
-    assert processor.timestamp(ns) == expected
-    assert processor.timestamp(ns - 10**9) != expected  # a cached second is not reused
-    assert processor.timestamp(ns) == expected
-
-
-def test_encode_is_json_dumps_to_the_byte() -> None:
-    class Endpoint:
-        def __str__(self) -> str:
-            return f"amqp://app:{SECRET}@mq:5672/"
-
-    value = {
-        "text": 'caf\u00e9 \u2603 "quoted"\n',
-        "numbers": [1, -2.5, 1e300, math.inf, -math.inf, math.nan, True, False, None],
-        "nested": {"a": [{"b": ()}], 3: "int key"},
-        "when": datetime(2024, 3, 4, 8, 0, tzinfo=UTC),
-        "endpoint": Endpoint(),
-    }
-    assert _encode(value) == json.dumps(value, default=_json_default)
-    assert SECRET not in _encode(value)
-
-    circular: dict[str, Any] = {"event": "e"}
-    circular["self"] = circular
-    with pytest.raises(ValueError, match="Circular reference"):
-        _encode(circular)
-    shared = ["same list twice is not a cycle"]
-    assert _encode({"a": shared, "b": shared}) == json.dumps({"a": shared, "b": shared})

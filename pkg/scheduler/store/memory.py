@@ -7,7 +7,6 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, cast
 
 from financial.pkg.jobs.model import Overlap, RunStatus, Trigger
 from financial.pkg.scheduler.clock import Clock, SystemClock
@@ -24,6 +23,13 @@ from financial.pkg.scheduler.store import (
     overlap_reason,
     paused_reason,
     require_final,
+)
+from financial.pkg.scheduler.store.drafts import (
+    as_ended,
+    as_renewed,
+    as_started,
+    new_record,
+    uuid4_text,
 )
 
 
@@ -52,7 +58,7 @@ class MemoryRunStore(RunStore):
         self._keys: set[tuple[str, datetime, int]] = set()
         self._paused: dict[str, str | None] = {}
         # Run ids come from a generator of the store's own, seeded from the OS: a test that
-        # seeds `random` cannot make them repeat.
+        # seeds `random` cannot make them repeat. Records and ids are built by `drafts.py`.
         self._random_bits = random.Random().getrandbits
 
     def _put(self, record: RunRecord) -> RunRecord:
@@ -62,11 +68,6 @@ class MemoryRunStore(RunStore):
         else:
             self._open.get(record.job, set()).discard(record.run_id)
         return record
-
-    def _new_run_id(self) -> str:
-        # The format of str(uuid.uuid4()), at a quarter of its cost.
-        h = f"{self._random_bits(128) & _UUID4_KEPT | _UUID4_SET:032x}"
-        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
     def _unfinished(self, job: str | None = None) -> list[RunRecord]:
         jobs = [job] if job is not None else list(self._open)
@@ -105,8 +106,8 @@ class MemoryRunStore(RunStore):
             error = RunError("skipped", paused_reason(self._paused[job]))
         elif overlap is Overlap.SKIP and others:
             error = RunError("skipped", overlap_reason(others[0].worker_id))
-        run_id = self._new_run_id()
-        record = _record(
+        run_id = uuid4_text(self._random_bits(128))
+        record = new_record(
             run_id=run_id,
             job=job,
             scheduled_at=scheduled_at,
@@ -143,7 +144,7 @@ class MemoryRunStore(RunStore):
         )
 
     def _take_over(self, record: RunRecord, status: RunStatus, error: RunError) -> RunRecord:
-        record = _ended(record, status, self._clock.now(), error, record.fence + 1)
+        record = as_ended(record, status, self._clock.now(), error, record.fence + 1)
         return self._put(record)
 
     def _get(self, run_id: str) -> RunRecord:
@@ -157,7 +158,7 @@ class MemoryRunStore(RunStore):
         if record.status is RunStatus.PENDING and record.fence == fence:
             now = self._clock.now()
             # Still live: its id stays in `_open`.
-            record = self._runs[run_id] = _started(record, now, trace_id, now + self.lease)
+            record = self._runs[run_id] = as_started(record, now, trace_id, now + self.lease)
         return record
 
     async def renew(self, held: Mapping[str, int]) -> set[str]:
@@ -167,7 +168,7 @@ class MemoryRunStore(RunStore):
             record = self._runs.get(run_id)
             if record is None or record.status not in _LIVE or record.fence != fence:
                 continue
-            self._runs[run_id] = _renewed(record, now + self.lease)
+            self._runs[run_id] = as_renewed(record, now + self.lease)
             renewed.add(run_id)
         return renewed
 
@@ -185,7 +186,7 @@ class MemoryRunStore(RunStore):
         record = self._get(run_id)
         if record.status not in _LIVE or record.fence != fence:
             return record
-        record = self._runs[run_id] = _ended(
+        record = self._runs[run_id] = as_ended(
             record, status, self._clock.now(), error, record.fence, duration_ms
         )
         self._open[record.job].discard(run_id)  # where every live run's id is
@@ -265,142 +266,11 @@ class MemoryRunStore(RunStore):
 
 
 _MISSING = object()
-# A set lookup: several times cheaper than the `RunStatus.is_final` property.
+# A set lookup rather than the `RunStatus.is_final` property: every end and every lease renewal
+# asks it (benchmarks/README.md#what-the-shortcuts-save).
 _LIVE = frozenset(LIVE_STATUSES)
 _SEES_OTHERS = frozenset((Overlap.SKIP, Overlap.REPLACE))
-# The bits of a random UUID that are random, and its version (4) and variant (RFC 4122).
-_UUID4_KEPT = ~(0xF << 76 | 0x3 << 62)
-_UUID4_SET = 0x4 << 76 | 0x2 << 62
-
-# The records below are built field by field, not by `dataclasses.replace` (three times the cost).
-# `test_run_store_memory` fails when RunRecord gains a field these do not know.
-
-
-def _started(
-    r: RunRecord, started_at: datetime, trace_id: str | None, lease_expires_at: datetime
-) -> RunRecord:
-    return _changed(
-        r,
-        RunStatus.RUNNING,
-        started_at,
-        r.finished_at,
-        r.error,
-        trace_id,
-        r.fence,
-        lease_expires_at,
-        r.duration_ms,
-    )
-
-
-def _renewed(r: RunRecord, lease_expires_at: datetime) -> RunRecord:
-    return _changed(
-        r,
-        r.status,
-        r.started_at,
-        r.finished_at,
-        r.error,
-        r.trace_id,
-        r.fence,
-        lease_expires_at,
-        r.duration_ms,
-    )
-
-
-def _ended(
-    r: RunRecord,
-    status: RunStatus,
-    finished_at: datetime,
-    error: RunError | None,
-    fence: int,
-    duration_ms: float | None = None,
-) -> RunRecord:
-    if duration_ms is None and r.started_at is not None:
-        duration_ms = (finished_at - r.started_at).total_seconds() * 1000.0
-    return _changed(
-        r, status, r.started_at, finished_at, error, r.trace_id, fence, None, duration_ms
-    )
-
-
-def _changed(
-    r: RunRecord,
-    status: RunStatus,
-    started_at: datetime | None,
-    finished_at: datetime | None,
-    error: RunError | None,
-    trace_id: str | None,
-    fence: int,
-    lease_expires_at: datetime | None,
-    duration_ms: float | None,
-) -> RunRecord:
-    """`r` with the fields a run's life changes, the identity of the run kept."""
-    return _record(
-        run_id=r.run_id,
-        job=r.job,
-        scheduled_at=r.scheduled_at,
-        attempt=r.attempt,
-        trigger=r.trigger,
-        status=status,
-        worker_id=r.worker_id,
-        created_at=r.created_at,
-        started_at=started_at,
-        finished_at=finished_at,
-        error=error,
-        trace_id=trace_id,
-        fence=fence,
-        lease_expires_at=lease_expires_at,
-        duration_ms=duration_ms,
-    )
 
 
 def _abandoned_reason(record: RunRecord) -> str:
     return f"lease expired: worker {record.worker_id} stopped renewing it"
-
-
-class _Draft:
-    """A `RunRecord` being written: the same slots, so the same memory layout, but writable."""
-
-    __slots__ = RunRecord.__slots__
-
-
-def _record(
-    *,
-    run_id: str,
-    job: str,
-    scheduled_at: datetime,
-    attempt: int,
-    trigger: Trigger,
-    status: RunStatus,
-    worker_id: str,
-    created_at: datetime,
-    started_at: datetime | None = None,
-    finished_at: datetime | None = None,
-    error: RunError | None = None,
-    trace_id: str | None = None,
-    fence: int = 0,
-    lease_expires_at: datetime | None = None,
-    duration_ms: float | None = None,
-) -> RunRecord:
-    """`RunRecord(...)` at a quarter of its cost, which is most of what a run costs this store.
-
-    A frozen dataclass's `__init__` writes each field through `object.__setattr__`. Here a
-    `_Draft` takes plain writes, then becomes a RunRecord by switching its class, which Python
-    allows between classes of the same layout. The result is an ordinary frozen RunRecord.
-    """
-    draft: Any = object.__new__(_Draft)
-    draft.run_id = run_id
-    draft.job = job
-    draft.scheduled_at = scheduled_at
-    draft.attempt = attempt
-    draft.trigger = trigger
-    draft.status = status
-    draft.worker_id = worker_id
-    draft.created_at = created_at
-    draft.started_at = started_at
-    draft.finished_at = finished_at
-    draft.error = error
-    draft.trace_id = trace_id
-    draft.fence = fence
-    draft.lease_expires_at = lease_expires_at
-    draft.duration_ms = duration_ms
-    draft.__class__ = RunRecord
-    return cast(RunRecord, draft)
