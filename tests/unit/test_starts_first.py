@@ -13,7 +13,7 @@ from financial.pkg.scheduler.clock import FakeClock
 from financial.pkg.scheduler.execution.starts_first import StartsFirst
 from financial.pkg.scheduler.store import RunError, RunRecord
 from financial.pkg.scheduler.store.memory import MemoryRunStore
-from tests.unit.scheduling import Harness, Recorder, job_of
+from tests.unit.scheduling import T0, Harness, Recorder, job_of
 
 
 async def test_nothing_pending_means_no_wait(clock: FakeClock) -> None:
@@ -142,3 +142,50 @@ async def test_a_run_waiting_for_a_slot_does_not_hold_back_the_ends(clock: FakeC
         await h.advance_to(15)
         assert len(waiting.starts) == 1
         assert [r.status for r in await h.history("b_long")] == [RunStatus.SUCCEEDED]
+
+
+async def run_ticks(clock: FakeClock, *, starts_first: bool) -> tuple[list[str], list[object]]:
+    """Three ticks of 20 jobs, one failing, under a cap of 3: the store's events in order, and
+    what the shortcut must not change (each run's tick, attempt, status, error and duration)."""
+    events: list[str] = []
+
+    def body(name: str) -> Callable[[JobContext], Awaitable[None]]:
+        async def run(ctx: JobContext) -> None:
+            events.append(f"start {name}")
+            await clock.sleep(timedelta(milliseconds=int(name[1:])))
+            if name == "j7":
+                raise RuntimeError("j7 fails")
+
+        return run
+
+    jobs = [job_of("* * * * * *", body(f"j{i}"), name=f"j{i}") for i in range(20)]
+    store = EndsLog(clock, events)
+    async with Harness(*jobs, clock=clock, store=store, max_concurrent=3) as h:
+        if not starts_first:
+            h.scheduler.runner.starts.close()  # the plain path: no end waits for a start
+        for second in (1, 2, 3, 3.5):
+            await h.advance_to(second)
+        kept = [
+            (r.job, r.scheduled_at, r.attempt, r.status, r.error, r.duration_ms)
+            for r in sorted(await h.history(), key=lambda r: (r.job, r.scheduled_at))
+        ]
+    return events, list(kept)
+
+
+async def test_it_records_what_the_plain_path_records() -> None:
+    """The shortcut only reorders: the same runs with the same ends as when no end ever waits
+    for a start; with it, no end of a tick is written before the tick's last start."""
+    held_events, held = await run_ticks(FakeClock(T0), starts_first=True)
+    plain_events, plain = await run_ticks(FakeClock(T0), starts_first=False)
+
+    assert held == plain
+    assert len(held) == 60 and sum(1 for r in held if r[3] is RunStatus.FAILED) == 3
+    assert sorted(held_events) == sorted(plain_events)
+
+    def ends_before_last_start(events: list[str]) -> int:
+        last_start = max(i for i, e in enumerate(events) if e.startswith("start"))
+        return sum(1 for e in events[:last_start] if e.startswith("end"))
+
+    # Under the cap the ends of a wave come before the next wave starts, either way; what the
+    # shortcut holds back is each run's end until the runs given a slot meanwhile have started.
+    assert ends_before_last_start(held_events) < ends_before_last_start(plain_events)
