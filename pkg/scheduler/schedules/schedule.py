@@ -129,7 +129,10 @@ class CronSchedule(Schedule):
         except OverflowError:
             tick = None
         if tick is None:
-            raise ScheduleError(f"{self.expression!r} has no fire time after {after.isoformat()}")
+            within = f" within {self.fields.search_years} years" if self.calendar else ""
+            raise ScheduleError(
+                f"{self.expression!r} has no fire time{within} after {after.isoformat()}"
+            )
         return tick
 
     def __eq__(self, other: object) -> bool:
