@@ -23,8 +23,10 @@ from financial.pkg.scheduler.schedules.schedule import Schedule, ScheduleError, 
 SAO_PAULO = "America/Sao_Paulo"
 
 
-def utc(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=UTC)
+def utc(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0
+) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
 def on(

@@ -16,8 +16,10 @@ from financial.pkg.scheduler.schedules.days import DayTerms, month_shape, weekda
 from financial.pkg.scheduler.schedules.schedule import ScheduleError, parse_schedule
 
 
-def utc(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=UTC)
+def utc(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0
+) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
 def days_in_month(expression: str, year: int, month: int) -> list[int]:
