@@ -212,7 +212,7 @@ class Settings(BaseSettings):
     def _normalize_executor(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
 
-    @field_validator("worker_job_modules", "cleanup_tables", mode="before")
+    @field_validator("worker_job_modules", "cleanup_tables", "worker_closed_dates", mode="before")
     @classmethod
     def _split_comma_list(cls, value: Any) -> Any:
         if isinstance(value, str):
