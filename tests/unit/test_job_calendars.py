@@ -63,7 +63,7 @@ def test_the_decorator_and_class_attributes_set_the_calendar_and_policy() -> Non
     assert registry.add(moved(noop)).schedule.next_after(NOW) == datetime(
         2026, 12, 31, 10, tzinfo=UTC
     )
-    month_end = registry.add(MonthEndJob())  # type: ignore[arg-type]
+    month_end = registry.add(MonthEndJob())
     assert month_end.calendar == "NYSE"
     assert month_end.schedule.next_after(datetime(2027, 5, 1, tzinfo=UTC)) == datetime(
         2027, 5, 28, 22, tzinfo=UTC
