@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from financial.cmd import cli
 from financial.cmd.cli import main
 
 
@@ -21,6 +22,9 @@ def run(args: list[str], capsys: pytest.CaptureFixture[str], code: int = 0) -> t
 def _no_worker_calendar(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("WORKER_CALENDAR", "WORKER_CLOSED_DATES", "WORKER_CLOSED_DATES_FILE"):
         monkeypatch.delenv(name, raising=False)
+    # main() sets up logging for the process; pointed at pytest's captured stream, it would
+    # outlive the test and break the logging of every test after it.
+    monkeypatch.setattr(cli, "configure_logging", lambda *args, **kwargs: None)
 
 
 def test_a_moved_date_says_from_where_and_why(capsys: pytest.CaptureFixture[str]) -> None:

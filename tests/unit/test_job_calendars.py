@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from financial.cmd import cli
 from financial.cmd.cli import _job_row, main
 from financial.cmd.wiring import ConfigError, build_registry
 from financial.configs import Settings, SettingsError, load_settings
@@ -155,6 +156,8 @@ def test_an_unknown_calendar_in_the_environment_exits_78_with_one_line(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("WORKER_JOBS__DATABASE_CLEANUP__CALENDAR", "Atlantis")
+    # main() sets up logging for the process: not on pytest's captured stream, which closes.
+    monkeypatch.setattr(cli, "configure_logging", lambda *args, **kwargs: None)
     with pytest.raises(SystemExit) as exited:
         main(["jobs", "list"])
     assert exited.value.code == 78
