@@ -31,6 +31,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from financial.configs.closed_dates import parse_date as _date
+from financial.configs.closed_dates import read_closed_dates
 from financial.configs.errors import (
     SettingsError,
     problem_from_source_error,
@@ -390,37 +392,6 @@ def _check_url(value: str, schemes: Sequence[str]) -> None:
         parts.port  # noqa: B018 - urlsplit checks the port only when asked for it
     except ValueError:
         raise ValueError(f"a {schemes[0]}:// URL whose port is a number from 0 to 65535") from None
-
-
-def _date(text: str) -> date | None:
-    try:
-        return date.fromisoformat(text.strip()) if len(text.strip()) == 10 else None
-    except ValueError:
-        return None
-
-
-def read_closed_dates(path: Path) -> dict[date, str]:
-    """A closed-dates file: one `YYYY-MM-DD` per line, optionally followed by a label
-    (`2026-12-24 office closed`); blank lines and `#` comments are ignored. ValueError naming
-    the line that is not."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ValueError(f"a readable file of dates ({exc.strerror or exc})") from None
-    found: dict[date, str] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
-        content = line.split("#", 1)[0].strip()
-        if not content:
-            continue
-        day_text, _, label = content.partition(" ")
-        day = _date(day_text)
-        if day is None:
-            raise ValueError(
-                f"one date per line as YYYY-MM-DD, then an optional label "
-                f"(line {number}: {day_text!r})"
-            )
-        found[day] = label.strip() or f"closed ({path.name})"
-    return found
 
 
 def _default_secrets_dirs() -> list[Path]:
