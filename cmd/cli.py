@@ -10,9 +10,8 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TypedDict
-from zoneinfo import ZoneInfo
 
-from financial.cmd import history, worker
+from financial.cmd import fire_times, history, worker
 from financial.cmd.wiring import Clients, ConfigError, build_clients
 from financial.configs import Settings, SettingsError, load_settings
 from financial.pkg.database.embedded import EmbeddedPostgresError
@@ -22,7 +21,6 @@ from financial.pkg.health import HealthServerError
 from financial.pkg.jobs.model import RunStatus
 from financial.pkg.observability.logging import configure_logging
 from financial.pkg.scheduler.registry import JobSpec, UnknownJobError
-from financial.pkg.scheduler.schedules.schedule import ScheduleError, parse_schedule
 from financial.pkg.scheduler.store import JobSummary, RunStoreUnavailable
 
 EX_OK, EX_FAILED, EX_USAGE, EX_CONFIG = 0, 1, 2, 78
@@ -93,13 +91,11 @@ def _parser() -> argparse.ArgumentParser:
     migrate = sub.add_parser("migrate", help="apply the database migrations")
     migrate.set_defaults(command=_migrate)
 
-    schedule = sub.add_parser("schedule", help="the next fire times of a cron expression")
-    schedule.add_argument("expression", help="e.g. '0 2 * * *', '@every 5s', 'CRON_TZ=... ...'")
-    schedule.add_argument("--tz", help="time zone (default WORKER_TIMEZONE)")
-    schedule.add_argument("--after", help="ISO 8601 instant to count from (default now)")
-    schedule.add_argument("--count", type=int, default=5, help="how many (default 5)")
-    schedule.add_argument("--json", action="store_true", help="print JSON")
-    schedule.set_defaults(command=_schedule)
+    schedule = sub.add_parser(
+        "schedule", help="the next fire times of a cron expression, on a holiday calendar"
+    )
+    fire_times.add_arguments(schedule)
+    schedule.set_defaults(command=fire_times.show)
     return parser
 
 
@@ -133,13 +129,14 @@ def _jobs_list(args: argparse.Namespace, settings: Settings) -> int:
     if not rows:
         print("no jobs registered")
         return EX_OK
-    headers = ["NAME", "SCHEDULE", "ZONE", "OVERLAP", "TIMEOUT", "ENABLED", "PAUSED"]
+    headers = ["NAME", "SCHEDULE", "ZONE", "CALENDAR", "OVERLAP", "TIMEOUT", "ENABLED", "PAUSED"]
     headers += ["LAST RUN", "LAST SUCCESS", "NEXT RUNS"]
     table = [
         [
             r["name"],
             r["schedule"],
             r["zone"],
+            f"{r['calendar']} ({r['on_holiday']})" if r["calendar"] else "-",
             r["overlap"],
             f"{r['timeout_s']:g}s",
             "yes" if r["enabled"] else "no",
@@ -158,6 +155,8 @@ class JobRow(TypedDict):
     name: str
     schedule: str
     zone: str
+    calendar: str | None
+    on_holiday: str
     overlap: str
     timeout_s: float
     enabled: bool
@@ -187,6 +186,8 @@ def _job_row(spec: JobSpec, now: datetime, summary: JobSummary | None) -> JobRow
         "name": spec.name,
         "schedule": spec.schedule.expression,
         "zone": str(zone),
+        "calendar": spec.calendar,
+        "on_holiday": spec.options.on_holiday.value,
         "overlap": spec.options.overlap.value,
         "timeout_s": spec.timeout.total_seconds(),
         "enabled": spec.options.enabled,
@@ -279,58 +280,6 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
         return EX_FAILED
     print(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""))
     return EX_OK
-
-
-def _schedule(args: argparse.Namespace, settings: Settings) -> int:
-    zone_name = args.tz or settings.worker_timezone
-    try:
-        schedule = parse_schedule(args.expression, zone_name)
-    except ScheduleError as exc:
-        print(f"financial: schedule {args.expression!r}: {exc}", file=sys.stderr)
-        return EX_USAGE
-    if args.count < 1:
-        print(f"financial: --count {args.count}: expected a positive number", file=sys.stderr)
-        return EX_USAGE
-    try:
-        after = _parse_instant(args.after, schedule.zone) if args.after else datetime.now(UTC)
-    except ValueError as exc:
-        print(f"financial: --after {args.after!r}: {exc}", file=sys.stderr)
-        return EX_USAGE
-    zone = schedule.zone
-    times = schedule.next_n(after, args.count)
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "expression": schedule.expression,
-                    "zone": str(zone),
-                    "after": after.isoformat(),
-                    "next": [
-                        {"local": t.astimezone(zone).isoformat(), "utc": _utc(t)} for t in times
-                    ],
-                },
-                indent=2,
-            )
-        )
-        return EX_OK
-    print(f"  Expression: {schedule.expression}")
-    print(f"        Zone: {zone}")
-    for n, t in enumerate(times, 1):
-        label = "Next elapse" if n == 1 else f"Iteration #{n}"
-        local = t.astimezone(zone)
-        print(f"{label:>12}: {local:%a %Y-%m-%d %H:%M:%S %z} ({local.tzname()})  {_utc(t)}")
-    return EX_OK
-
-
-def _parse_instant(text: str, zone: ZoneInfo) -> datetime:
-    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=zone)  # a wall time in the schedule's zone
-    return value
-
-
-def _utc(t: datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _print_table(headers: list[str], rows: list[list[str]]) -> None:

@@ -9,7 +9,7 @@ team without editing the worker comes in through `WORKER_JOB_MODULES`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from financial.configs import Settings, job_key
 from financial.internal.worker.jobs.database_cleanup import DatabaseCleanupJob
@@ -21,8 +21,10 @@ from financial.pkg.jobs.job import Job
 from financial.pkg.jobs.model import ExecutorKind
 from financial.pkg.messaging.rabbit import RabbitPublisher
 from financial.pkg.observability.masking import mask_secrets
+from financial.pkg.scheduler.clock import SystemClock
 from financial.pkg.scheduler.execution.aftermath import FailureHandler, FinalFailure
 from financial.pkg.scheduler.registry import Defaults, JobRegistry, discover_jobs
+from financial.pkg.scheduler.schedules.calendars import NO_CALENDAR, CalendarError, load_calendar
 
 JOB_FAILED_ROUTING_KEY = "job.failed"
 
@@ -82,12 +84,28 @@ def registry_defaults(settings: Settings) -> Defaults:
         timeout=timedelta(seconds=settings.worker_default_timeout_seconds),
         start_deadline=timedelta(seconds=settings.worker_start_deadline_seconds),
         executor=ExecutorKind(settings.worker_default_executor),
+        calendar=settings.worker_calendar,
+        closed_dates=settings.closed_dates(),
     )
 
 
-def build_registry(settings: Settings, jobs: list[Job]) -> JobRegistry:
-    """Register `jobs` and those of WORKER_JOB_MODULES; ConfigError on any fault."""
-    registry = JobRegistry(registry_defaults(settings), overrides=settings.job_override)
+def build_registry(settings: Settings, jobs: list[Job], now: datetime | None = None) -> JobRegistry:
+    """Register `jobs` and those of WORKER_JOB_MODULES; ConfigError on any fault.
+
+    `now` (default: the system clock) is when the jobs with a holiday calendar are asked for
+    their next fire time, so a calendar that cannot answer stops the worker before it starts.
+    """
+    defaults = registry_defaults(settings)
+    if defaults.calendar is not None and defaults.calendar.strip().lower() != NO_CALENDAR:
+        try:
+            load_calendar(defaults.calendar, defaults.closed_dates)
+        except CalendarError as exc:
+            raise ConfigError(f"WORKER_CALENDAR={defaults.calendar!r}: {exc}") from exc
+    registry = JobRegistry(
+        defaults,
+        overrides=settings.job_override,
+        now=now if now is not None else SystemClock().now(),
+    )
     try:
         registry.add_all([*jobs, *discover_jobs(settings.worker_job_modules)])
     except (ValueError, ImportError) as exc:

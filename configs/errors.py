@@ -79,7 +79,10 @@ def describe_field(field: FieldInfo) -> str:
     if origin is list:
         return "a comma-separated list"
     if origin is dict:
-        return "per-job settings as WORKER_JOBS__<JOB>__SCHEDULE, __ENABLED or __TIMEOUT_SECONDS"
+        return (
+            "per-job settings as WORKER_JOBS__<JOB>__SCHEDULE, __ENABLED, __TIMEOUT_SECONDS, "
+            "__CALENDAR or __ON_HOLIDAY"
+        )
     if annotation is Path:
         return "a path"
     if any(isinstance(m, annotated_types.MinLen) for m in field.metadata):
@@ -111,7 +114,9 @@ def _expected(error: ErrorDetails, field: FieldInfo | None) -> str:
         # Our validators phrase their message as what they expected.
         return str(error.get("ctx", {}).get("error", error["msg"]))
     if kind == "extra_forbidden":
-        return "one of the per-job settings SCHEDULE, ENABLED, TIMEOUT_SECONDS"
+        return (
+            "one of the per-job settings SCHEDULE, ENABLED, TIMEOUT_SECONDS, CALENDAR, ON_HOLIDAY"
+        )
     if field is not None:
         return describe_field(field)
     msg = error["msg"]

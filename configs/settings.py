@@ -12,6 +12,7 @@ import os
 import re
 import socket
 from collections.abc import Iterable, Sequence
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 from urllib.parse import quote, urlsplit
@@ -30,6 +31,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from financial.configs.closed_dates import parse_date as _date
+from financial.configs.closed_dates import read_closed_dates
 from financial.configs.errors import (
     SettingsError,
     problem_from_source_error,
@@ -41,6 +44,7 @@ __all__ = ["JobOverride", "Settings", "SettingsError", "job_key", "load_settings
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 LogFormat = Literal["json", "console", "auto"]
 BlockingExecutor = Literal["thread", "process"]
+HolidayPolicy = Literal["skip", "next", "previous"]
 LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
 # NoDecode: pydantic-settings would otherwise demand JSON for a list read from the environment.
 CommaList = Annotated[list[str], NoDecode]
@@ -82,6 +86,8 @@ class JobOverride(BaseModel):
     schedule: str | None = None
     enabled: bool | None = None
     timeout_seconds: float | None = Field(default=None, gt=0)
+    calendar: str | None = None
+    on_holiday: HolidayPolicy | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -90,10 +96,15 @@ class JobOverride(BaseModel):
             return {k: v for k, v in data.items() if not (isinstance(v, str) and not v.strip())}
         return data
 
-    @field_validator("schedule")
+    @field_validator("schedule", "calendar")
     @classmethod
-    def _strip_schedule(cls, value: str | None) -> str | None:
+    def _strip(cls, value: str | None) -> str | None:
         return value.strip() if value is not None else None
+
+    @field_validator("on_holiday", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
 
 
 class Settings(BaseSettings):
@@ -129,6 +140,11 @@ class Settings(BaseSettings):
     worker_default_executor: BlockingExecutor = "thread"
     worker_thread_pool_size: int | None = Field(default=None, ge=1)
     worker_process_kill_grace_seconds: float = Field(default=5, ge=0)
+    # Holiday calendars: the default of cron jobs that name none (checked when a job uses
+    # it: the holidays package is imported only then), and the company's own closed dates.
+    worker_calendar: str | None = None
+    worker_closed_dates: CommaList = Field(default_factory=list)
+    worker_closed_dates_file: Path | None = None
 
     # Logging
     log_level: LogLevel = "INFO"
@@ -198,7 +214,7 @@ class Settings(BaseSettings):
     def _normalize_executor(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
 
-    @field_validator("worker_job_modules", "cleanup_tables", mode="before")
+    @field_validator("worker_job_modules", "cleanup_tables", "worker_closed_dates", mode="before")
     @classmethod
     def _split_comma_list(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -211,6 +227,21 @@ class Settings(BaseSettings):
         bad = [item for item in value if not _MODULE_PATH.match(item)]
         if bad:
             raise ValueError(f"dotted module paths such as myapp.jobs (not {', '.join(bad)})")
+        return value
+
+    @field_validator("worker_closed_dates")
+    @classmethod
+    def _check_closed_dates(cls, value: list[str]) -> list[str]:
+        bad = [item for item in value if _date(item) is None]
+        if bad:
+            raise ValueError(f"dates as YYYY-MM-DD, comma-separated (not {', '.join(bad)})")
+        return value
+
+    @field_validator("worker_closed_dates_file")
+    @classmethod
+    def _check_closed_dates_file(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            read_closed_dates(value)
         return value
 
     @field_validator("worker_timezone")
@@ -282,6 +313,19 @@ class Settings(BaseSettings):
     def job_override(self, name: str) -> JobOverride | None:
         """The overrides for job `name` (any case, `.`/`-` as `_`), or `None`."""
         return self.worker_jobs.get(job_key(name))
+
+    def closed_dates(self) -> tuple[tuple[date, str], ...]:
+        """The company's own closed dates with their labels, from `WORKER_CLOSED_DATES` and
+        `WORKER_CLOSED_DATES_FILE`, in date order: not business days for any job with a
+        calendar."""
+        found: dict[date, str] = {}
+        for item in self.worker_closed_dates:
+            day = _date(item)
+            if day is not None:  # always: the validator checked each
+                found[day] = "closed (WORKER_CLOSED_DATES)"
+        if self.worker_closed_dates_file is not None:
+            found |= read_closed_dates(self.worker_closed_dates_file)
+        return tuple(sorted(found.items()))
 
     @property
     def thread_pool_size(self) -> int:

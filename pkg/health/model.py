@@ -28,6 +28,7 @@ class JobStatus:
     `recent_runs` are newest first, as `RunStore.history` returns them. `runs_error` is set
     when the history could not be read (the database is down): the page still renders.
     `stuck_threads` counts the pool threads still running one of its runs that was abandoned.
+    `calendar` names the holiday calendar the schedule runs on, with its `on_holiday` policy.
     """
 
     name: str
@@ -40,6 +41,8 @@ class JobStatus:
     recent_runs: Sequence[RunRecord] = field(default_factory=tuple)
     runs_error: str | None = None
     stuck_threads: int = 0
+    calendar: str | None = None
+    on_holiday: str = "skip"
 
 
 class HealthSource(Protocol):

@@ -174,11 +174,16 @@ def _job(job: JobStatus, now: datetime) -> str:
             f'<ol class="runs">\n{items}\n</ol></details>'
         )
     quiet = " paused" if job.paused or job.disabled else ""
+    calendar = (
+        f"\n<dt>Calendar</dt><dd>{_e(job.calendar)} (on holiday: {_e(job.on_holiday)})</dd>"
+        if job.calendar
+        else ""
+    )
     return f"""<section class="job{quiet}" id="job-{name}">
 <h2>{name}{badge}</h2>
 <dl>
 <dt>Schedule</dt><dd><code>{_e(job.schedule)}</code></dd>
-<dt>Zone</dt><dd>{_e(job.zone)}</dd>
+<dt>Zone</dt><dd>{_e(job.zone)}</dd>{calendar}
 <dt>Next run</dt><dd>{next_fire}</dd>
 <dt>Last success</dt><dd>{last_success}</dd>{paused}
 </dl>

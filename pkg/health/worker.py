@@ -150,6 +150,8 @@ class WorkerHealth:
                     recent_runs=histories.get(spec.name, ()),
                     runs_error=error,
                     stuck_threads=stuck.get(spec.name, 0),
+                    calendar=spec.calendar,
+                    on_holiday=spec.options.on_holiday.value,
                 )
             )
         return statuses

@@ -2,6 +2,7 @@
 
 from financial.pkg.jobs import Job, JobContext, cron_job, RetryPolicy, Overlap
 
+`OnHoliday` says what a fire time on a holiday of the job's `calendar` does;
 `ExecutorKind` names where a job runs (`executor="process"` on `@cron_job` or the class);
 `ExpectedFailure` is a failure a job foresaw (logged without a traceback).
 """
@@ -15,6 +16,7 @@ from financial.pkg.jobs.model import (
     ExecutorKind,
     JobDefinitionError,
     JobOptions,
+    OnHoliday,
     Overlap,
     RunStatus,
     Trigger,
@@ -29,6 +31,7 @@ __all__ = [
     "JobContext",
     "JobDefinitionError",
     "JobOptions",
+    "OnHoliday",
     "Overlap",
     "RetryPolicy",
     "RunStatus",

@@ -16,8 +16,10 @@ from financial.pkg.jobs.model import (
     ExecutorKind,
     JobDefinitionError,
     JobOptions,
+    OnHoliday,
     Overlap,
     parse_executor,
+    parse_on_holiday,
     parse_overlap,
     seconds,
     validate_name,
@@ -226,8 +228,14 @@ def cron_job(
     recover: bool = False,
     enabled: bool = True,
     executor: ExecutorKind | str | None = None,
+    calendar: str | None = None,
+    on_holiday: OnHoliday | str = OnHoliday.SKIP,
 ) -> Callable[[JobFunction], FunctionJob]:
     """Make a function a job: `@cron_job("0 2 * * *", timeout=60)`.
+
+    `calendar` (`"BR"`, `"BR-SP"`, `"NYSE"`, ...) makes weekends and its holidays non-business
+    days, and `on_holiday` says what a fire time on one does: `skip`, `next` or `previous`
+    (see `financial.pkg.scheduler.schedules.calendars`).
 
     The module that holds it is listed in `WORKER_JOB_MODULES`; the worker imports it and
     registers every `FunctionJob` it finds at module level. `executor="process"` runs it in a
@@ -247,6 +255,8 @@ def cron_job(
             recover=recover,
             enabled=enabled,
             executor=None if executor is None else parse_executor(executor),
+            calendar=calendar,
+            on_holiday=parse_on_holiday(on_holiday),
         )
         job_name = func.__name__ if name is None else name
         return FunctionJob(func, name=job_name, schedule=schedule, options=options)

@@ -8,6 +8,9 @@ from datetime import timedelta
 from enum import StrEnum
 
 from financial.pkg.jobs.retry import RetryPolicy
+from financial.pkg.scheduler.schedules.calendars import OnHoliday
+
+__all__ = ["OnHoliday"]  # defined beside the arithmetic it steers; a job option all the same
 
 NAME_PATTERN = re.compile(r"^[a-z0-9_.-]+$")
 
@@ -82,6 +85,10 @@ class JobOptions:
     enabled: bool = True
     # None: the event loop for an async job, `WORKER_DEFAULT_EXECUTOR` for a blocking one.
     executor: ExecutorKind | None = None
+    # A holiday calendar (`BR`, `BR-SP`, `NYSE`, ...); None: `WORKER_CALENDAR`; "none": no
+    # calendar even when the worker has a default.
+    calendar: str | None = None
+    on_holiday: OnHoliday = OnHoliday.SKIP
 
     def __post_init__(self) -> None:
         for name in ("timeout", "start_deadline", "catchup_window", "jitter"):
@@ -95,6 +102,14 @@ class JobOptions:
         object.__setattr__(self, "overlap", parse_overlap(self.overlap))
         if self.executor is not None:
             object.__setattr__(self, "executor", parse_executor(self.executor))
+        if self.calendar is not None and (
+            not isinstance(self.calendar, str) or not self.calendar.strip()
+        ):
+            raise JobDefinitionError(
+                f"option calendar={self.calendar!r}: expected a country, subdivision or market "
+                "code such as BR, BR-SP or NYSE, or 'none'"
+            )
+        object.__setattr__(self, "on_holiday", parse_on_holiday(self.on_holiday))
 
 
 def parse_overlap(value: object) -> Overlap:
@@ -113,6 +128,17 @@ def parse_executor(value: object) -> ExecutorKind:
     except ValueError:
         allowed = ", ".join(e.value for e in ExecutorKind)
         raise JobDefinitionError(f"option executor={value!r}: expected one of {allowed}") from None
+
+
+def parse_on_holiday(value: object) -> OnHoliday:
+    """An `OnHoliday` from itself or its name, or a JobDefinitionError listing the choices."""
+    try:
+        return OnHoliday(str(value).strip().lower())
+    except ValueError:
+        allowed = ", ".join(o.value for o in OnHoliday)
+        raise JobDefinitionError(
+            f"option on_holiday={value!r}: expected one of {allowed}"
+        ) from None
 
 
 def seconds(value: float | timedelta | None) -> timedelta | None:

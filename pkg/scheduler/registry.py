@@ -1,17 +1,39 @@
-"""Registered jobs: each job with its parsed schedule and options resolved against settings."""
+"""Registered jobs: each job with its parsed schedule and options resolved against settings.
+
+A job's holiday calendar is its own `calendar`, else the operator's override, else the
+worker-wide default (`Defaults.calendar`) for cron schedules: `@every` runs on elapsed time and
+takes no default calendar (the outbox relay must not stop for a holiday), while an `@every` job
+that names a calendar itself is refused. `calendar="none"` opts a job out of the default.
+When the registry knows the time (`now`), a job with a calendar is asked for its next fire time
+at registration, so a calendar whose installed data does not cover the years asked, or a
+schedule its holidays rule out for good (`0 9 1 1 *` skipping holidays), is refused before the
+worker starts rather than when the tick comes.
+"""
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from types import ModuleType
 from typing import Protocol
 
 from financial.pkg.jobs.job import FunctionJob, Job, check_executor, options_of, resolve_executor
 from financial.pkg.jobs.model import ExecutorKind, JobDefinitionError, JobOptions, validate_name
-from financial.pkg.scheduler.schedules.schedule import Schedule, ScheduleError, parse_schedule
+from financial.pkg.scheduler.schedules.calendars import (
+    NO_CALENDAR,
+    CalendarError,
+    OnHoliday,
+    load_calendar,
+    with_calendar,
+)
+from financial.pkg.scheduler.schedules.schedule import (
+    CronSchedule,
+    Schedule,
+    ScheduleError,
+    parse_schedule,
+)
 
 
 class JobOverride(Protocol):
@@ -23,6 +45,10 @@ class JobOverride(Protocol):
     def enabled(self) -> bool | None: ...
     @property
     def timeout_seconds(self) -> float | None: ...
+    @property
+    def calendar(self) -> str | None: ...
+    @property
+    def on_holiday(self) -> str | None: ...
 
 
 DEFAULT_TIMEOUT = timedelta(seconds=300)
@@ -37,6 +63,8 @@ class Defaults:
     timeout: timedelta = DEFAULT_TIMEOUT
     start_deadline: timedelta = DEFAULT_START_DEADLINE
     executor: ExecutorKind = ExecutorKind.THREAD  # blocking jobs; async ones run on the loop
+    calendar: str | None = None  # for cron jobs that name none
+    closed_dates: tuple[tuple[date, str], ...] = ()  # not business days under any calendar
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +96,11 @@ class JobSpec:
     def zone_name(self) -> str:
         return str(self.schedule.zone)
 
+    @property
+    def calendar(self) -> str | None:
+        """The holiday calendar the schedule runs on (`BR`, `NYSE`, ...), or None."""
+        return self.options.calendar
+
 
 class UnknownJobError(LookupError):
     """A job name the registry does not hold; the message lists the known names."""
@@ -85,9 +118,11 @@ class JobRegistry:
         self,
         defaults: Defaults | None = None,
         overrides: Callable[[str], JobOverride | None] | None = None,
+        now: datetime | None = None,
     ) -> None:
         self._defaults = defaults or Defaults()
         self._overrides = overrides or _no_override
+        self._now = now
         self._specs: dict[str, JobSpec] = {}
 
     def add(self, job: Job) -> JobSpec:
@@ -107,6 +142,10 @@ class JobRegistry:
                 options = replace(options, enabled=override.enabled)
             if override.timeout_seconds is not None:
                 options = replace(options, timeout=timedelta(seconds=override.timeout_seconds))
+            if override.calendar is not None:
+                options = replace(options, calendar=override.calendar)
+            if override.on_holiday is not None:
+                options = replace(options, on_holiday=OnHoliday(override.on_holiday))
         if options.timeout is None:
             options = replace(options, timeout=self._defaults.timeout)
         if options.start_deadline is None:
@@ -121,9 +160,35 @@ class JobRegistry:
             schedule = parse_schedule(expression, zone)
         except ScheduleError as exc:
             raise JobDefinitionError(f"job {name!r}: schedule {expression!r}: {exc}") from None
+        schedule, options = self._on_calendar(name, schedule, options)
         spec = JobSpec(job=job, name=name, schedule=schedule, options=options)
         self._specs[name] = spec
         return spec
+
+    def _on_calendar(
+        self, name: str, schedule: Schedule, options: JobOptions
+    ) -> tuple[Schedule, JobOptions]:
+        """The schedule bound to the job's holiday calendar, and the options naming it."""
+        wanted = options.calendar
+        if wanted is None and isinstance(schedule, CronSchedule):
+            wanted = self._defaults.calendar
+        if wanted is not None and wanted.strip().lower() == NO_CALENDAR:
+            wanted = None
+        try:
+            calendar = (
+                None if wanted is None else load_calendar(wanted, self._defaults.closed_dates)
+            )
+            schedule = with_calendar(schedule, calendar, options.on_holiday)
+            if calendar is not None and self._now is not None:
+                schedule.next_after(self._now)
+        except CalendarError as exc:
+            raise JobDefinitionError(f"job {name!r}: {exc}") from None
+        except ScheduleError as exc:
+            where = f" with calendar {wanted!r}" if wanted else ""
+            raise JobDefinitionError(
+                f"job {name!r}: schedule {schedule.expression!r}{where}: {exc}"
+            ) from None
+        return schedule, replace(options, calendar=None if calendar is None else calendar.name)
 
     def add_all(self, jobs: Iterable[Job]) -> None:
         for job in jobs:

@@ -161,6 +161,14 @@ def test_disabled_jobs_say_so() -> None:
     assert "<dt>Next run</dt><dd>—</dd>" in html
 
 
+def test_a_job_on_a_holiday_calendar_shows_it_and_its_policy() -> None:
+    closing = JobStatus("close", "0 18 LB * *", "America/Sao_Paulo", None, False)
+    on_calendar = replace(closing, calendar="BR-SP", on_holiday="next")
+    assert "<dt>Calendar</dt>" not in render_status_page(report(jobs=[closing]))
+    html = render_status_page(report(jobs=[on_calendar]))
+    assert "<dt>Calendar</dt><dd>BR-SP (on holiday: next)</dd>" in html
+
+
 def test_last_success_and_its_absence() -> None:
     html = render_status_page(report())
     report_section = html[html.index('id="job-report_generator"') :]

@@ -40,6 +40,8 @@ class Override:
     schedule: str | None = None
     enabled: bool | None = None
     timeout_seconds: float | None = None
+    calendar: str | None = None
+    on_holiday: str | None = None
 
 
 def test_class_style_job_options_are_read_from_attributes() -> None:

@@ -7,8 +7,13 @@ The fields are expanded here rather than by `croniter.expand`, which croniter 7.
 ways a scheduler cannot live with: a single-value range becomes a wildcard (`0 3-3 * * *` runs
 every hour, day-of-week `0-0` every day), `15W` silently reads as `15`, and a 6-field expression
 is read with the seconds last. Parsing each item ourselves also lets every error name the field
-and the value. croniter's extensions that robfig/cron (the Go worker's library) did not have
-(`L`, `W`, `#`, `H`) are refused by name.
+and the value. The calendar terms of the day fields (`L`, `LW`, `nW`, `nB`, `LB`, `d#n`, `dL`)
+are parsed and evaluated in `financial.pkg.scheduler.schedules.days`; hashed values (`H`) are
+refused by name.
+
+A schedule without calendar terms or a holiday calendar takes the path it always took: its days
+come from `_month_days`, cached per (day fields, month). With terms or a calendar, `day_source`
+answers instead, so the terms cost only where they are used.
 """
 
 from __future__ import annotations
@@ -20,6 +25,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
+from typing import Protocol
+
+from financial.pkg.scheduler.schedules.days import (
+    DayRule,
+    DayTerms,
+    RuleDays,
+    is_dom_term,
+    is_dow_term,
+    weekday_mask,
+)
 
 # Spelled out: calendar.month_abbr follows the process's locale.
 _MONTHS = "JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC"
@@ -43,12 +58,23 @@ _MONTH = _Field("month", 1, 12, _MONTH_NAMES)
 _DOW = _Field("day-of-week", 0, 7, _DAY_NAMES)  # 7 is Sunday too
 
 _ITEM = re.compile(r"(?P<base>\*|[0-9A-Za-z]+(?:-[0-9A-Za-z]+)?)(?:/(?P<step>[0-9]+))?")
-# croniter extensions (last day, nearest weekday, nth weekday, hashed values): robfig/cron has
-# none of them, and croniter reads `15W` silently as `15`, so they are refused by name.
-_EXTENSION = re.compile(r"#|^L|\dL$|W$|^H(?:$|[(/])", re.IGNORECASE)
+# Hashed values (croniter, Jenkins) spread jobs by name; robfig/cron has none, so they are
+# refused by name rather than read as something else.
+_HASHED = re.compile(r"^H(?:$|[(/])", re.IGNORECASE)
+# A calendar term written outside the day fields.
+_STRAY_TERM = re.compile(r"#|^L[WB]?$|[0-9][LWB]$", re.IGNORECASE)
 
 # The longest run of years without a given date: 29 February skips 2100 (2096 -> 2104).
 _SEARCH_YEARS = 9
+# With calendar terms or a holiday calendar: a month of a given shape recurs within 40 years
+# (a 29-day February starting on a given weekday: 28 years apart, 40 across 2100; tested).
+LONG_SEARCH_YEARS = 41
+
+
+class DaySource(Protocol):
+    """The days of a month a schedule with calendar terms or a holiday calendar runs on."""
+
+    def days(self, year: int, month: int) -> tuple[int, ...]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,11 +97,22 @@ class CronFields:
     dom_any: bool
     dow_any: bool
     fixed_hour: bool
+    # Calendar terms of the day fields (None: plain values only) and what answers for the days
+    # of a month in their place (None: `_month_days`, the plain path).
+    rule: DayRule | None = None
+    day_source: DaySource | None = field(default=None, repr=False, compare=False)
+    search_years: int = _SEARCH_YEARS
     _day_key: tuple[int, int, bool, bool] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         day_key = (_mask(self.days), _mask(self.weekdays), self.dom_any, self.dow_any)
         object.__setattr__(self, "_day_key", day_key)
+
+    def month_days(self, year: int, month: int) -> tuple[int, ...]:
+        """The days of `year`-`month` the day fields select, in order."""
+        if self.day_source is None:
+            return _month_days(self._day_key, year, month)
+        return self.day_source.days(year, month)
 
     def next_match(self, start: datetime) -> datetime | None:
         """The first whole-second naive wall time at or after `start` that matches, or None when
@@ -90,8 +127,9 @@ class CronFields:
             start.minute,
             start.second,
         )
-        last_year = min(start.year + _SEARCH_YEARS, datetime.max.year)
+        last_year = min(start.year + self.search_years, datetime.max.year)
         months, hours, minutes, seconds = self.months, self.hours, self.minutes, self.seconds
+        source, day_key = self.day_source, self._day_key
         while y <= last_year:
             i = bisect_left(months, mo)
             if i == len(months):
@@ -99,7 +137,7 @@ class CronFields:
                 continue
             if months[i] != mo:
                 mo, d, h, mi, s = months[i], 1, 0, 0, 0
-            days = _month_days(self._day_key, y, mo)
+            days = _month_days(day_key, y, mo) if source is None else source.days(y, mo)
             i = bisect_left(days, d)
             if i == len(days):
                 y, mo, d, h, mi, s = (y + 1, 1, 1, 0, 0, 0) if mo == 12 else (y, mo + 1, 1, 0, 0, 0)
@@ -158,25 +196,41 @@ def parse_fields(fields: Sequence[str]) -> CronFields:
     if len(fields) == 5:
         fields = ["0", *fields]
     specs = (_SECOND, _MINUTE, _HOUR, _DOM, _MONTH, _DOW)
-    values = [_expand(text, spec) for text, spec in zip(fields, specs, strict=True)]
+    terms = DayTerms()
+    values = [
+        _expand(text, spec, terms if spec in (_DOM, _DOW) else None)
+        for text, spec in zip(fields, specs, strict=True)
+    ]
     seconds, minutes, hours, days, months, weekdays = values
+    weekdays = tuple(sorted({d % 7 for d in weekdays}))
+    dom_any, dow_any = _is_wildcard(fields[3]), _is_wildcard(fields[5])
+    rule = terms.rule(_mask(days), _mask(weekdays), dom_any, dow_any) if terms else None
     result = CronFields(
         seconds=seconds,
         minutes=minutes,
         hours=hours,
         days=days,
         months=months,
-        weekdays=tuple(sorted({d % 7 for d in weekdays})),
-        dom_any=_is_wildcard(fields[3]),
-        dow_any=_is_wildcard(fields[5]),
+        weekdays=weekdays,
+        dom_any=dom_any,
+        dow_any=dow_any,
         fixed_hour=not any(c in fields[2] for c in "*?/"),
+        rule=rule,
+        day_source=None if rule is None else RuleDays(rule),
+        search_years=_SEARCH_YEARS if rule is None else LONG_SEARCH_YEARS,
     )
-    _check_feasible(result, fields[3], fields[4])
+    if rule is None:
+        _check_feasible(result, fields[3], fields[4])
+    else:
+        _check_rule_feasible(rule, months, fields)
     return result
 
 
-def _expand(text: str, spec: _Field) -> tuple[int, ...]:
-    """The sorted values of one field; ValueError naming the field and what is wrong."""
+def _expand(text: str, spec: _Field, terms: DayTerms | None = None) -> tuple[int, ...]:
+    """The sorted values of one field; ValueError naming the field and what is wrong.
+
+    In the day fields (`terms` given), calendar terms go to `terms` instead of the values.
+    """
     where = f"{spec.label} field {text!r}"
     # Open ranges (`*`, `N/step`) end on 6 for day-of-week: 7 only repeats Sunday.
     high = 6 if spec is _DOW else spec.high
@@ -184,8 +238,20 @@ def _expand(text: str, spec: _Field) -> tuple[int, ...]:
     for item in text.split(","):
         if not item:
             raise ValueError(f"{where}: empty list item")
-        if _EXTENSION.search(item):
-            raise ValueError(f"{where}: 'L', 'W', '#' and 'H' are not supported")
+        if _HASHED.search(item):
+            raise ValueError(f"{where}: hashed values ('H') are not supported")
+        if terms is not None and (is_dom_term(item) if spec is _DOM else is_dow_term(item)):
+            add = terms.add_dom if spec is _DOM else terms.add_dow
+            try:
+                add(item)
+            except ValueError as exc:
+                within = "" if item == text else f"{item!r}: "
+                raise ValueError(f"{where}: {within}{exc}") from None
+            continue
+        if _STRAY_TERM.search(item):
+            raise ValueError(
+                f"{where}: 'L', 'W', 'B' and '#' belong in the day-of-month and day-of-week fields"
+            )
         match = _ITEM.fullmatch(item.replace("?", "*"))
         if match is None:
             raise ValueError(f"{where}: expected a value, range, list or step")
@@ -240,3 +306,19 @@ def _check_feasible(fields: CronFields, dom_text: str, month_text: str) -> None:
             f"day-of-month field {dom_text!r} never occurs in month field {month_text!r}: "
             "the schedule would never fire"
         )
+
+
+def _check_rule_feasible(rule: DayRule, months: Sequence[int], fields: Sequence[str]) -> None:
+    # Every shape of month (its length, the weekday of its 1st) recurs: the rule fires if it
+    # selects a day in one shape of one allowed month. Business days here are Monday to Friday;
+    # a holiday calendar that rules out the rest is caught when the job is registered.
+    for month in months:
+        lengths = (28, 29) if month == 2 else (calendar.monthrange(2001, month)[1],)
+        for length in lengths:
+            for first_dow in range(7):
+                if rule.shape_mask(first_dow, length, weekday_mask(first_dow, length)):
+                    return
+    raise ValueError(
+        f"day-of-month field {fields[3]!r} and day-of-week field {fields[5]!r} select no day "
+        f"in month field {fields[4]!r}: the schedule would never fire"
+    )

@@ -27,6 +27,7 @@ from fractions import Fraction
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from financial.pkg.scheduler.schedules.cron import CronFields, parse_fields
+from financial.pkg.scheduler.schedules.days import BusinessDays
 from financial.pkg.scheduler.schedules.dst import next_elapsed_time, next_fixed_time
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -109,11 +110,15 @@ class Schedule(ABC):
 
 @dataclass(frozen=True, eq=False, slots=True)
 class CronSchedule(Schedule):
-    """A cron expression (5 or 6 fields, or a descriptor) evaluated in `zone`."""
+    """A cron expression (5 or 6 fields, or a descriptor) evaluated in `zone`; with a holiday
+    `calendar`, on its business days by the `on_holiday` policy (see `calendars.with_calendar`,
+    which binds them into `fields`)."""
 
     expression: str
     zone: ZoneInfo
     fields: CronFields = field(repr=False)
+    calendar: BusinessDays | None = field(default=None, repr=False)
+    on_holiday: str = field(default="skip", repr=False)
 
     def next_after(self, after: datetime) -> datetime:
         """The first fire instant strictly after `after`, in UTC (see `dst` for the DST rules)."""
@@ -124,16 +129,23 @@ class CronSchedule(Schedule):
         except OverflowError:
             tick = None
         if tick is None:
-            raise ScheduleError(f"{self.expression!r} has no fire time after {after.isoformat()}")
+            within = f" within {self.fields.search_years} years" if self.calendar else ""
+            raise ScheduleError(
+                f"{self.expression!r} has no fire time{within} after {after.isoformat()}"
+            )
         return tick
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, CronSchedule):
             return NotImplemented
-        return (self.expression, self.zone) == (other.expression, other.zone)
+        return self._key() == other._key()
 
     def __hash__(self) -> int:
-        return hash((self.expression, self.zone))
+        return hash(self._key())
+
+    def _key(self) -> tuple[object, ...]:
+        # A calendar is one instance per name and closed dates (`load_calendar`).
+        return (self.expression, self.zone, self.calendar, self.on_holiday)
 
 
 @dataclass(frozen=True, slots=True)
