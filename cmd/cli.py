@@ -136,10 +136,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
     from financial.cmd import worker
+    from financial.pkg.database.embedded import EmbeddedPostgresMissing
     from financial.pkg.health import HealthServerError
 
     try:
         return event_loop.run(settings.worker_event_loop, worker.serve(settings))
+    except EmbeddedPostgresMissing as exc:
+        # No database configured and none embedded here (pgserver has no build for 3.13).
+        raise ConfigError(str(exc)) from None
     except HealthServerError as exc:
         # Not EX_CONFIG: a port still held by the previous instance frees itself on a restart.
         print(f"financial: {exc}", file=sys.stderr)

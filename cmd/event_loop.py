@@ -28,18 +28,19 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class EventLoopChoice:
-    """The loop `WORKER_EVENT_LOOP` resolved to: its name, its version and how to make one."""
+    """The loop `WORKER_EVENT_LOOP` resolved to: its name, its version and how to make one
+    (None: as `asyncio.run` makes it)."""
 
     name: str
     version: str
-    factory: LoopFactory
+    factory: LoopFactory | None
 
 
 def _asyncio_loop() -> EventLoopChoice:
-    import asyncio
     import platform
 
-    return EventLoopChoice("asyncio", platform.python_version(), asyncio.new_event_loop)
+    # No factory: the Runner then makes and sets the loop exactly as `asyncio.run` does.
+    return EventLoopChoice("asyncio", platform.python_version(), None)
 
 
 def choose_event_loop(setting: str) -> EventLoopChoice:
