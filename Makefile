@@ -81,6 +81,7 @@ test: $(STAMP) services tools lint versions
 
 # Side by side with APScheduler, about 12 minutes; not part of `make test`. BENCH_ARGS=--quick
 bench: $(STAMP)
+	./scripts/ensure-bench-tools.sh
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 $(TOOLS)/.installed: requirements/tools.txt
