@@ -79,7 +79,7 @@ faults: $(STAMP) services
 test: $(STAMP) services tools lint versions
 	$(BIN)/pytest -q tests
 
-# Side by side with APScheduler, about 12 minutes; not part of `make test`. BENCH_ARGS=--quick
+# Side by side with APScheduler, about 15 minutes; not part of `make test`. BENCH_ARGS=--quick
 bench: $(STAMP)
 	./scripts/ensure-bench-tools.sh
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)

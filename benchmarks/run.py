@@ -1,6 +1,6 @@
 """Run the benchmark scenarios, each in a fresh process, and print a markdown table.
 
-    python -m benchmarks                    # everything (about 11 minutes)
+    python -m benchmarks                    # everything (about 15 minutes)
     python -m benchmarks --quick            # shorter runs, for development
     python -m benchmarks --only lateness --only idle
     python -m benchmarks --markdown out.md --json out.json

@@ -74,6 +74,8 @@ def jobs_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 class JobRow(TypedDict):
+    """One job as `jobs list` shows it, and as `jobs list --json` prints it."""
+
     name: str
     schedule: str
     zone: str

@@ -45,7 +45,7 @@ def pins(lock: Path) -> dict[str, tuple[str, list[str]]]:
 
 def environment(version: str) -> dict[str, str]:
     """Marker values of CPython `version` on Linux, the platform the locks are resolved for."""
-    env = dict(default_environment())
+    env = {key: str(value) for key, value in default_environment().items()}
     env.update(python_version=version, python_full_version=f"{version}.0", sys_platform="linux")
     env.update(platform_system="Linux", platform_python_implementation="CPython")
     return env
