@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import os
 import sys
+from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+import structlog
 import uvloop
 
 from financial.cmd import cli, event_loop
@@ -26,6 +29,19 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         if name.upper() in names:
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """A command configures logging onto the captured stdout, which closes after the test:
+    leave structlog and the root logger as they were, for the tests after this one."""
+    config = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    structlog.configure(**config)
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture
@@ -66,7 +82,7 @@ def test_asking_for_uvloop_where_it_does_not_import_is_a_configuration_error() -
     assert inspect.getcoroutinestate(main) == inspect.CORO_CLOSED
 
 
-@pytest.mark.usefixtures("no_uvloop")
+@pytest.mark.usefixtures("no_uvloop", "restore_logging")
 def test_a_command_asking_for_a_missing_uvloop_exits_78_with_one_line(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
