@@ -35,21 +35,39 @@ def _scenario(name: str) -> Scenario:
         from benchmarks import database as module  # type: ignore[no-redef]
     elif name.startswith("firetime."):
         from benchmarks import firetime as module  # type: ignore[no-redef]
+    elif name.startswith("cli."):
+        from benchmarks import cli as module  # type: ignore[no-redef]
     else:
         raise SystemExit(f"unknown scenario {name!r}")
     fn: Scenario = getattr(module, name.split(".", 1)[1])
     return fn
 
 
+def _loop_factory(loop: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """`asyncio`: None, the loop `asyncio.run` makes; `uvloop`: uvloop's, as the worker makes
+    it with WORKER_EVENT_LOOP=auto (cmd/event_loop.py)."""
+    if loop == "asyncio":
+        return None
+    if loop == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop
+    raise SystemExit(f"unknown event loop {loop!r}")
+
+
 def main(argv: list[str]) -> int:
-    """Run the scenario named in `argv` and write its result."""
+    """Run the scenario named in `argv` and write its result. PARAMS_JSON may hold `loop`
+    (`asyncio`, the default, or `uvloop`): the event loop the scenario runs on."""
     name, params_json, result_path = argv
     params: dict[str, Any] = json.loads(params_json)
-    if name.endswith(".idle"):
+    loop = params.pop("loop", "asyncio")
+    if name.endswith(".idle") and loop == "asyncio":
+        # Counted in asyncio's selector; uvloop waits in libuv, where this cannot count.
         common.Wakeups.install()
     if name.endswith(".lateness"):
         common.WATCHDOG = common.Watchdog(params["duration_s"] + OVERRUN_S, Path(result_path))
-    result = asyncio.run(_scenario(name)(**params))
+    with asyncio.Runner(loop_factory=_loop_factory(loop)) as runner:
+        result = runner.run(_scenario(name)(**params))
     if common.WATCHDOG is not None:
         common.WATCHDOG.cancel()
     Path(result_path).write_text(json.dumps(result), encoding="utf-8")

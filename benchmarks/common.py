@@ -155,9 +155,11 @@ class Wakeups:
     """
 
     count = 0
+    installed = False  # not under uvloop, which waits in libuv, not in a selector
 
     @classmethod
     def install(cls) -> None:
+        cls.installed = True
         selector: Any = selectors.DefaultSelector
         if getattr(selector.select, "_counted", False):
             return

@@ -1,13 +1,15 @@
 """Run the benchmark scenarios, each in a fresh process, and print a markdown table.
 
-    python -m benchmarks                    # everything (about 11 minutes)
+    python -m benchmarks                    # everything (about 15 minutes)
     python -m benchmarks --quick            # shorter runs, for development
     python -m benchmarks --only lateness --only idle
     python -m benchmarks --markdown out.md --json out.json
 
-Scenarios: lateness, idle, burst, database, firetime (see `benchmarks/README.md`). Each row is
-run for ours (with INFO and with WARNING logs) and for APScheduler 3.11 on the same machine in the
-same invocation; `bare` rows are the floor (no scheduler bookkeeping at all).
+Scenarios: lateness, idle, burst, database, firetime, cli (see `benchmarks/README.md`). Each row
+is run for ours (with INFO and with WARNING logs, on asyncio's event loop) and for APScheduler 3.11
+on the same machine in the same invocation; `bare` rows are the floor (no scheduler bookkeeping
+at all). Ours runs again on uvloop (INFO) in lateness, idle and burst: the loop the worker takes
+by default where uvloop installs (WORKER_EVENT_LOOP=auto). `cli` times the command line's start.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 from benchmarks.common import Result
 from benchmarks.report import machine, render
 
-SCENARIOS = ("lateness", "idle", "burst", "database", "firetime")
+SCENARIOS = ("lateness", "idle", "burst", "database", "firetime", "cli")
 LEVELS = ("INFO", "WARNING")
 REPO = Path(__file__).resolve().parent.parent
 
@@ -45,10 +47,11 @@ class Plan:
     # Issue 12's target: three workers on one database sustain 2,000 runs/s together.
     db_jobs: int = 2000
     db_s: int = 20
+    cli_runs: int = 30
     only: frozenset[str] = field(default_factory=lambda: frozenset(SCENARIOS))
 
 
-QUICK: dict[str, Any] = {"lateness_s": 5, "idle_s": 5, "db_s": 5}
+QUICK: dict[str, Any] = {"lateness_s": 5, "idle_s": 5, "db_s": 5, "cli_runs": 10}
 
 
 @dataclass(slots=True)
@@ -61,6 +64,7 @@ class Row:
     params: dict[str, Any]
     result: Result | None = None
     error: str | None = None
+    loop: str = "asyncio"
 
 
 def rows_for(plan: Plan) -> list[Row]:
@@ -71,21 +75,26 @@ def rows_for(plan: Plan) -> list[Row]:
         for n in plan.sizes:
             params = {"jobs": n, "duration_s": plan.lateness_s}
             rows += [Row("lateness", "ours", level, params) for level in LEVELS]
+            rows.append(Row("lateness", "ours", "INFO", params, loop="uvloop"))
             rows.append(Row("lateness", "peer", "-", params))
             rows.append(Row("lateness", "bare", "-", params))
     if "idle" in plan.only:
         params = {"jobs": plan.idle_jobs, "duration_s": plan.idle_s}
         rows += [Row("idle", "ours", level, params) for level in LEVELS]
+        rows.append(Row("idle", "ours", "INFO", params, loop="uvloop"))
         rows += [Row("idle", "peer", "-", params), Row("idle", "bare", "-", params)]
     if "burst" in plan.only:
         params = {"runs": plan.burst_runs, "cap": plan.burst_cap, "work_s": plan.burst_work_s}
         rows += [Row("burst", "ours", level, params) for level in LEVELS]
+        rows.append(Row("burst", "ours", "INFO", params, loop="uvloop"))
         rows.append(Row("burst", "peer", "-", params))
     if "database" in plan.only:
         params = {"workers": list(plan.db_workers), "jobs": plan.db_jobs, "duration_s": plan.db_s}
         rows.append(Row("database", "ours", "both", params))
     if "firetime" in plan.only:
         rows.append(Row("firetime", "both", "-", {}))
+    if "cli" in plan.only:
+        rows.append(Row("cli", "ours", "-", {"runs": plan.cli_runs}))
     return rows
 
 
@@ -94,8 +103,11 @@ def _child_call(row: Row) -> tuple[str, dict[str, Any]]:
         return "database.run", {**row.params, "log_levels": list(LEVELS)}
     if row.scenario == "firetime":
         return "firetime.next_fire_time", {"peer": True}
+    if row.scenario == "cli":
+        return "cli.startup", row.params
     level = row.log_level if row.log_level in LEVELS else "WARNING"
-    return f"{row.scheduler}.{row.scenario}", {**row.params, "log_level": level}
+    loop = {"loop": row.loop} if row.loop != "asyncio" else {}
+    return f"{row.scheduler}.{row.scenario}", {**row.params, "log_level": level, **loop}
 
 
 def run_row(row: Row, timeout_s: float) -> None:
@@ -151,7 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = rows_for(plan)
     began = time.monotonic()
     for i, row in enumerate(rows, 1):
-        label = f"{row.scenario} {row.scheduler} {row.log_level} {json.dumps(row.params)}"
+        label = (
+            f"{row.scenario} {row.scheduler} {row.log_level} {row.loop} {json.dumps(row.params)}"
+        )
         print(f"[{i}/{len(rows)}] {label}", file=sys.stderr, flush=True)
         run_row(row, _timeout(row))
         if row.error:
@@ -164,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         raw = [
             {"scenario": r.scenario, "scheduler": r.scheduler, "log_level": r.log_level,
-             "params": r.params, "result": r.result, "error": r.error}
+             "loop": r.loop, "params": r.params, "result": r.result, "error": r.error}
             for r in rows
         ]  # fmt: skip
         args.json.write_text(json.dumps(raw, indent=1) + "\n", encoding="utf-8")

@@ -1,38 +1,53 @@
-"""The `financial` command line: worker, jobs (list, run, pause, resume, history), schedule,
-migrate."""
+"""The `financial` command line: worker, jobs (list, names, run, pause, resume, history),
+schedule, migrate, completion.
+
+Each command imports what it uses, when it runs: this module imports the standard library and
+the light modules of `financial.cmd` alone, so `--help`, `schedule` and `completion` answer in
+a few tens of milliseconds (measured in benchmarks/README.md; `tests/integration/test_cli.py`
+checks which modules each command leaves imported). A command that needs the settings names its
+handler `command`; one that does not (it must be quick) names it `light_command`.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import sys
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
-from typing import TypedDict
+from typing import TYPE_CHECKING
 
-from financial.cmd import fire_times, history, worker
-from financial.cmd.wiring import Clients, ConfigError, build_clients
-from financial.configs import Settings, SettingsError, load_settings
-from financial.pkg.database.embedded import EmbeddedPostgresError
-from financial.pkg.database.migrator import MigrationError
-from financial.pkg.database.pool import DatabaseUnavailable
-from financial.pkg.health import HealthServerError
-from financial.pkg.jobs.model import RunStatus
-from financial.pkg.observability.logging import configure_logging
-from financial.pkg.scheduler.registry import JobSpec, UnknownJobError
-from financial.pkg.scheduler.store import JobSummary, RunStoreUnavailable
-
-EX_OK, EX_FAILED, EX_USAGE, EX_CONFIG = 0, 1, 2, 78
-# What reaching the run store from the command line can meet; each message names the cause.
-STORE_ERRORS = (
-    DatabaseUnavailable,
-    EmbeddedPostgresError,
-    MigrationError,
-    RunStoreUnavailable,
+from financial.cmd import event_loop, fire_times
+from financial.cmd.completion import JOB, SHELLS, script
+from financial.cmd.errors import EX_CONFIG, EX_FAILED, EX_OK, EX_USAGE, ConfigError, store_errors
+from financial.cmd.jobs import (
+    jobs_history,
+    jobs_list,
+    jobs_names,
+    jobs_pause,
+    jobs_resume,
+    jobs_run,
 )
 
-Command = Callable[[argparse.Namespace, Settings], int]
+if TYPE_CHECKING:
+    from financial.configs import Settings
+
+__all__ = ["EX_CONFIG", "EX_FAILED", "EX_OK", "EX_USAGE", "main"]
+
+# The run statuses `jobs history --status` takes (RunStatus's values; a unit test keeps them
+# equal), written out so that building the parser imports nothing of the scheduler.
+RUN_STATUSES = (
+    "pending",
+    "running",
+    "succeeded",
+    "failed",
+    "timed_out",
+    "skipped",
+    "missed",
+    "interrupted",
+    "abandoned",
+)
+
+Command = Callable[[argparse.Namespace, "Settings"], int]
+LightCommand = Callable[[argparse.Namespace], int]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -40,18 +55,25 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        settings = load_settings()
-    except SettingsError as exc:
-        print(f"financial: configuration error: {exc}", file=sys.stderr)
-        raise SystemExit(EX_CONFIG) from None
-    configure_logging(settings.log_level, settings.log_format)
-    command: Command = args.command
-    try:
-        code = command(args, settings)
+        light: LightCommand | None = getattr(args, "light_command", None)
+        code = light(args) if light is not None else _with_settings(args)
     except ConfigError as exc:
         print(f"financial: configuration error: {exc}", file=sys.stderr)
         code = EX_CONFIG
     raise SystemExit(code)
+
+
+def _with_settings(args: argparse.Namespace) -> int:
+    from financial.configs import SettingsError, load_settings
+    from financial.pkg.observability.logging import configure_logging
+
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        raise ConfigError(str(exc)) from None
+    configure_logging(settings.log_level, settings.log_format)
+    command: Command = args.command
+    return command(args, settings)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -68,25 +90,27 @@ def _parser() -> argparse.ArgumentParser:
     ).add_subparsers(required=True, metavar="ACTION")
     listing = jobs.add_parser("list", help="every job with its schedule and next fire times")
     listing.add_argument("--json", action="store_true", help="print JSON")
-    listing.set_defaults(command=_jobs_list)
+    listing.set_defaults(command=jobs_list)
+    names = jobs.add_parser("names", help="the job names, one a line (for shell completion)")
+    names.set_defaults(command=jobs_names)
     run = jobs.add_parser("run", help="run one job once now, with retries and timeout")
-    run.add_argument("name")
-    run.set_defaults(command=_jobs_run)
+    run.add_argument("name", metavar=JOB)
+    run.set_defaults(command=jobs_run)
     pause = jobs.add_parser(
         "pause", help="pause a job on every replica: its ticks are recorded skipped"
     )
-    pause.add_argument("name")
+    pause.add_argument("name", metavar=JOB)
     pause.add_argument("--reason", help="why; shown with each tick it skips")
-    pause.set_defaults(command=_jobs_pause)
+    pause.set_defaults(command=jobs_pause)
     resume = jobs.add_parser("resume", help="resume a paused job on every replica")
-    resume.add_argument("name")
-    resume.set_defaults(command=_jobs_resume)
+    resume.add_argument("name", metavar=JOB)
+    resume.set_defaults(command=jobs_resume)
     past = jobs.add_parser("history", help="recent runs, newest first: who ran what and when")
-    past.add_argument("name", nargs="?", help="one job (default: every job)")
-    past.add_argument("--status", choices=[status.value for status in RunStatus])
+    past.add_argument("name", metavar=JOB, nargs="?", help="one job (default: every job)")
+    past.add_argument("--status", choices=RUN_STATUSES)
     past.add_argument("--limit", type=int, default=50, help="how many runs (default 50)")
     past.add_argument("--json", action="store_true", help="print JSON")
-    past.set_defaults(command=_jobs_history)
+    past.set_defaults(command=jobs_history)
 
     migrate = sub.add_parser("migrate", help="apply the database migrations")
     migrate.set_defaults(command=_migrate)
@@ -95,199 +119,47 @@ def _parser() -> argparse.ArgumentParser:
         "schedule", help="the next fire times of a cron expression, on a holiday calendar"
     )
     fire_times.add_arguments(schedule)
-    schedule.set_defaults(command=fire_times.show)
+    schedule.set_defaults(light_command=fire_times.show)
+
+    completion = sub.add_parser(
+        "completion", help='print the shell completion script: eval "$(financial completion bash)"'
+    )
+    completion.add_argument("shell", choices=SHELLS)
+    completion.set_defaults(light_command=_completion)
     return parser
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    from financial.cmd import worker
+    from financial.pkg.database.embedded import EmbeddedPostgresMissing
+    from financial.pkg.health import HealthServerError
+
     try:
-        return asyncio.run(worker.serve(settings))
+        return event_loop.run(settings.worker_event_loop, worker.serve(settings))
+    except EmbeddedPostgresMissing as exc:
+        # No database configured and none embedded here (pgserver has no build for 3.13).
+        raise ConfigError(str(exc)) from None
     except HealthServerError as exc:
         # Not EX_CONFIG: a port still held by the previous instance frees itself on a restart.
         print(f"financial: {exc}", file=sys.stderr)
         return EX_FAILED
 
 
-def _report_logging(settings: Settings) -> None:
-    """Commands that print a report keep stdout for it: their log lines go to stderr, and only
-    from WARNING up unless LOG_LEVEL=DEBUG."""
-    level = "DEBUG" if settings.log_level == "DEBUG" else "WARNING"
-    configure_logging(level, settings.log_format, stream=sys.stderr)
-
-
-def _jobs_list(args: argparse.Namespace, settings: Settings) -> int:
-    _report_logging(settings)
-    registry = worker.registry_for(settings)
-    now = datetime.now(UTC)
-    summaries, note = asyncio.run(history.summaries(settings, [spec.name for spec in registry]))
-    if note is not None:
-        print(f"financial: {note}", file=sys.stderr)
-    rows = [_job_row(spec, now, (summaries or {}).get(spec.name)) for spec in registry]
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return EX_OK
-    if not rows:
-        print("no jobs registered")
-        return EX_OK
-    headers = ["NAME", "SCHEDULE", "ZONE", "CALENDAR", "OVERLAP", "TIMEOUT", "ENABLED", "PAUSED"]
-    headers += ["LAST RUN", "LAST SUCCESS", "NEXT RUNS"]
-    table = [
-        [
-            r["name"],
-            r["schedule"],
-            r["zone"],
-            f"{r['calendar']} ({r['on_holiday']})" if r["calendar"] else "-",
-            r["overlap"],
-            f"{r['timeout_s']:g}s",
-            "yes" if r["enabled"] else "no",
-            _paused_cell(r),
-            f"{r['last_status']} {r['last_run_at']}" if r["last_status"] else "-",
-            r["last_success_at"] or "-",
-            ", ".join(r["next"]),
-        ]
-        for r in rows
-    ]
-    _print_table(headers, table)
-    return EX_OK
-
-
-class JobRow(TypedDict):
-    name: str
-    schedule: str
-    zone: str
-    calendar: str | None
-    on_holiday: str
-    overlap: str
-    timeout_s: float
-    enabled: bool
-    retries: int
-    next: list[str]
-    # From the run history; None when it could not be read.
-    paused: bool | None
-    paused_reason: str | None
-    last_status: str | None
-    last_run_at: str | None
-    last_success_at: str | None
-
-
-def _paused_cell(row: JobRow) -> str:
-    if row["paused"] is None:
-        return "-"
-    if not row["paused"]:
-        return "no"
-    return f"yes ({row['paused_reason']})" if row["paused_reason"] else "yes"
-
-
-def _job_row(spec: JobSpec, now: datetime, summary: JobSummary | None) -> JobRow:
-    zone = spec.schedule.zone
-    last_run = summary.last_scheduled_at if summary else None
-    last_success = summary.last_success_at if summary else None
-    return {
-        "name": spec.name,
-        "schedule": spec.schedule.expression,
-        "zone": str(zone),
-        "calendar": spec.calendar,
-        "on_holiday": spec.options.on_holiday.value,
-        "overlap": spec.options.overlap.value,
-        "timeout_s": spec.timeout.total_seconds(),
-        "enabled": spec.options.enabled,
-        "retries": spec.options.retry.max_retries,
-        "next": [t.astimezone(zone).isoformat() for t in spec.schedule.next_n(now, 3)],
-        "paused": summary.paused if summary else None,
-        "paused_reason": summary.paused_reason if summary else None,
-        "last_status": summary.last_status.value if summary and summary.last_status else None,
-        "last_run_at": last_run.astimezone(zone).isoformat() if last_run else None,
-        "last_success_at": last_success.astimezone(zone).isoformat() if last_success else None,
-    }
-
-
-def _jobs_run(args: argparse.Namespace, settings: Settings) -> int:
-    clients = build_clients(settings)
-    spec = _find_job(settings, args.name, clients)
-    if spec is None:
-        return EX_USAGE
-    try:
-        return asyncio.run(worker.run_once(settings, spec, clients))
-    except STORE_ERRORS as exc:
-        print(f"financial: {exc}", file=sys.stderr)
-        return EX_FAILED
-
-
-def _find_job(settings: Settings, name: str, clients: Clients | None = None) -> JobSpec | None:
-    """The registered job `name`, or None after printing the known names."""
-    try:
-        return worker.registry_for(settings, clients).get(name)
-    except UnknownJobError as exc:
-        print(f"financial: {exc}", file=sys.stderr)
-        return None
-
-
-def _jobs_pause(args: argparse.Namespace, settings: Settings) -> int:
-    _report_logging(settings)
-    if _find_job(settings, args.name) is None:
-        return EX_USAGE
-    try:
-        asyncio.run(history.pause(settings, args.name, args.reason))
-    except STORE_ERRORS as exc:
-        print(f"financial: {exc}", file=sys.stderr)
-        return EX_FAILED
-    print(
-        f"{args.name}: paused on every replica; its ticks are recorded skipped until "
-        f"`financial jobs resume {args.name}`"
-    )
-    return EX_OK
-
-
-def _jobs_resume(args: argparse.Namespace, settings: Settings) -> int:
-    _report_logging(settings)
-    if _find_job(settings, args.name) is None:
-        return EX_USAGE
-    try:
-        resumed = asyncio.run(history.resume(settings, args.name))
-    except STORE_ERRORS as exc:
-        print(f"financial: {exc}", file=sys.stderr)
-        return EX_FAILED
-    print(f"{args.name}: resumed" if resumed else f"{args.name}: was not paused")
-    return EX_OK
-
-
-def _jobs_history(args: argparse.Namespace, settings: Settings) -> int:
-    _report_logging(settings)
-    if args.limit < 1:
-        print(f"financial: --limit {args.limit}: expected a positive number", file=sys.stderr)
-        return EX_USAGE
-    status = RunStatus(args.status) if args.status else None
-    try:
-        runs = asyncio.run(history.history(settings, args.name, status, args.limit))
-    except STORE_ERRORS as exc:
-        print(f"financial: {exc}", file=sys.stderr)
-        return EX_FAILED
-    if args.json:
-        print(history.history_json(runs))
-        return EX_OK
-    if not runs:
-        print("no runs recorded" + (f" for {args.name}" if args.name else ""))
-        return EX_OK
-    _print_table(*history.history_table(runs))
-    return EX_OK
-
-
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from financial.cmd import worker
+
     try:
-        applied = asyncio.run(worker.run_migrations(settings))
-    except STORE_ERRORS as exc:
+        applied = event_loop.run(settings.worker_event_loop, worker.run_migrations(settings))
+    except store_errors() as exc:
         print(f"financial: {exc}", file=sys.stderr)
         return EX_FAILED
     print(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""))
     return EX_OK
 
 
-def _print_table(headers: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    for line in [headers, *rows]:
-        print(
-            "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
-        )
+def _completion(args: argparse.Namespace) -> int:
+    print(script(args.shell, _parser()), end="")
+    return EX_OK
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from financial.configs import Settings
 from financial.pkg.scheduler.schedules.calendars import (
     NO_CALENDAR,
     ClosedDay,
@@ -58,9 +57,19 @@ class _Fire:
     moved_here: list[ClosedDay] = field(default_factory=list)
 
 
-def show(args: argparse.Namespace, settings: Settings) -> int:
-    """Print the fire times; 2 for a bad argument, 78 for a bad WORKER_CALENDAR."""
-    zone_name = args.tz or settings.worker_timezone
+def show(args: argparse.Namespace) -> int:
+    """Print the fire times; 2 for a bad argument, 78 for a bad WORKER_TIMEZONE, WORKER_CALENDAR
+    or closed dates.
+
+    A light command: the zone and the calendar's name are read alone (`configs/quick.py`); the
+    whole settings load (for the closed dates) only when a calendar is used, which imports the
+    holiday data anyway."""
+    from financial.configs.quick import raw_setting, worker_timezone
+
+    try:
+        zone_name = args.tz or worker_timezone()
+    except ValueError as exc:
+        return _fail(f"configuration error: {exc}", EX_CONFIG)
     try:
         schedule = parse_schedule(args.expression, zone_name)
     except ScheduleError as exc:
@@ -74,13 +83,15 @@ def show(args: argparse.Namespace, settings: Settings) -> int:
     # The worker's default calendar applies as it does to a job: to cron schedules only.
     name, source = args.calendar, "--calendar"
     if name is None and isinstance(schedule, CronSchedule):
-        name, source = settings.worker_calendar, "WORKER_CALENDAR"
+        name, source = (raw_setting("WORKER_CALENDAR") or "").strip() or None, "WORKER_CALENDAR"
     if name is not None and name.strip().lower() == NO_CALENDAR:
         name = None
     try:
-        calendar = None if name is None else load_calendar(name, settings.closed_dates())
+        calendar = None if name is None else load_calendar(name, _closed_dates())
         schedule = with_calendar(schedule, calendar, OnHoliday(args.on_holiday))
         times = schedule.next_n(after, args.count)
+    except _SettingsProblem as exc:
+        return _fail(f"configuration error: {exc}", EX_CONFIG)
     except ScheduleError as exc:
         code = EX_CONFIG if source == "WORKER_CALENDAR" and name is not None else EX_USAGE
         where = f"{source}={name!r}: " if name is not None else ""
@@ -91,6 +102,19 @@ def show(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print(_text(schedule, fires))
     return EX_OK
+
+
+class _SettingsProblem(Exception):
+    """The settings the closed dates come from did not load (exit 78)."""
+
+
+def _closed_dates() -> tuple[tuple[date, str], ...]:
+    from financial.configs import SettingsError, load_settings
+
+    try:
+        return load_settings().closed_dates()
+    except SettingsError as exc:
+        raise _SettingsProblem(str(exc)) from None
 
 
 def _fail(message: str, code: int) -> int:

@@ -17,7 +17,6 @@ from typing import Any
 
 import asyncpg
 
-from financial.cmd import runtime
 from financial.cmd.wiring import Clients, build_clients
 from financial.configs import Settings
 from financial.pkg.database.dsn import scrub
@@ -34,6 +33,9 @@ ERROR_WIDTH = 60
 
 
 async def _open_store(settings: Settings, stack: AsyncExitStack) -> PostgresRunStore:
+    # Imported here: runtime brings the health server (aiohttp), which `jobs list` never needs.
+    from financial.cmd import runtime
+
     clients = Clients(db=build_clients(settings).db, publisher=None)
     await runtime.open_database(settings, clients, stack, retry_until=None)
     return PostgresRunStore(clients.db.pool, retry_for=CLI_RETRY_FOR)

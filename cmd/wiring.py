@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
+# Re-exported: ConfigError lives in a module the command line imports without the clients.
+from financial.cmd.errors import ConfigError as ConfigError
 from financial.configs import Settings, job_key
 from financial.internal.worker.jobs.database_cleanup import DatabaseCleanupJob
 from financial.internal.worker.jobs.outbox_relay import OutboxRelayJob, OutboxUndelivered
@@ -19,18 +22,18 @@ from financial.pkg import outbox
 from financial.pkg.database.handle import Database
 from financial.pkg.jobs.job import Job
 from financial.pkg.jobs.model import ExecutorKind
-from financial.pkg.messaging.rabbit import RabbitPublisher
 from financial.pkg.observability.masking import mask_secrets
 from financial.pkg.scheduler.clock import SystemClock
-from financial.pkg.scheduler.execution.aftermath import FailureHandler, FinalFailure
 from financial.pkg.scheduler.registry import Defaults, JobRegistry, discover_jobs
 from financial.pkg.scheduler.schedules.calendars import NO_CALENDAR, CalendarError, load_calendar
 
+if TYPE_CHECKING:
+    # Types only: `jobs names` and `jobs list` build the registry without the broker's client
+    # (aio-pika) or the run machinery.
+    from financial.pkg.messaging.rabbit import RabbitPublisher
+    from financial.pkg.scheduler.execution.aftermath import FailureHandler, FinalFailure
+
 JOB_FAILED_ROUTING_KEY = "job.failed"
-
-
-class ConfigError(Exception):
-    """A configuration problem found before anything starts (exit 78)."""
 
 
 @dataclass(slots=True)
@@ -44,6 +47,8 @@ class Clients:
 def build_clients(settings: Settings) -> Clients:
     publisher = None
     if settings.rabbitmq_url is not None:
+        from financial.pkg.messaging.rabbit import RabbitPublisher
+
         publisher = RabbitPublisher(
             settings.rabbitmq_url.get_secret_value(),
             settings.rabbitmq_exchange,
@@ -117,6 +122,12 @@ def build_registry(settings: Settings, jobs: list[Job], now: datetime | None = N
             f"known jobs: {', '.join(spec.name for spec in registry) or '(none)'}"
         )
     return registry
+
+
+def registry_for(settings: Settings, clients: Clients | None = None) -> JobRegistry:
+    """Every job this worker knows, validated against settings (ConfigError when invalid)."""
+    clients = clients or build_clients(settings)
+    return build_registry(settings, financial_jobs(settings, clients))
 
 
 def dead_letter(db: Database) -> FailureHandler:

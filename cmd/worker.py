@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import platform
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from datetime import datetime
@@ -11,6 +12,7 @@ import asyncpg
 import structlog
 
 from financial.cmd.collector import tune_collector
+from financial.cmd.event_loop import running_loop_name
 from financial.cmd.runtime import (
     HEARTBEAT_INTERVAL,
     Signals,
@@ -22,13 +24,7 @@ from financial.cmd.runtime import (
     scheduler_config,
     wait_for_migrations,
 )
-from financial.cmd.wiring import (
-    Clients,
-    build_clients,
-    build_registry,
-    dead_letter,
-    financial_jobs,
-)
+from financial.cmd.wiring import Clients, build_clients, dead_letter, registry_for
 from financial.configs import Settings
 from financial.pkg import outbox
 from financial.pkg.database.migrator import migrate
@@ -39,7 +35,7 @@ from financial.pkg.observability.tracing import with_tracing
 from financial.pkg.scheduler.clock import SystemClock
 from financial.pkg.scheduler.executors import Executors, ProcessExecutor, ThreadExecutor
 from financial.pkg.scheduler.loop.scheduler import Scheduler
-from financial.pkg.scheduler.registry import JobRegistry, JobSpec
+from financial.pkg.scheduler.registry import JobSpec
 
 log = structlog.get_logger("financial.worker")
 
@@ -62,12 +58,6 @@ async def open_executors(
     stack.push_async_callback(executors.close)
     await executors.start((spec.job, spec.options.executor) for spec in specs)
     return executors
-
-
-def registry_for(settings: Settings, clients: Clients | None = None) -> JobRegistry:
-    """Every job this worker knows, validated against settings (ConfigError when invalid)."""
-    clients = clients or build_clients(settings)
-    return build_registry(settings, financial_jobs(settings, clients))
 
 
 async def serve(settings: Settings) -> int:
@@ -129,6 +119,8 @@ async def serve(settings: Settings) -> int:
             worker_id=settings.worker_id,
             jobs=[spec.name for spec in scheduler.jobs],
             max_concurrent_jobs=settings.worker_max_concurrent_jobs,
+            event_loop=running_loop_name(),
+            python=platform.python_version(),
         )
         await loop_task
         health.mark_draining()

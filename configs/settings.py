@@ -16,7 +16,7 @@ from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 from urllib.parse import quote, urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import pydantic_settings
 from pydantic import (
@@ -38,6 +38,7 @@ from financial.configs.errors import (
     problem_from_source_error,
     problems_from_validation,
 )
+from financial.configs.quick import DEFAULT_TIMEZONE, check_timezone, default_secrets_dirs
 
 __all__ = ["JobOverride", "Settings", "SettingsError", "job_key", "load_settings"]
 
@@ -45,12 +46,12 @@ LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 LogFormat = Literal["json", "console", "auto"]
 BlockingExecutor = Literal["thread", "process"]
 HolidayPolicy = Literal["skip", "next", "previous"]
+EventLoop = Literal["auto", "uvloop", "asyncio"]
 LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
 # NoDecode: pydantic-settings would otherwise demand JSON for a list read from the environment.
 CommaList = Annotated[list[str], NoDecode]
 
 _MODULE_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
-_SYSTEM_SECRETS_DIR = Path("/run/secrets")
 
 
 def _default_worker_id() -> str:
@@ -126,7 +127,7 @@ class Settings(BaseSettings):
     worker_default_timeout_seconds: float = Field(default=300, gt=0)
     worker_max_concurrent_jobs: int = Field(default=10, ge=1)
     worker_shutdown_timeout_seconds: float = Field(default=30, ge=0)
-    worker_timezone: str = "UTC"
+    worker_timezone: str = DEFAULT_TIMEZONE
     worker_start_deadline_seconds: float = Field(default=60, gt=0)
     worker_job_modules: CommaList = Field(default_factory=list)
     worker_auto_migrate: bool = True
@@ -145,6 +146,8 @@ class Settings(BaseSettings):
     worker_calendar: str | None = None
     worker_closed_dates: CommaList = Field(default_factory=list)
     worker_closed_dates_file: Path | None = None
+    # The event loop of every command: uvloop where it is installed (auto), or either one.
+    worker_event_loop: EventLoop = "auto"
 
     # Logging
     log_level: LogLevel = "INFO"
@@ -209,9 +212,9 @@ class Settings(BaseSettings):
     def _normalize_format(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
 
-    @field_validator("worker_default_executor", mode="before")
+    @field_validator("worker_default_executor", "worker_event_loop", mode="before")
     @classmethod
-    def _normalize_executor(cls, value: Any) -> Any:
+    def _normalize_choice(cls, value: Any) -> Any:
         return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("worker_job_modules", "cleanup_tables", "worker_closed_dates", mode="before")
@@ -247,12 +250,7 @@ class Settings(BaseSettings):
     @field_validator("worker_timezone")
     @classmethod
     def _check_timezone(cls, value: str) -> str:
-        value = value.strip()
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError("an IANA time zone such as UTC or Europe/Paris") from None
-        return value
+        return check_timezone(value)  # shared with `financial schedule`'s quick read
 
     @field_validator("worker_health_addr")
     @classmethod
@@ -394,15 +392,6 @@ def _check_url(value: str, schemes: Sequence[str]) -> None:
         raise ValueError(f"a {schemes[0]}:// URL whose port is a number from 0 to 65535") from None
 
 
-def _default_secrets_dirs() -> list[Path]:
-    # Later folders win: systemd's credentials over a mounted /run/secrets.
-    candidates = [_SYSTEM_SECRETS_DIR]
-    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
-    if credentials:
-        candidates.append(Path(credentials))
-    return [path for path in candidates if path.is_dir()]
-
-
 def load_settings(
     env_file: str | os.PathLike[str] | None = ".env",
     *,
@@ -418,7 +407,7 @@ def load_settings(
     `overrides` (field names) win over all.
     """
     if secrets_dirs is None:
-        dirs = _default_secrets_dirs()
+        dirs = default_secrets_dirs()
     else:
         dirs = [Path(d) for d in secrets_dirs]
         missing = [str(d) for d in dirs if not d.is_dir()]

@@ -3,6 +3,8 @@
 #   chromium          headless browser that renders the status page (tests/integration/test_status_page.py)
 #   systemd           systemd-analyze, to verify the unit and score its sandboxing
 #                     (tests/integration/test_deployments.py)
+#   zsh               the shell the zsh completion script is run in (tests/integration/test_cli.py;
+#                     bash is on every Debian machine already)
 # Those tests fail, never skip, when a tool is missing, so `make test` calls this first.
 #
 # Idempotent and quick: when every tool is already there it only runs `command -v` and exits.
@@ -11,6 +13,7 @@ set -euo pipefail
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+command -v zsh >/dev/null 2>&1 || missing+=(zsh)
 
 if [ "${#missing[@]}" -eq 0 ]; then
     exit 0

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,11 @@ INSTALL_HINT = "install the extra with: pip install 'financial[embedded]'"
 
 class EmbeddedPostgresError(RuntimeError):
     """The embedded PostgreSQL is not installed or could not start."""
+
+
+class EmbeddedPostgresMissing(EmbeddedPostgresError):
+    """The embedded PostgreSQL is not installed (or has no build for this Python): a
+    configuration problem, since a database must then be configured."""
 
 
 @dataclass(slots=True)
@@ -72,6 +78,11 @@ class EmbeddedPostgres:
         return [pid for pid in pids if pid != os.getpid()]
 
 
+# pgserver publishes builds for CPython up to 3.12; the `embedded` extra asks for it only there
+# (pyproject.toml), so that installing on a newer Python succeeds and this says why it is absent.
+PGSERVER_NEWEST_PYTHON = (3, 12)
+
+
 def _import_pgserver() -> ModuleType:
     try:
         with warnings.catch_warnings():
@@ -80,11 +91,23 @@ def _import_pgserver() -> ModuleType:
             warnings.simplefilter("ignore")
             import pgserver  # type: ignore[import-untyped, unused-ignore]
     except ImportError as exc:
-        raise EmbeddedPostgresError(
-            f"no database is configured and the embedded PostgreSQL is not installed "
-            f"(import pgserver failed: {exc}); {INSTALL_HINT}, or set DATABASE_URL"
-        ) from exc
+        raise EmbeddedPostgresMissing(missing_pgserver(sys.version_info[:2], exc)) from exc
     return pgserver
+
+
+def missing_pgserver(python: tuple[int, int], exc: ImportError) -> str:
+    """Why there is no embedded PostgreSQL on Python `python`, and what to do instead."""
+    if python > PGSERVER_NEWEST_PYTHON:
+        newest = ".".join(map(str, PGSERVER_NEWEST_PYTHON))
+        return (
+            f"no database is configured, and the embedded PostgreSQL (the pgserver package) has "
+            f"no build for Python {python[0]}.{python[1]}: set DATABASE_URL (or DB_HOST) to a "
+            f"PostgreSQL server, or run the worker on Python {newest} or older for the embedded one"
+        )
+    return (
+        f"no database is configured and the embedded PostgreSQL is not installed "
+        f"(import pgserver failed: {exc}); {INSTALL_HINT}, or set DATABASE_URL"
+    )
 
 
 def start_embedded(data_dir: str | Path) -> EmbeddedPostgres:

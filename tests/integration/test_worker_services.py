@@ -41,6 +41,8 @@ async def test_worker_runs_the_three_jobs_and_drains_cleanly_on_sigterm(
         )
         try:
             started = worker.wait_event("worker_started")
+            # WORKER_EVENT_LOOP=auto, the default: uvloop, which the lock installs.
+            assert started["event_loop"] == "uvloop"
             assert sorted(started["jobs"]) == [
                 "database_cleanup",
                 "outbox_relay",

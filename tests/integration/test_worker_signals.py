@@ -35,10 +35,13 @@ def spawn(open_tmp_path: Path, database_dsn: str) -> Iterator[Spawn]:
         proc.kill()
 
 
+# Signal handling is the event loop's (loop.add_signal_handler): drained on both loops.
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
 def test_sigterm_drains_a_job_that_honours_stopping_and_exits_0(
-    spawn: Spawn, open_tmp_path: Path
+    spawn: Spawn, open_tmp_path: Path, loop: str
 ) -> None:
-    worker = spawn("worker", **JOBS, WORKER_JOBS__BATCHES__ENABLED="true")
+    worker = spawn("worker", **JOBS, WORKER_JOBS__BATCHES__ENABLED="true", WORKER_EVENT_LOOP=loop)
+    assert worker.wait_event("worker_started", timeout_s=20)["event_loop"] == loop
     worker.wait_event("job_started", job="batches", timeout_s=20)
     worker.signal(signal.SIGTERM)
     assert worker.wait_exit() == 0
@@ -68,12 +71,14 @@ def test_sigint_interrupts_a_stubborn_job_at_the_shutdown_timeout_and_exits_1(
     assert worker.wait_event("drain_finished")["interrupted"] >= 1
 
 
-def test_second_signal_cancels_at_once(spawn: Spawn) -> None:
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_second_signal_cancels_at_once(spawn: Spawn, loop: str) -> None:
     worker = spawn(
         "worker",
         **JOBS,
         WORKER_JOBS__STUBBORN__ENABLED="true",
         WORKER_SHUTDOWN_TIMEOUT_SECONDS="120",
+        WORKER_EVENT_LOOP=loop,
     )
     worker.wait_event("job_started", job="stubborn")
     worker.signal(signal.SIGTERM)

@@ -1,13 +1,52 @@
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator, Mapping
 
 import pytest
 import structlog
 
 from financial.pkg.scheduler.clock import FakeClock
 from tests.unit.scheduling import T0
+
+LoopFactory = Callable[[], asyncio.AbstractEventLoop]
+
+# The loops each async unit test runs on (comma-separated), both by default: the worker runs on
+# uvloop where it installs (WORKER_EVENT_LOOP=auto) and on asyncio's loop elsewhere.
+LOOPS_VARIABLE = "TEST_EVENT_LOOPS"
+
+
+def _loop_factories(names: str) -> dict[str, LoopFactory]:
+    factories: dict[str, LoopFactory] = {}
+    for name in (part.strip() for part in names.split(",") if part.strip()):
+        if name == "asyncio":
+            factories[name] = asyncio.new_event_loop
+        elif name == "uvloop":
+            try:
+                import uvloop
+            except ImportError as exc:
+                raise pytest.UsageError(
+                    f"{LOOPS_VARIABLE}={names!r}: uvloop does not import ({exc}); "
+                    f"set {LOOPS_VARIABLE}=asyncio to run on asyncio's loop alone"
+                ) from None
+            factories[name] = uvloop.new_event_loop
+        else:
+            raise pytest.UsageError(f"{LOOPS_VARIABLE}={names!r}: expected asyncio, uvloop or both")
+    if not factories:
+        raise pytest.UsageError(f"{LOOPS_VARIABLE}={names!r}: expected asyncio, uvloop or both")
+    return factories
+
+
+LOOP_FACTORIES = _loop_factories(os.environ.get(LOOPS_VARIABLE, "asyncio,uvloop"))
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> Mapping[str, LoopFactory]:
+    """Every async test of the unit suite once per loop: `test_x[asyncio]`, `test_x[uvloop]`."""
+    return LOOP_FACTORIES
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import json
 
 import pytest
 
-from financial.cmd import cli
 from financial.cmd.cli import main
 
 
@@ -24,7 +23,9 @@ def _no_worker_calendar(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
     # main() sets up logging for the process; pointed at pytest's captured stream, it would
     # outlive the test and break the logging of every test after it.
-    monkeypatch.setattr(cli, "configure_logging", lambda *args, **kwargs: None)
+    monkeypatch.setattr(
+        "financial.pkg.observability.logging.configure_logging", lambda *a, **k: None
+    )
 
 
 def test_a_moved_date_says_from_where_and_why(capsys: pytest.CaptureFixture[str]) -> None:

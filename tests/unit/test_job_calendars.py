@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from financial.cmd import cli
-from financial.cmd.cli import _job_row, main
+from financial.cmd.cli import main
+from financial.cmd.jobs import _job_row
 from financial.cmd.wiring import ConfigError, build_registry
 from financial.configs import Settings, SettingsError, load_settings
 from financial.pkg.jobs import JobContext, JobDefinitionError, OnHoliday, cron_job
@@ -157,7 +157,9 @@ def test_an_unknown_calendar_in_the_environment_exits_78_with_one_line(
 ) -> None:
     monkeypatch.setenv("WORKER_JOBS__DATABASE_CLEANUP__CALENDAR", "Atlantis")
     # main() sets up logging for the process: not on pytest's captured stream, which closes.
-    monkeypatch.setattr(cli, "configure_logging", lambda *args, **kwargs: None)
+    monkeypatch.setattr(
+        "financial.pkg.observability.logging.configure_logging", lambda *a, **k: None
+    )
     with pytest.raises(SystemExit) as exited:
         main(["jobs", "list"])
     assert exited.value.code == 78
