@@ -7,9 +7,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import structlog
+
 from financial.pkg.jobs import JobContext, cron_job
 from financial.pkg.jobs.job import Job
-from financial.pkg.jobs.model import RunStatus
+from financial.pkg.jobs.model import RunStatus, Trigger
 from financial.pkg.scheduler.clock import FakeClock
 from financial.pkg.scheduler.execution.aftermath import FinalFailure
 from financial.pkg.scheduler.execution.chain import Around
@@ -113,3 +115,20 @@ class Harness:
 
 def secs(*values: float) -> list[datetime]:
     return [T0 + timedelta(seconds=v) for v in values]
+
+
+# The tick of a hand-made job context (`job_context`), for tests of the chain's hooks.
+CONTEXT_TICK = datetime(2026, 1, 5, 2, 30, tzinfo=UTC)
+
+
+def job_context(job: str = "nightly_report", attempt: int = 1) -> JobContext:
+    """The context of one attempt, as the runner would make it, for a hook or wrapper alone."""
+    return JobContext(
+        job_name=job,
+        run_id="run-1",
+        scheduled_at=CONTEXT_TICK,
+        attempt=attempt,
+        deadline=CONTEXT_TICK + timedelta(minutes=5),
+        trigger=Trigger.SCHEDULE,
+        log=structlog.get_logger(),
+    )

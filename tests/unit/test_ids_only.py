@@ -5,7 +5,6 @@ restored after the attempt, whatever way the attempt ends."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -15,7 +14,6 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanContext, Tracer
 
 from financial.pkg.jobs.context import JobContext
-from financial.pkg.jobs.model import Trigger
 from financial.pkg.observability import ids_only, tracing
 from financial.pkg.observability.tracing import (
     child_span,
@@ -25,20 +23,7 @@ from financial.pkg.observability.tracing import (
     with_tracing,
 )
 from financial.pkg.scheduler.execution.chain import SUCCEEDED, Around, Outcome
-
-SCHEDULED_AT = datetime(2026, 1, 5, 2, 30, tzinfo=UTC)
-
-
-def context(job: str = "nightly_report", attempt: int = 1) -> JobContext:
-    return JobContext(
-        job_name=job,
-        run_id="run-1",
-        scheduled_at=SCHEDULED_AT,
-        attempt=attempt,
-        deadline=SCHEDULED_AT + timedelta(minutes=5),
-        trigger=Trigger.SCHEDULE,
-        log=structlog.get_logger(),
-    )
+from tests.unit.scheduling import job_context
 
 
 def ids_only_tracer() -> Tracer:
@@ -72,7 +57,7 @@ async def test_without_an_exporter_a_run_inside_a_span_is_its_child_and_restores
     structlog.contextvars.bind_contextvars(span_id="outer")
     try:
         with tracer.start_as_current_span("manual") as outer:
-            await with_tracing(tracer)(step)(context())
+            await with_tracing(tracer)(step)(job_context())
             after_span = trace.get_current_span()
             after_vars = structlog.contextvars.get_contextvars()
     finally:
@@ -96,7 +81,7 @@ async def test_without_an_exporter_an_escaping_exception_propagates_and_restores
 
     structlog.contextvars.clear_contextvars()
     with pytest.raises(KeyError):
-        await with_tracing(ids_only_tracer())(step)(context())
+        await with_tracing(ids_only_tracer())(step)(job_context())
 
     assert seen["trace_id"] == seen["current_trace_id"]
     assert seen["span_id"] == seen["current_span_id"]
@@ -116,7 +101,7 @@ async def test_without_an_exporter_a_cancellation_propagates() -> None:
 
     async def attempt() -> tuple[object, object]:
         try:
-            await traced(context())
+            await traced(job_context())
         except asyncio.CancelledError:
             return current_trace_id(), structlog.contextvars.get_contextvars().get("trace_id")
         raise AssertionError("not cancelled")
@@ -151,8 +136,8 @@ async def test_another_runtime_context_gets_the_general_wrapper_with_the_same_id
         patched.setattr(otel_context, "get_current", otel_context.Context)
         assert ids_only.ids_only_hook() is None
         traced = with_tracing(tracer)(step)
-    await traced(context())
-    await traced(context())
+    await traced(job_context())
+    await traced(job_context())
 
     assert started == ["job.run nightly_report"] * 2
     assert seen[0]["trace_id"] == seen[0]["current_trace_id"] != seen[1]["trace_id"]
@@ -204,7 +189,7 @@ async def attempt_under_an_outer_span(
         token = otel_context.attach(trace.set_span_in_context(outer))
         try:
             try:
-                await hook(step)(context())
+                await hook(step)(job_context())
             except (KeyError, asyncio.CancelledError) as exc:
                 seen["raised"] = type(exc).__name__
             return {

@@ -193,26 +193,6 @@ def test_closed_dates_come_from_the_setting_and_the_file(tmp_path: Path) -> None
     )
 
 
-@pytest.mark.parametrize(
-    ("variable", "value", "expected"),
-    [
-        (
-            "WORKER_CLOSED_DATES",
-            "2026-12-24,2026-13-01",
-            "dates as YYYY-MM-DD, comma-separated (not 2026-13-01)",
-        ),
-        ("WORKER_JOBS__REPORT_GENERATOR__ON_HOLIDAY", "later", "one of skip, next, previous"),
-    ],
-)
-def test_bad_calendar_settings_are_one_line(
-    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, expected: str
-) -> None:
-    monkeypatch.setenv(variable, value)
-    with pytest.raises(SettingsError) as caught:
-        load()
-    assert str(caught.value) == f"{variable}={value!r}: expected {expected}"
-
-
 def test_a_bad_line_of_the_closed_dates_file_is_named(tmp_path: Path) -> None:
     listing = tmp_path / "closed.txt"
     listing.write_text("2026-12-24\n24/12/2026 christmas eve\n")

@@ -283,6 +283,12 @@ HEALTH_ADDR_EXPECTED = "host:port such as 127.0.0.1:8080, or empty to turn it of
             "one of the per-job settings SCHEDULE, ENABLED, TIMEOUT_SECONDS, CALENDAR, ON_HOLIDAY",
         ),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "otel:4318", "a URL starting with http:// or https://"),
+        (
+            "WORKER_CLOSED_DATES",
+            "2026-12-24,2026-13-01",
+            "dates as YYYY-MM-DD, comma-separated (not 2026-13-01)",
+        ),
+        ("WORKER_JOBS__REPORT_GENERATOR__ON_HOLIDAY", "later", "one of skip, next, previous"),
     ],
 )
 def test_malformed_value_is_one_line_naming_the_variable(

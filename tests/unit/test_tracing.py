@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 
 import pytest
 import structlog
@@ -18,7 +17,7 @@ from opentelemetry.trace import SpanKind, StatusCode, Tracer
 from structlog.testing import capture_logs
 
 from financial.pkg.jobs.context import JobContext
-from financial.pkg.jobs.model import RunStatus, Trigger
+from financial.pkg.jobs.model import RunStatus
 from financial.pkg.observability import tracing
 from financial.pkg.observability.tracing import (
     child_span,
@@ -38,8 +37,7 @@ from financial.pkg.scheduler.execution.chain import (
     with_logging,
     with_recovery,
 )
-
-SCHEDULED_AT = datetime(2026, 1, 5, 2, 30, tzinfo=UTC)
+from tests.unit.scheduling import job_context
 
 
 @pytest.fixture
@@ -53,18 +51,6 @@ def tracer(exporter: InMemorySpanExporter) -> Iterator[Tracer]:
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     yield provider.get_tracer("test")
     provider.shutdown()
-
-
-def context(job: str = "nightly_report", attempt: int = 1) -> JobContext:
-    return JobContext(
-        job_name=job,
-        run_id="run-1",
-        scheduled_at=SCHEDULED_AT,
-        attempt=attempt,
-        deadline=SCHEDULED_AT + timedelta(minutes=5),
-        trigger=Trigger.SCHEDULE,
-        log=structlog.get_logger(),
-    )
 
 
 def returning(outcome: Outcome) -> Step:
@@ -89,7 +75,7 @@ def exception_event(span: ReadableSpan) -> dict[str, object]:
 async def test_a_successful_attempt_makes_one_span_with_the_run_attributes(
     tracer: Tracer, exporter: InMemorySpanExporter
 ) -> None:
-    outcome = await with_tracing(tracer)(returning(SUCCEEDED))(context(attempt=2))
+    outcome = await with_tracing(tracer)(returning(SUCCEEDED))(job_context(attempt=2))
 
     assert outcome is SUCCEEDED
     span = only_span(exporter)
@@ -111,7 +97,7 @@ async def test_a_failed_outcome_sets_error_and_records_the_exception(
     tracer: Tracer, exporter: InMemorySpanExporter
 ) -> None:
     error = ValueError("bad row 7")
-    await with_tracing(tracer)(returning(Outcome(RunStatus.FAILED, error)))(context())
+    await with_tracing(tracer)(returning(Outcome(RunStatus.FAILED, error)))(job_context())
 
     span = only_span(exporter)
     assert span.attributes is not None and span.attributes["job.status"] == "failed"
@@ -126,7 +112,7 @@ async def test_a_timed_out_outcome_is_an_error_with_the_timeout_recorded(
     tracer: Tracer, exporter: InMemorySpanExporter
 ) -> None:
     error = RunTimeoutError("run of 'nightly_report' passed its deadline")
-    await with_tracing(tracer)(returning(Outcome(RunStatus.TIMED_OUT, error)))(context())
+    await with_tracing(tracer)(returning(Outcome(RunStatus.TIMED_OUT, error)))(job_context())
 
     span = only_span(exporter)
     assert span.attributes is not None and span.attributes["job.status"] == "timed_out"
@@ -138,7 +124,7 @@ async def test_credentials_in_a_recorded_exception_are_masked(
     tracer: Tracer, exporter: InMemorySpanExporter
 ) -> None:
     error = ConnectionError("cannot reach postgresql://app:hunter2@db:5432/app")
-    await with_tracing(tracer)(returning(Outcome(RunStatus.FAILED, error)))(context())
+    await with_tracing(tracer)(returning(Outcome(RunStatus.FAILED, error)))(job_context())
 
     span = only_span(exporter)
     event = exception_event(span)
@@ -162,7 +148,7 @@ async def test_the_run_ids_are_bound_for_logs_during_the_attempt_and_restored_af
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(job="nightly_report", span_id="outer")
     try:
-        await with_tracing(tracer)(step)(context())
+        await with_tracing(tracer)(step)(job_context())
         after = structlog.contextvars.get_contextvars()
     finally:
         structlog.contextvars.clear_contextvars()
@@ -191,7 +177,7 @@ async def test_a_cancelled_attempt_ends_its_span_interrupted_and_propagates(
     traced = with_tracing(tracer)(step)
 
     async def attempt() -> Outcome:
-        return await traced(context())
+        return await traced(job_context())
 
     task = asyncio.create_task(attempt())
     await started.wait()
@@ -212,7 +198,7 @@ async def test_an_exception_escaping_the_step_is_recorded_and_reraised(
         raise KeyError("lost")
 
     with pytest.raises(KeyError):
-        await with_tracing(tracer)(step)(context())
+        await with_tracing(tracer)(step)(job_context())
 
     span = only_span(exporter)
     assert span.status.status_code is StatusCode.ERROR
@@ -235,7 +221,7 @@ async def test_outermost_in_the_chain_it_sees_the_recovered_failure(
         with_logging(FakeClock()),
         with_recovery(FakeClock()),
     ]
-    outcome = await compose(job, chain)(context())
+    outcome = await compose(job, chain)(job_context())
 
     assert outcome.status is RunStatus.FAILED
     span = only_span(exporter)
@@ -254,7 +240,7 @@ async def test_child_spans_hang_under_the_run_span(
             pass
         return SUCCEEDED
 
-    await with_tracing(tracer)(step)(context())
+    await with_tracing(tracer)(step)(job_context())
 
     query, publish, run = exporter.get_finished_spans()
     assert run.name == "job.run nightly_report"
@@ -313,7 +299,7 @@ async def test_without_an_exporter_spans_are_only_ids_for_the_logs() -> None:
             seen["child_recording"] = span.is_recording()
         return SUCCEEDED
 
-    await with_tracing(telemetry.tracer)(step)(context())
+    await with_tracing(telemetry.tracer)(step)(job_context())
     await telemetry.shutdown()
 
     assert telemetry.provider is None and telemetry.exporter is None
@@ -334,8 +320,8 @@ async def test_each_run_without_an_exporter_gets_its_own_trace_id() -> None:
         return SUCCEEDED
 
     traced = with_tracing(tracer)(step)
-    await traced(context())
-    await traced(context())
+    await traced(job_context())
+    await traced(job_context())
 
     assert len(set(seen)) == 2 and None not in seen
 
@@ -350,7 +336,7 @@ async def test_shutdown_flushes_the_batched_spans_with_the_service_resource(
         instance_id="worker-7",
         set_global=False,
     )
-    await with_tracing(telemetry.tracer)(returning(SUCCEEDED))(context())
+    await with_tracing(telemetry.tracer)(returning(SUCCEEDED))(job_context())
 
     await telemetry.shutdown()
     await telemetry.shutdown()  # a second call is harmless
@@ -381,7 +367,7 @@ async def test_shutdown_returns_in_bounded_time_when_the_collector_is_unreachabl
     telemetry = setup_tracing(
         "financial-worker", endpoint="http://127.0.0.1:9", shutdown_timeout_s=0.3, set_global=False
     )
-    await with_tracing(telemetry.tracer)(returning(SUCCEEDED))(context())
+    await with_tracing(telemetry.tracer)(returning(SUCCEEDED))(job_context())
 
     started = time.monotonic()
     with capture_logs() as logs:
