@@ -204,7 +204,7 @@ class Hooks:
             for hook in self._hooks:
                 tokens.append(hook.enter(ctx))
         except BaseException as exc:
-            self._exit(ctx, tokens, None, exc)
+            self.exit(ctx, tokens, None, exc)
             raise
         return tokens
 
@@ -214,15 +214,6 @@ class Hooks:
         tokens: list[object],
         outcome: Outcome | None,
         error: BaseException | None = None,
-    ) -> None:
-        self._exit(ctx, tokens, outcome, error)
-
-    def _exit(
-        self,
-        ctx: JobContext,
-        tokens: list[object],
-        outcome: Outcome | None,
-        error: BaseException | None,
     ) -> None:
         raised: BaseException | None = None
         for hook, token in zip(reversed(self._hooks[: len(tokens)]), reversed(tokens), strict=True):
