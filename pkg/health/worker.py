@@ -31,6 +31,8 @@ DatabasePing = Callable[[], Awaitable[None]]
 
 PING_TIMEOUT_S = 2.0
 RECENT_RUNS = 30
+JOB_PAGE_RUNS = 200
+"""Runs on a job's own page (its history list and duration chart)."""
 HISTORY_TIMEOUT_S = 3.0
 
 
@@ -50,6 +52,10 @@ class RunHistory(Protocol):
         self, job: str | None = None, *, status: RunStatus | None = None, limit: int = 50
     ) -> list[RunRecord]: ...
 
+    async def recent_runs(
+        self, jobs: Sequence[str], *, limit: int
+    ) -> dict[str, list[RunRecord]]: ...
+
     async def paused(self) -> dict[str, str | None]: ...
 
 
@@ -60,7 +66,8 @@ class WorkerHealth:
     `migrations` (until `mark_migrated`), `scheduler` (until `attach`), `draining` (after
     `mark_draining`). Jobs come from `jobs` (the registry, so a job disabled in configuration
     shows too), with their next tick from the scheduler, an operator's pause from the store,
-    and their last `recent_runs` runs from the store.
+    and their last `recent_runs` runs from the store, read for every job in one batched query
+    (`RunStore.recent_runs`). `job(name)` gives one job with its last `JOB_PAGE_RUNS` runs.
     """
 
     def __init__(
@@ -73,6 +80,7 @@ class WorkerHealth:
     ) -> None:
         # Jobs that run first, then those turned off in configuration; by name within each.
         self._specs = sorted(jobs, key=lambda spec: (not spec.options.enabled, spec.name))
+        self._by_name = {spec.name: spec for spec in self._specs}
         self._clock = clock
         self._ping = database_ping
         self._recent_runs = recent_runs
@@ -132,49 +140,57 @@ class WorkerHealth:
         return checks
 
     async def jobs(self) -> Sequence[JobStatus]:
-        next_fire = dict(self._scheduler.next_fire_times()) if self._scheduler else {}
-        histories, paused, error = await self._from_store()
+        names = [spec.name for spec in self._specs]
+        histories, paused, error = await self._from_store(names, self._recent_runs)
+        return [self._status(spec, histories, paused, error) for spec in self._specs]
+
+    async def job(self, name: str) -> JobStatus | None:
+        spec = self._by_name.get(name)
+        if spec is None:
+            return None
+        histories, paused, error = await self._from_store([name], JOB_PAGE_RUNS)
+        return self._status(spec, histories, paused, error)
+
+    def _status(
+        self,
+        spec: JobSpec,
+        histories: Mapping[str, Sequence[RunRecord]],
+        paused: Mapping[str, str | None],
+        error: str | None,
+    ) -> JobStatus:
+        next_fire = self._scheduler.next_fire_times() if self._scheduler else {}
         stuck = self._stuck() if self._stuck is not None else {}
-        statuses = []
-        for spec in self._specs:
-            enabled = spec.options.enabled
-            statuses.append(
-                JobStatus(
-                    name=spec.name,
-                    schedule=spec.schedule.expression,
-                    zone=spec.zone_name,
-                    next_fire=next_fire.get(spec.name) if enabled else None,
-                    paused=spec.name in paused,
-                    paused_reason=paused.get(spec.name),
-                    disabled=not enabled,
-                    recent_runs=histories.get(spec.name, ()),
-                    runs_error=error,
-                    stuck_threads=stuck.get(spec.name, 0),
-                    calendar=spec.calendar,
-                    on_holiday=spec.options.on_holiday.value,
-                )
-            )
-        return statuses
+        enabled = spec.options.enabled
+        return JobStatus(
+            name=spec.name,
+            schedule=spec.schedule.expression,
+            zone=spec.zone_name,
+            next_fire=next_fire.get(spec.name) if enabled else None,
+            paused=spec.name in paused,
+            paused_reason=paused.get(spec.name),
+            disabled=not enabled,
+            recent_runs=histories.get(spec.name, ()),
+            runs_error=error,
+            stuck_threads=stuck.get(spec.name, 0),
+            calendar=spec.calendar,
+            on_holiday=spec.options.on_holiday.value,
+        )
 
     async def _from_store(
-        self,
-    ) -> tuple[dict[str, Sequence[RunRecord]], Mapping[str, str | None], str | None]:
+        self, names: Sequence[str], limit: int
+    ) -> tuple[Mapping[str, Sequence[RunRecord]], Mapping[str, str | None], str | None]:
         store = self._store
         if store is None:
             return {}, {}, None
         try:
             async with asyncio.timeout(HISTORY_TIMEOUT_S):
                 paused = await store.paused()
-                rows = await asyncio.gather(
-                    *(store.history(spec.name, limit=self._recent_runs) for spec in self._specs)
-                )
+                # One query for every job: the overview of 500 jobs is not 500 round trips.
+                histories = await store.recent_runs(names, limit=limit)
         except TimeoutError:
             return {}, {}, f"the run store did not answer within {HISTORY_TIMEOUT_S:g} s"
         except Exception as exc:
             return {}, {}, mask_secrets(f"{type(exc).__name__}: {exc}")
-        histories: dict[str, Sequence[RunRecord]] = {
-            spec.name: runs for spec, runs in zip(self._specs, rows, strict=True)
-        }
         return histories, paused, None
 
     @staticmethod

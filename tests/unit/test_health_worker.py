@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -50,6 +50,7 @@ class FakeStore:
         self.error: Exception | None = None
         self.hang = False
         self.limits: list[int] = []
+        self.batches: list[list[str]] = []
 
     async def history(
         self, job: str | None = None, *, status: RunStatus | None = None, limit: int = 50
@@ -60,6 +61,10 @@ class FakeStore:
             raise self.error
         self.limits.append(limit)
         return self.runs.get(job or "", [])
+
+    async def recent_runs(self, jobs: Sequence[str], *, limit: int) -> dict[str, list[RunRecord]]:
+        self.batches.append(list(jobs))
+        return {job: await self.history(job, limit=limit) for job in jobs}
 
     async def paused(self) -> dict[str, str | None]:
         return dict(self.paused_jobs)
@@ -164,6 +169,20 @@ async def test_jobs_list_every_registered_job_with_history_and_pause(clock: Fake
     assert [r.status for r in relay_status.recent_runs] == [RunStatus.SUCCEEDED]
     assert relay_status.runs_error is None
     assert set(store.limits) == {12}
+    assert store.batches == [["relay", "cleanup"]]  # one batched read for every job
+
+
+async def test_one_job_with_its_longer_history_or_none(clock: FakeClock) -> None:
+    store = FakeStore()
+    health = WorkerHealth(specs(), clock=clock, recent_runs=12)
+    health.attach(FakeScheduler(), store)
+    relay_status = await health.job("relay")
+    assert relay_status is not None and relay_status.name == "relay"
+    assert relay_status.next_fire == TICK
+    assert [r.status for r in relay_status.recent_runs] == [RunStatus.SUCCEEDED]
+    assert store.batches == [["relay"]] and store.limits == [worker_module.JOB_PAGE_RUNS]
+    assert await health.job("nobody") is None
+    assert store.batches == [["relay"]]  # an unknown name asks the store nothing
 
 
 async def test_jobs_still_list_when_the_store_fails_or_hangs(
