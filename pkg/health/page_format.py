@@ -30,7 +30,7 @@ STATUS_COLOURS: dict[RunStatus, tuple[str, str]] = {
 }
 
 UTC_NAMES = frozenset({"UTC", "Etc/UTC", "Etc/Universal", "Universal", "Zulu", "Etc/Zulu"})
-ERROR_TITLE_CHARS = 300
+ERROR_TITLE_CHARS = 160
 ERROR_LIST_CHARS = 500
 
 
@@ -86,11 +86,15 @@ def duration(seconds: float, *, coarse: bool = False) -> str:
 _UNITS = (("d", 86400), ("h", 3600), ("min", 60), ("s", 1))
 
 
-def run_facts(run: RunRecord, zone_name: str, now: datetime, error_chars: int) -> list[str]:
-    """A run in lines: status (and attempt), tick, start, duration, error (masked, cut)."""
+def run_facts(
+    run: RunRecord, zone_name: str, now: datetime, error_chars: int, *, started: bool = True
+) -> list[str]:
+    """A run in lines: status (and attempt), tick, start (unless `started` is False: the
+    overview's squares leave it out, it is the tick give or take a moment, and formatting it
+    for every square of 500 jobs costs a tenth of the page), duration, error (masked, cut)."""
     attempt = f" (attempt {run.attempt})" if run.attempt > 1 else ""
     facts = [f"{run.status.value}{attempt}", f"tick {local(run.scheduled_at, zone_name)}"]
-    if run.started_at is not None:
+    if started and run.started_at is not None:
         facts.append(f"started {local(run.started_at, zone_name)}")
     if run.duration_ms is not None:
         facts.append(f"took {duration(run.duration_ms / 1000.0)}")
@@ -106,9 +110,10 @@ def run_facts(run: RunRecord, zone_name: str, now: datetime, error_chars: int) -
 
 
 def square(run: RunRecord, zone_name: str, now: datetime, href: str) -> str:
-    """One run of a strip: a coloured square whose tooltip and accessible name are its facts."""
-    label = e("\n".join(run_facts(run, zone_name, now, ERROR_TITLE_CHARS)))
+    """One run of a strip: a coloured square whose tooltip (its accessible name too: the link
+    has no other text) holds its facts, and which links to the run on its job's page."""
+    facts = run_facts(run, zone_name, now, ERROR_TITLE_CHARS, started=False)
     return (
         f'<a class="run s-{run.status.value}" role="listitem" href="{e(href)}" '
-        f'title="{label}" aria-label="{label}"></a>'
+        f'title="{e(chr(10).join(facts))}"></a>'
     )

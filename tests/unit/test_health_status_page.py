@@ -109,7 +109,6 @@ def test_strip_is_oldest_first_with_a_tooltip_per_run() -> None:
     assert failed.splitlines() == [
         "failed",
         "tick Mon 2026-03-02 09:22:00 UTC",
-        "started Mon 2026-03-02 09:22:00 UTC",
         "took 1.5 s",
         "error ConnectionError: broker down",
     ]
