@@ -141,7 +141,9 @@ def _run_item(run: RunRecord, zone_name: str, now: datetime) -> str:
     head, rest = facts[0], facts[1:]
     details = "".join(f"<br>{e(line)}" for line in rest)
     trigger = f" · {e(run.trigger.value)}" if run.trigger.value != "schedule" else ""
+    # Which replica ran it: every replica's page shows every replica's runs (from the database).
+    worker = f'<br><span class="sub">on {e(run.worker_id)}</span>' if run.worker_id else ""
     return (
         f'<li id="run-{e(run.run_id)}"><span class="dot s-{run.status.value}"></span>'
-        f"<strong>{e(head)}</strong>{trigger}{details}</li>"
+        f"<strong>{e(head)}</strong>{trigger}{details}{worker}</li>"
     )
