@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol
@@ -87,6 +87,34 @@ class JobStatus:
     late_since: datetime | None = None
     settings: Sequence[SettingRow] = field(default_factory=tuple)
     audit: Sequence[AuditRow] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class JobExtras:
+    """What other parts of the worker add to a job's status, by `WorkerHealth.watch_extras`.
+
+    The runtime settings give the effective `schedule` / `disabled` / `calendar` (None: keep the
+    registry's), the `settings` rows and, on the job's own page, the `audit`; the dead-man
+    alert gives `late` and `late_since`.
+    """
+
+    schedule: str | None = None
+    disabled: bool | None = None
+    calendar: str | None = None
+    late: bool = False
+    late_since: datetime | None = None
+    settings: Sequence[SettingRow] = field(default_factory=tuple)
+    audit: Sequence[AuditRow] = field(default_factory=tuple)
+
+
+class JobExtrasSource(Protocol):
+    """Gives the extras of the jobs named (a job missing from the answer has none).
+
+    `with_audit` is True for a job's own page only: the overview shows no audit."""
+
+    async def __call__(
+        self, names: Sequence[str], *, with_audit: bool
+    ) -> Mapping[str, JobExtras]: ...
 
 
 class HealthSource(Protocol):
