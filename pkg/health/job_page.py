@@ -96,12 +96,14 @@ def _settings(settings: Sequence[SettingRow]) -> str:
     if not settings:
         return '<p class="empty">No settings reported.</p>'
     rows = "\n".join(
-        f'<tr class="src-{e(row.source)}"><td>{e(row.field)}</td><td><code>{e(row.value)}</code>'
-        f"</td><td>{e(SOURCE_WORDS.get(row.source, row.source))}</td></tr>"
+        f'<tr class="src-{e(row.source)}"><td>{e(row.field)}</td>'
+        f'<td data-label="Value"><code>{e(row.value)}</code></td>'
+        f'<td data-label="From">{e(SOURCE_WORDS.get(row.source, row.source))}</td></tr>'
         for row in settings
     )
     return (
-        "<table><thead><tr><th>Setting</th><th>Value</th><th>From</th></tr></thead>\n"
+        '<table class="stack"><thead><tr><th>Setting</th><th>Value</th><th>From</th></tr>'
+        "</thead>\n"
         f"<tbody>\n{rows}\n</tbody></table>\n"
         '<p class="note">Precedence: runtime setting, then environment, then code.</p>'
     )
@@ -111,13 +113,14 @@ def _audit(audit: Sequence[AuditRow]) -> str:
     if not audit:
         return '<p class="empty">No runtime change recorded.</p>'
     rows = "\n".join(
-        f"<tr><td>{e(utc(row.at))}</td><td>{e(row.by)}</td><td>{_change(row)}</td>"
-        f"<td>{e(row.reason or '')}</td></tr>"
+        f'<tr><td>{e(utc(row.at))}</td><td data-label="By">{e(row.by)}</td>'
+        f'<td data-label="Change">{_change(row)}</td>'
+        f'<td data-label="Reason">{e(row.reason or "—")}</td></tr>'
         for row in audit
     )
     return (
-        "<table><thead><tr><th>When</th><th>By</th><th>Change</th><th>Reason</th></tr>"
-        f"</thead>\n<tbody>\n{rows}\n</tbody></table>"
+        '<table class="stack"><thead><tr><th>When</th><th>By</th><th>Change</th><th>Reason</th>'
+        f"</tr></thead>\n<tbody>\n{rows}\n</tbody></table>"
     )
 
 

@@ -79,7 +79,7 @@ def render_overview(report: StatusReport) -> str:
     else:
         rows = "\n".join(_row(job, report.now) for job in jobs)
         body = (
-            '<table class="jobs">\n<thead><tr><th>Job</th><th>Last run</th><th>Next run</th>'
+            '<table class="jobs stack">\n<thead><tr><th>Job</th><th>Last run</th><th>Next run</th>'
             "<th>Last success</th><th>Recent runs</th></tr></thead>\n"
             f"<tbody>\n{rows}\n</tbody>\n</table>"
         )
@@ -151,7 +151,7 @@ def _row(job: JobStatus, now: datetime) -> str:
     elif last is None:
         status = '<span class="empty">no run yet</span>'
     else:
-        status = f'<span class="dot s-{last.value}"></span>{last.value}'
+        status = f'<span class="nowrap"><span class="dot s-{last.value}"></span>{last.value}</span>'
     if job.runs_error is not None:
         strip = f'<span class="alert">{e(job.runs_error)}</span>'
     elif job.recent_runs:

@@ -35,7 +35,7 @@ def document(title: str, header: str, main: str) -> str:
 <ul class="legend">
 {legend()}
 </ul>
-<p class="note">Each square is one run, oldest on the left. Hover a square for its tick, start,
+<p class="note">Each square is one run, oldest on the left. Hover a square for its tick,
 duration and error; a job's page lists them all.</p>
 </footer>
 </body>
@@ -110,6 +110,7 @@ margin:0 0 1rem}
 padding:.05rem .45rem;border-radius:.25rem;margin-left:.35rem;white-space:nowrap}
 .badge.late{background:#d32f2f}
 .card{background:#fff;border:1px solid #dfe1e5;border-radius:.5rem;padding:.85rem;margin:0 0 .85rem}
+.card>h2:first-child{margin-top:0}
 table{border-collapse:collapse;width:100%;background:#fff;border:1px solid #dfe1e5}
 th,td{text-align:left;vertical-align:top;padding:.4rem .5rem;border-bottom:1px solid #eceef1;
 overflow-wrap:anywhere}
@@ -136,10 +137,11 @@ vertical-align:baseline}
 footer{padding-bottom:1.5rem}
 .legend{list-style:none;padding:0;display:flex;flex-wrap:wrap;gap:.3rem 1rem;margin:0}
 .note{color:#5f6368;font-size:.9em}
+.nowrap{white-space:nowrap}
 @media (max-width:40rem){
-table.jobs thead{display:none}
-table.jobs tr{display:block;border-bottom:1px solid #dfe1e5;padding:.3rem 0}
-table.jobs td{display:block;border:0;padding:.15rem .5rem}
-table.jobs td[data-label]::before{content:attr(data-label) ": ";color:#5f6368}
+table.stack thead{display:none}
+table.stack tr{display:block;border-bottom:1px solid #dfe1e5;padding:.3rem 0}
+table.stack td{display:block;border:0;padding:.15rem .5rem}
+table.stack td[data-label]::before{content:attr(data-label) ": ";color:#5f6368}
 }
 """ + _status_css()

@@ -75,11 +75,13 @@ def test_settings_show_their_value_and_where_it_comes_from() -> None:
     )
     html = page(job)
     assert (
-        '<tr class="src-runtime"><td>schedule</td><td><code>*/10 * * * *</code></td>'
-        "<td>runtime (financial jobs set)</td></tr>" in html
+        '<tr class="src-runtime"><td>schedule</td><td data-label="Value"><code>*/10 * * * *</code>'
+        '</td><td data-label="From">runtime (financial jobs set)</td></tr>' in html
     )
-    assert '<tr class="src-env"><td>timeout</td><td><code>30 s</code></td><td>environment' in html
-    assert '<tr class="src-code"><td>enabled</td><td><code>true</code></td><td>code</td>' in html
+    assert '<td>timeout</td><td data-label="Value"><code>30 s</code></td>' in html
+    assert '<td data-label="From">environment</td>' in html
+    assert '<td>enabled</td><td data-label="Value"><code>true</code></td>' in html
+    assert '<td data-label="From">code</td>' in html
     assert "Precedence: runtime setting, then environment, then code." in html
     assert "No settings reported." in page(relay())
 
@@ -96,11 +98,13 @@ def test_the_audit_says_who_when_what_and_why() -> None:
     )
     html = page(job)
     assert (
-        "<tr><td>2026-03-02 08:30:00 UTC</td><td>ana@ops-1</td><td>schedule: "
-        "<code>*/5 * * * *</code> → <code>*/10 * * * *</code></td><td>load</td></tr>"
+        '<tr><td>2026-03-02 08:30:00 UTC</td><td data-label="By">ana@ops-1</td>'
+        '<td data-label="Change">schedule: <code>*/5 * * * *</code> → <code>*/10 * * * *</code>'
+        '</td><td data-label="Reason">load</td></tr>'
     ) in html
-    assert "<td>calendar: — → <code>BR-SP</code></td><td></td>" in html
-    assert "<td>ci</td><td>reset to code and environment values</td>" in html
+    assert '<td data-label="Change">calendar: — → <code>BR-SP</code></td>' in html
+    assert '<td data-label="Reason">—</td>' in html
+    assert '<td data-label="By">ci</td><td data-label="Change">reset to code and' in html
     assert "No runtime change recorded." in page(relay())
 
 

@@ -185,9 +185,8 @@ def test_late_failing_then_healthy_then_quiet_jobs() -> None:
     assert [html.index(f'id="job-{name}"') for name in order] == sorted(
         html.index(f'id="job-{name}"') for name in order
     )
-    assert '<td data-label="Last run"><span class="dot s-failed"></span>failed</td>' in row_of(
-        html, "c_failed"
-    )
+    last_run = '<td data-label="Last run"><span class="nowrap"><span class="dot s-failed"></span>'
+    assert last_run + "failed</span></td>" in row_of(html, "c_failed")
 
 
 def test_a_late_job_turns_the_page_red_at_the_top() -> None:
