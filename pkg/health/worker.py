@@ -155,8 +155,9 @@ class WorkerHealth:
         (histories, summaries, error), extras = await asyncio.gather(
             self._from_store(names, self._recent_runs), self._read_extras(names, audit=False)
         )
+        now = self._live_state()
         return [
-            self._status(spec, histories, summaries, error, extras.get(spec.name))
+            self._status(spec, histories, summaries, error, extras.get(spec.name), now)
             for spec in self._specs
         ]
 
@@ -167,7 +168,13 @@ class WorkerHealth:
         (histories, summaries, error), extras = await asyncio.gather(
             self._from_store([name], JOB_PAGE_RUNS), self._read_extras([name], audit=True)
         )
-        return self._status(spec, histories, summaries, error, extras.get(name))
+        return self._status(spec, histories, summaries, error, extras.get(name), self._live_state())
+
+    def _live_state(self) -> tuple[Mapping[str, datetime], Mapping[str, int]]:
+        """The scheduler's next ticks and the stuck threads, read once per request."""
+        next_fire = self._scheduler.next_fire_times() if self._scheduler else {}
+        stuck = self._stuck() if self._stuck is not None else {}
+        return next_fire, stuck
 
     def _status(
         self,
@@ -176,9 +183,9 @@ class WorkerHealth:
         summaries: Mapping[str, JobSummary],
         error: str | None,
         extras: JobExtras | None,
+        live: tuple[Mapping[str, datetime], Mapping[str, int]],
     ) -> JobStatus:
-        next_fire = self._scheduler.next_fire_times() if self._scheduler else {}
-        stuck = self._stuck() if self._stuck is not None else {}
+        next_fire, stuck = live
         summary = summaries.get(spec.name)
         enabled = spec.options.enabled
         status = JobStatus(

@@ -45,8 +45,10 @@ async def cleanup(ctx: JobContext) -> None:
 class FakeScheduler:
     def __init__(self) -> None:
         self.last_heartbeat: datetime | None = None
+        self.reads = 0
 
     def next_fire_times(self) -> Mapping[str, datetime]:
+        self.reads += 1
         return {"relay": TICK}
 
 
@@ -188,6 +190,16 @@ async def test_jobs_list_every_registered_job_with_history_and_pause(clock: Fake
     assert relay_status.runs_error is None
     assert set(store.limits) == {12}
     assert store.batches == [["relay", "cleanup"]]  # one batched read for every job
+
+
+async def test_the_schedulers_ticks_are_read_once_per_request_not_per_job(
+    clock: FakeClock,
+) -> None:
+    scheduler = FakeScheduler()
+    health = WorkerHealth(specs(), clock=clock)
+    health.attach(scheduler, FakeStore())
+    await health.jobs()
+    assert scheduler.reads == 1
 
 
 async def test_one_job_with_its_longer_history_or_none(clock: FakeClock) -> None:
