@@ -155,9 +155,9 @@ class WorkerHealth:
         (histories, summaries, error), extras = await asyncio.gather(
             self._from_store(names, self._recent_runs), self._read_extras(names, audit=False)
         )
-        now = self._live_state()
+        live = self._live_state()
         return [
-            self._status(spec, histories, summaries, error, extras.get(spec.name), now)
+            self._status(spec, histories, summaries, error, extras.get(spec.name), live)
             for spec in self._specs
         ]
 
