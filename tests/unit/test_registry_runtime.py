@@ -119,7 +119,7 @@ def test_a_runtime_timeout_must_be_positive_and_finite(seconds: float) -> None:
 
 
 def test_an_unknown_calendar_is_refused_naming_it() -> None:
-    with pytest.raises(JobDefinitionError, match="job 'report'.*XX-NOPE"):
+    with pytest.raises(JobDefinitionError, match=r"job 'report'.*XX-NOPE"):
         registry().build("report", RuntimeSettings(calendar="XX-NOPE"))
 
 
