@@ -7,6 +7,8 @@ LISTENs hears of a change only once it is committed, and a change that fails lea
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 
 import asyncpg
 
@@ -113,3 +115,44 @@ class PostgresJobSettings(JobSettingsStore):
         )
         await conn.execute(QUERIES["notify"], self.channel, job)
         return SettingsChange(job, at, by, action, old, new, reason)
+
+
+class _PooledListener:
+    """A pool connection held for LISTEN: the pool's DSN, TLS and timeouts, and one connection
+    of it kept out of the pool while the watcher runs."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._callbacks: list[tuple[str, Callable[[Connection, int, str, object], None]]] = []
+
+    async def listen(self, channel: str, on_notify: Callable[[str], None]) -> None:
+        def heard(_conn: Connection, _pid: int, _channel: str, payload: object) -> None:
+            on_notify(str(payload))
+
+        await self._conn.add_listener(channel, heard)
+        self._callbacks.append((channel, heard))
+
+    async def ping(self) -> None:
+        await self._conn.execute("SELECT 1")
+
+    async def close(self) -> None:
+        for channel, callback in self._callbacks:
+            if not self._conn.is_closed():
+                await self._conn.remove_listener(channel, callback)
+
+
+def listener(pool: asyncpg.Pool) -> Callable[[], AbstractAsyncContextManager[_PooledListener]]:
+    """What `JobSettingsWatcher` connects with: a connection of `pool`, released on exit."""
+
+    @asynccontextmanager
+    async def connect() -> AsyncIterator[_PooledListener]:
+        async with pool.acquire() as conn:
+            held = _PooledListener(conn)
+            try:
+                yield held
+            finally:
+                # A connection already lost cannot unlisten: the pool replaces it.
+                with suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                    await held.close()
+
+    return connect
