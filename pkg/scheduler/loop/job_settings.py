@@ -63,6 +63,10 @@ class JobSettingsApplier:
         self._apply = apply
         self._refused: dict[str, RuntimeSettings] = {}
 
+    def attach(self, apply: Callable[[JobSpec], object]) -> None:
+        """Hand each changed spec to `apply` from now on (the scheduler, once it is built)."""
+        self._apply = apply
+
     async def refresh(self, job: str | None = None) -> list[str]:
         """Apply the stored settings of `job` (default: every job); the jobs that changed."""
         if job is None:
@@ -93,6 +97,13 @@ class JobSettingsApplier:
         if self._apply is not None:
             self._apply(spec)
         return True
+
+
+async def runtime_spec(registry: JobRegistry, name: str, store: JobSettingsStore) -> JobSpec:
+    """The job `name` with its stored runtime settings laid over it (`financial jobs run`); its
+    env and code values, with `job_settings_invalid` logged, when they cannot be applied."""
+    await JobSettingsApplier(registry, store).refresh(name)
+    return registry.get(name)
 
 
 def _fields(runtime: RuntimeSettings) -> dict[str, object]:
