@@ -10,9 +10,7 @@ change, its audit row and the notification every replica LISTENs for are one tra
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
-import socket
 import sys
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -33,11 +31,13 @@ FIELDS = ("schedule", "timeout_s", "enabled", "calendar")
 
 def default_by() -> str:
     """Who a change is from when `--by` is not given: the OS user and host of the CLI."""
+    import getpass
+    import os
+    import socket
+
     try:
         user = getpass.getuser()
     except (OSError, KeyError):  # no name for this uid (a bare container)
-        import os
-
         user = f"uid{os.getuid()}"
     return f"{user}@{socket.gethostname()}"
 
