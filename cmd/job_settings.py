@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from financial.pkg.scheduler.registry import JobRegistry
 
 ENABLED_CHOICES = ("true", "false")
-FIELDS = ("schedule", "timeout_s", "enabled", "calendar")
 
 
 def default_by() -> str:
@@ -181,6 +180,8 @@ def jobs_set(args: argparse.Namespace, settings: Settings) -> int:
     if isinstance(result, Refused):
         print(f"financial: {result.message}; nothing stored", file=sys.stderr)
         return EX_USAGE
+    from financial.pkg.scheduler.job_settings.view import describe
+
     print(f"{args.name}: {describe(result.new)} (runtime); every replica applies it within 2 s")
     return EX_OK
 
@@ -206,6 +207,8 @@ def jobs_reset(args: argparse.Namespace, settings: Settings) -> int:
     except store_errors() as exc:
         print(f"financial: {exc}", file=sys.stderr)
         return EX_FAILED
+    from financial.pkg.scheduler.job_settings.view import describe
+
     if change is None:
         print(f"{args.name}: had no runtime settings")
     else:
@@ -221,6 +224,7 @@ async def _audit(settings: Settings, name: str, limit: int) -> list[SettingsChan
 def jobs_audit(args: argparse.Namespace, settings: Settings) -> int:
     from financial.cmd.history import instant
     from financial.cmd.jobs import print_table, report_logging
+    from financial.pkg.scheduler.job_settings.view import change_dict, describe_change
 
     report_logging(settings)
     if args.limit < 1:
@@ -246,40 +250,3 @@ def jobs_audit(args: argparse.Namespace, settings: Settings) -> int:
     ]
     print_table(["AT", "BY", "ACTION", "CHANGE", "REASON"], rows)
     return EX_OK
-
-
-def change_dict(change: SettingsChange) -> dict[str, Any]:
-    """One audit entry as `jobs audit --json` prints it (and the status page may show it)."""
-    return {
-        "job": change.job,
-        "at": change.at.isoformat(),
-        "by": change.by,
-        "action": change.action.value,
-        "old": change.old.as_dict(),
-        "new": change.new.as_dict(),
-        "reason": change.reason,
-    }
-
-
-def _value(field: str, value: object) -> str:
-    if value is None:
-        return "unset"
-    if field == "enabled":
-        return "true" if value else "false"
-    if field == "timeout_s":
-        return f"{value:g}s"
-    return repr(value)
-
-
-def describe(settings: RuntimeSettings) -> str:
-    """`schedule='*/5 * * * *', enabled=false`: the fields that are set."""
-    values = settings.as_dict()
-    shown = [f"{f}={_value(f, values[f])}" for f in FIELDS if values[f] is not None]
-    return ", ".join(shown) or "nothing set"
-
-
-def describe_change(change: SettingsChange) -> str:
-    """`timeout_s: unset -> 30s; enabled: true -> false`: the fields the change moved."""
-    old, new = change.old.as_dict(), change.new.as_dict()
-    moved = [f"{f}: {_value(f, old[f])} -> {_value(f, new[f])}" for f in FIELDS if old[f] != new[f]]
-    return "; ".join(moved) or "no change"
