@@ -134,14 +134,15 @@ async def _set(
 ) -> SettingsChange | Refused:
     from financial.pkg.jobs.model import JobDefinitionError
 
+    def check(merged: RuntimeSettings) -> None:
+        registry.build(name, merged)
+
     async with AsyncExitStack() as stack:
         store = await _open(settings, stack)
-        current = await store.get(name)
         try:
-            registry.build(name, current.merged(changes))
+            return await store.set(name, changes, by=by, reason=reason, check=check)
         except JobDefinitionError as exc:
             return Refused(str(exc))
-        return await store.set(name, changes, by=by, reason=reason)
 
 
 def _registry_and_job(settings: Settings, name: str) -> JobRegistry | None:

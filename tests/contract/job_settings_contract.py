@@ -103,3 +103,27 @@ class JobSettingsContract:
             "a": RuntimeSettings(enabled=True),
             "b": RuntimeSettings(enabled=False),
         }
+
+    async def test_a_check_that_raises_stores_nothing(self, settings: JobSettingsStore) -> None:
+        await settings.set("job", RuntimeSettings(schedule="@daily"), by="a", reason=None)
+        seen: list[RuntimeSettings] = []
+
+        def refuse(merged: RuntimeSettings) -> None:
+            seen.append(merged)
+            raise LookupError("refused")
+
+        with pytest.raises(LookupError, match="refused"):
+            await settings.set(
+                "job", RuntimeSettings(enabled=False), by="b", reason=None, check=refuse
+            )
+        with pytest.raises(LookupError):
+            await settings.set(
+                "new", RuntimeSettings(enabled=False), by="b", reason=None, check=refuse
+            )
+        assert seen == [
+            RuntimeSettings(schedule="@daily", enabled=False),
+            RuntimeSettings(enabled=False),
+        ]
+        assert await settings.all() == {"job": RuntimeSettings(schedule="@daily")}
+        assert [e.by for e in await settings.audit("job")] == ["a"]
+        assert await settings.audit("new") == []

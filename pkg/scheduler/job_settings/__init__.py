@@ -8,7 +8,8 @@ the operator set it; precedence is runtime setting > environment > code
 Two implementations share one contract suite (`tests/contract/job_settings_contract.py`):
 `MemoryJobSettings` (`memory.py`: unit tests) and `PostgresJobSettings` (`postgres.py`). Both:
 
-- `set` merges: the fields given replace the stored ones, the others stay as they were;
+- `set` merges: the fields given replace the stored ones, the others stay as they were; its
+  `check` sees the merged result under the job's lock and can refuse it (nothing stored);
 - `reset` forgets every field of the job (None when nothing was set: no audit entry);
 - every change appends one audit entry (who, when, old and new values, why), in the same
   transaction as the change, and `audit` lists them newest first;
@@ -21,6 +22,7 @@ The store stores what it is given: values are validated before (`validation.py`)
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from enum import StrEnum
@@ -84,6 +86,9 @@ class SettingsChange:
     reason: str | None
 
 
+Check = Callable[[RuntimeSettings], None]
+
+
 class JobSettingsStore(ABC):
     """Where runtime settings and their audit live (see the module's semantics)."""
 
@@ -97,9 +102,19 @@ class JobSettingsStore(ABC):
 
     @abstractmethod
     async def set(
-        self, job: str, changes: RuntimeSettings, *, by: str, reason: str | None
+        self,
+        job: str,
+        changes: RuntimeSettings,
+        *,
+        by: str,
+        reason: str | None,
+        check: Check | None = None,
     ) -> SettingsChange:
-        """Merge `changes` into the job's settings and audit it; ValueError when it sets nothing."""
+        """Merge `changes` into the job's settings and audit it; ValueError when it sets nothing.
+
+        `check` is called with the merged settings before anything is written, with the job's
+        row locked (so a concurrent `set` cannot slip between the check and the write): what it
+        raises propagates and nothing is stored."""
 
     @abstractmethod
     async def reset(self, job: str, *, by: str, reason: str | None) -> SettingsChange | None:
@@ -122,6 +137,7 @@ __all__ = [
     "CHANNEL",
     "DEFAULT_AUDIT_LIMIT",
     "NOT_SET",
+    "Check",
     "JobSettingsStore",
     "RuntimeSettings",
     "SettingsAction",

@@ -8,6 +8,7 @@ from datetime import datetime
 from financial.pkg.scheduler.job_settings import (
     DEFAULT_AUDIT_LIMIT,
     NOT_SET,
+    Check,
     JobSettingsStore,
     RuntimeSettings,
     SettingsAction,
@@ -35,11 +36,19 @@ class MemoryJobSettings(JobSettingsStore):
         return dict(self._settings)
 
     async def set(
-        self, job: str, changes: RuntimeSettings, *, by: str, reason: str | None
+        self,
+        job: str,
+        changes: RuntimeSettings,
+        *,
+        by: str,
+        reason: str | None,
+        check: Check | None = None,
     ) -> SettingsChange:
         require_changes(job, changes)
         old = self._settings.get(job, NOT_SET)
         new = old.merged(changes)
+        if check is not None:
+            check(new)
         self._settings[job] = new
         return self._record(job, SettingsAction.SET, old, new, by, reason)
 

@@ -18,6 +18,7 @@ from financial.pkg.scheduler.job_settings import (
     CHANNEL,
     DEFAULT_AUDIT_LIMIT,
     NOT_SET,
+    Check,
     JobSettingsStore,
     RuntimeSettings,
     SettingsAction,
@@ -58,13 +59,21 @@ class PostgresJobSettings(JobSettingsStore):
         return {job: value for job, value in found.items() if not value.empty}
 
     async def set(
-        self, job: str, changes: RuntimeSettings, *, by: str, reason: str | None
+        self,
+        job: str,
+        changes: RuntimeSettings,
+        *,
+        by: str,
+        reason: str | None,
+        check: Check | None = None,
     ) -> SettingsChange:
         require_changes(job, changes)
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute(QUERIES["ensure_row"], job, by)
             old = _settings(await conn.fetchrow(QUERIES["lock"], job))
             new = old.merged(changes)
+            if check is not None:
+                check(new)
             await conn.execute(
                 QUERIES["write"], job, new.schedule, new.timeout_s, new.enabled, new.calendar, by
             )
