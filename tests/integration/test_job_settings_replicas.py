@@ -1,7 +1,8 @@
 """Runtime settings on three real `financial worker` processes sharing one PostgreSQL: a
 `jobs set --schedule` is applied by every replica within 2 s and its ticks run once each,
 `--enabled false` stops the ticks on all of them, `jobs reset` brings back the code's values,
-and a replica started after a change starts with it."""
+a replica started after a change starts with it, and a database outage is logged once and
+survived."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import asyncpg
 import pytest
 
 from tests.integration.job_settings_cli import JOB_MODULES, financial
+from tests.integration.services import PostgresService
 from tests.integration.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.integration
@@ -167,3 +169,32 @@ async def test_a_replica_started_after_a_change_starts_with_it(
     worker = start(spawned, database_dsn, open_tmp_path, 0)
     started = worker.wait_event("worker_started", timeout_s=60)
     assert "probe" not in started["jobs"]
+
+
+async def test_a_database_outage_is_logged_once_and_the_watcher_comes_back(
+    postgres: PostgresService,
+    database_dsn: str,
+    open_tmp_path: Path,
+    spawned: list[WorkerProcess],
+) -> None:
+    worker = start(spawned, database_dsn, open_tmp_path, 0, WORKER_JOB_SETTINGS_REREAD_SECONDS="1")
+    worker.wait_event("worker_started", timeout_s=60)
+    postgres.stop()
+    try:
+        worker.wait_event("job_settings_unavailable", timeout_s=10)
+        await asyncio.sleep(5)
+    finally:
+        postgres.start()
+    worker.wait_event("job_settings_resumed", timeout_s=60)
+    changed = await asyncio.to_thread(
+        financial, database_dsn, open_tmp_path, "jobs", "set", "probe", "--enabled", "false"
+    )
+    assert changed.returncode == 0, changed.stderr
+    worker.wait_event("job_disabled", timeout_s=APPLY_WITHIN_S, job="probe")
+    assert worker.proc.poll() is None
+    names = [e["event"] for e in worker.events]
+    assert names.count("job_settings_unavailable") == 1
+    assert names.count("job_settings_resumed") == 1
+    unavailable = next(e for e in worker.events if e["event"] == "job_settings_unavailable")
+    assert unavailable["level"] == "warning"
+    assert unavailable["error"] and unavailable["retry_in_s"] > 0
