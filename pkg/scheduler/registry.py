@@ -8,6 +8,12 @@ When the registry knows the time (`now`), a job with a calendar is asked for its
 at registration, so a calendar whose installed data does not cover the years asked, or a
 schedule its holidays rule out for good (`0 9 1 1 *` skipping holidays), is refused before the
 worker starts rather than when the tick comes.
+
+Runtime settings (`financial jobs set`, kept in PostgreSQL) are one more layer over a job's
+code and environment values: runtime > env > code > the worker-wide default. `build` lays a
+layer over a job without keeping it (to validate a value before it is stored, with the messages
+of registration), `respec` keeps it as the job's spec (`NOT_SET` goes back to env and code),
+and `sources` says, per field, which layer the effective value comes from.
 """
 
 from __future__ import annotations
