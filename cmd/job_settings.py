@@ -71,6 +71,22 @@ def _who_and_why(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--by", metavar="WHO", help="who (default: OS user@host)")
 
 
+def _failures() -> tuple[type[Exception], ...]:
+    """What reaching the settings can meet besides the run store's faults: a database the
+    migrations have not reached (WORKER_AUTO_MIGRATE=false), a statement refused."""
+    import asyncpg
+
+    return (*store_errors(), asyncpg.PostgresError)
+
+
+def _failure(exc: Exception) -> str:
+    import asyncpg
+
+    if isinstance(exc, asyncpg.UndefinedTableError):
+        return f"{exc}: the database lacks migration 0005; run `financial migrate`"
+    return str(exc)
+
+
 class UsageError(ValueError):
     """A value refused before anything is stored (exit 2)."""
 
@@ -175,8 +191,8 @@ def jobs_set(args: argparse.Namespace, settings: Settings) -> int:
             settings.worker_event_loop,
             _set(settings, registry, args.name, changes, by, args.reason),
         )
-    except store_errors() as exc:
-        print(f"financial: {exc}", file=sys.stderr)
+    except _failures() as exc:
+        print(f"financial: {_failure(exc)}", file=sys.stderr)
         return EX_FAILED
     if isinstance(result, Refused):
         print(f"financial: {result.message}; nothing stored", file=sys.stderr)
@@ -205,8 +221,8 @@ def jobs_reset(args: argparse.Namespace, settings: Settings) -> int:
         change = event_loop.run(
             settings.worker_event_loop, _reset(settings, args.name, by, args.reason)
         )
-    except store_errors() as exc:
-        print(f"financial: {exc}", file=sys.stderr)
+    except _failures() as exc:
+        print(f"financial: {_failure(exc)}", file=sys.stderr)
         return EX_FAILED
     from financial.pkg.scheduler.job_settings.view import describe
 
@@ -237,8 +253,8 @@ def jobs_audit(args: argparse.Namespace, settings: Settings) -> int:
         changes = event_loop.run(
             settings.worker_event_loop, _audit(settings, args.name, args.limit)
         )
-    except store_errors() as exc:
-        print(f"financial: {exc}", file=sys.stderr)
+    except _failures() as exc:
+        print(f"financial: {_failure(exc)}", file=sys.stderr)
         return EX_FAILED
     if args.json:
         print(json.dumps([change_dict(c) for c in changes], indent=2))

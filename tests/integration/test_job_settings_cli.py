@@ -146,3 +146,22 @@ async def test_jobs_run_honours_the_runtime_timeout(database_dsn: str, tmp_path:
     events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     applied = [e for e in events if e.get("event") == "job_settings_applied"]
     assert applied and applied[0]["runtime_timeout_s"] == 7.0
+
+
+async def test_a_database_without_the_migration_says_to_migrate(
+    empty_database_dsn: str, tmp_path: Path
+) -> None:
+    result = financial(
+        empty_database_dsn,
+        tmp_path,
+        "jobs",
+        "set",
+        "probe",
+        "--enabled",
+        "false",
+        WORKER_AUTO_MIGRATE="false",
+    )
+    assert result.returncode == 1
+    assert 'relation "job_settings" does not exist' in result.stderr
+    assert "run `financial migrate`" in result.stderr
+    assert "Traceback" not in result.stderr
