@@ -29,7 +29,11 @@ from financial.pkg.observability.masking import mask_secrets
 from financial.pkg.observability.metrics import Metrics, instrument_clients, setup_metrics
 from financial.pkg.observability.tracing import Telemetry, setup_tracing
 from financial.pkg.scheduler.clock import Clock
-from financial.pkg.scheduler.job_settings.postgres import PostgresJobSettings, listener
+from financial.pkg.scheduler.job_settings.postgres import (
+    PostgresJobSettings,
+    dedicated_listener,
+    listener,
+)
 from financial.pkg.scheduler.loop.job_settings import CALL_TIMEOUT_S as SETTINGS_CALL_TIMEOUT_S
 from financial.pkg.scheduler.loop.job_settings import JobSettingsApplier, JobSettingsWatcher
 from financial.pkg.scheduler.loop.scheduler import SchedulerConfig
@@ -173,7 +177,7 @@ async def open_database(
                 continue
             return False
     came_back(DATABASE)
-    clients.db.attach(pool)
+    clients.db.attach(pool, dsn)
     stack.push_async_callback(_closing("postgres", clients.db.close))
     if settings.worker_auto_migrate:
         applied = await migrate(pool)
@@ -311,9 +315,21 @@ def watch_job_settings(
 ) -> JobSettingsWatcher:
     """LISTEN for runtime settings changes and re-read them every
     WORKER_JOB_SETTINGS_REREAD_SECONDS; stopped before the pool closes."""
+    # A connection of its own, not one of the pool's: a pool of one (DB_POOL_MAX_SIZE=1) would
+    # otherwise be held by the watcher alone.
+    dsn = clients.db.dsn
+    connect = (
+        listener(clients.db.pool)
+        if dsn is None
+        else dedicated_listener(
+            dsn,
+            connect_timeout_s=settings.db_connect_timeout_seconds,
+            application_name=f"{settings.service_name_worker}-settings",
+        )
+    )
     watcher = JobSettingsWatcher(
         applier,
-        listener(clients.db.pool),
+        connect,
         clock,
         reread=timedelta(seconds=settings.worker_job_settings_reread_seconds),
     )

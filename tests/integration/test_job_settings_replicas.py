@@ -198,3 +198,19 @@ async def test_a_database_outage_is_logged_once_and_the_watcher_comes_back(
     unavailable = next(e for e in worker.events if e["event"] == "job_settings_unavailable")
     assert unavailable["level"] == "warning"
     assert unavailable["error"] and unavailable["retry_in_s"] > 0
+
+
+async def test_the_watcher_leaves_a_pool_of_one_to_the_runs(
+    database_dsn: str, open_tmp_path: Path, spawned: list[WorkerProcess]
+) -> None:
+    # The watcher's LISTEN connection is its own: the one pooled connection still serves the
+    # run store, so the job set to every second runs.
+    worker = start(spawned, database_dsn, open_tmp_path, 0, DB_POOL_MAX_SIZE="1")
+    worker.wait_event("worker_started", timeout_s=60)
+    changed = await asyncio.to_thread(
+        financial, database_dsn, open_tmp_path, "jobs", "set", "probe", "--schedule", "* * * * * *"
+    )
+    assert changed.returncode == 0, changed.stderr
+    worker.wait_event("job_rescheduled", timeout_s=APPLY_WITHIN_S, job="probe")
+    worker.wait_event("job_succeeded", timeout_s=10, job="probe")
+    assert await probe_runs(database_dsn)

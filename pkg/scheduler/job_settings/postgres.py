@@ -12,6 +12,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppres
 
 import asyncpg
 
+from financial.pkg.database.dsn import scrub
 from financial.pkg.database.pool import Connection
 from financial.pkg.database.queries import load_queries
 from financial.pkg.scheduler.job_settings import (
@@ -126,9 +127,8 @@ class PostgresJobSettings(JobSettingsStore):
         return SettingsChange(job, at, by, action, old, new, reason)
 
 
-class _PooledListener:
-    """A pool connection held for LISTEN: the pool's DSN, TLS and timeouts, and one connection
-    of it kept out of the pool while the watcher runs."""
+class _Listener:
+    """A connection held for LISTEN (see `dedicated_listener` and `listener`)."""
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
@@ -150,18 +150,46 @@ class _PooledListener:
                 await self._conn.remove_listener(channel, callback)
 
 
-def listener(pool: asyncpg.Pool) -> Callable[[], AbstractAsyncContextManager[_PooledListener]]:
+def listener(pool: asyncpg.Pool) -> Callable[[], AbstractAsyncContextManager[_Listener]]:
     """What `JobSettingsWatcher` connects with: a connection of `pool`, released on exit."""
 
     @asynccontextmanager
-    async def connect() -> AsyncIterator[_PooledListener]:
+    async def connect() -> AsyncIterator[_Listener]:
         async with pool.acquire() as conn:
-            held = _PooledListener(conn)
+            held = _Listener(conn)
             try:
                 yield held
             finally:
                 # A connection already lost cannot unlisten: the pool replaces it.
                 with suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
                     await held.close()
+
+    return connect
+
+
+def dedicated_listener(
+    dsn: str, *, connect_timeout_s: float, application_name: str
+) -> Callable[[], AbstractAsyncContextManager[_Listener]]:
+    """What `JobSettingsWatcher` connects with in the worker: a connection of its own to `dsn`
+    (the pool's DSN), closed on exit. A failure to connect is a ConnectionError whose message
+    never shows the DSN's password."""
+
+    @asynccontextmanager
+    async def connect() -> AsyncIterator[_Listener]:
+        try:
+            conn = await asyncpg.connect(
+                dsn,
+                timeout=connect_timeout_s,
+                server_settings={"application_name": application_name},
+            )
+        except Exception as exc:
+            raise ConnectionError(scrub(f"{type(exc).__name__}: {exc}", dsn)) from None
+        held = _Listener(conn)
+        try:
+            yield held
+        finally:
+            with suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                await held.close()
+            conn.terminate()
 
     return connect
