@@ -164,3 +164,23 @@ async def test_a_lost_connection_is_logged_once_reopened_and_caught_up(clock: Fa
     assert events == ["job_settings_unavailable", "job_settings_applied", "job_settings_resumed"]
     assert conn.opened == 2
     assert not task.cancelled()
+
+
+async def test_a_spec_the_scheduler_cannot_take_is_logged_and_the_others_go_on(
+    clock: FakeClock,
+) -> None:
+    registry, store, applied = setup(clock)
+
+    def apply(spec: JobSpec) -> None:
+        if spec.name == "alpha":
+            raise ValueError("no next tick")
+        applied.append(spec)
+
+    applier = JobSettingsApplier(registry, store, apply)
+    await store.set("alpha", RuntimeSettings(timeout_s=3), by="a", reason=None)
+    await store.set("beta", RuntimeSettings(timeout_s=4), by="a", reason=None)
+    with capture_logs() as logs:
+        assert await applier.refresh() == ["alpha", "beta"]
+    assert [spec.name for spec in applied] == ["beta"]
+    failed = [e for e in logs if e["event"] == "job_settings_apply_failed"]
+    assert [(e["job"], e["error"]) for e in failed] == [("alpha", "ValueError: no next tick")]

@@ -95,7 +95,12 @@ class JobSettingsApplier:
         self._refused.pop(name, None)
         log.info("job_settings_applied", job=name, **_fields(runtime))
         if self._apply is not None:
-            self._apply(spec)
+            try:
+                self._apply(spec)
+            except Exception as exc:  # a schedule with no next tick, say: the job, not the watch
+                log.error(
+                    "job_settings_apply_failed", job=name, error=f"{type(exc).__name__}: {exc}"
+                )
         return True
 
 
