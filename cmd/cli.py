@@ -1,5 +1,5 @@
-"""The `financial` command line: worker, jobs (list, names, run, pause, resume, history),
-schedule, migrate, completion.
+"""The `financial` command line: worker, jobs (list, names, run, pause, resume, history, set,
+reset, audit), schedule, migrate, completion.
 
 Each command imports what it uses, when it runs: this module imports the standard library and
 the light modules of `financial.cmd` alone, so `--help`, `schedule` and `completion` answer in
@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from financial.cmd import event_loop, fire_times
+from financial.cmd import event_loop, fire_times, job_settings
 from financial.cmd.completion import JOB, SHELLS, script
 from financial.cmd.errors import EX_CONFIG, EX_FAILED, EX_OK, EX_USAGE, ConfigError, store_errors
 from financial.cmd.jobs import (
@@ -86,7 +86,9 @@ def _parser() -> argparse.ArgumentParser:
     run_worker.set_defaults(command=_worker)
 
     jobs = sub.add_parser(
-        "jobs", help="list the jobs, run one now, pause or resume one, show the run history"
+        "jobs",
+        help="list the jobs, run one now, pause or resume one, show the run history, change "
+        "a job's settings at runtime",
     ).add_subparsers(required=True, metavar="ACTION")
     listing = jobs.add_parser("list", help="every job with its schedule and next fire times")
     listing.add_argument("--json", action="store_true", help="print JSON")
@@ -111,6 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     past.add_argument("--limit", type=int, default=50, help="how many runs (default 50)")
     past.add_argument("--json", action="store_true", help="print JSON")
     past.set_defaults(command=jobs_history)
+    job_settings.add_arguments(jobs, JOB)
 
     migrate = sub.add_parser("migrate", help="apply the database migrations")
     migrate.set_defaults(command=_migrate)

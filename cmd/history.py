@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,6 +24,8 @@ from financial.pkg.database.dsn import scrub
 from financial.pkg.database.embedded import start_embedded_async
 from financial.pkg.jobs.model import RunStatus
 from financial.pkg.observability.masking import mask_secrets
+from financial.pkg.scheduler.job_settings import RuntimeSettings
+from financial.pkg.scheduler.job_settings.postgres import PostgresJobSettings
 from financial.pkg.scheduler.store import JobSummary, RunRecord
 from financial.pkg.scheduler.store.postgres import PostgresRunStore
 
@@ -61,16 +64,24 @@ async def history(
         return await (await _open_store(settings, stack)).history(job, status=status, limit=limit)
 
 
-async def summaries(
-    settings: Settings, jobs: Sequence[str]
-) -> tuple[dict[str, JobSummary] | None, str | None]:
-    """Each job's last run, last success and pause, or (None, why not) without a database."""
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """What `jobs list` reads from the database: each job's last runs and pause, and the
+    runtime settings every replica applies (None for both when it could not read them)."""
+
+    summaries: dict[str, JobSummary] | None = None
+    runtime: dict[str, RuntimeSettings] | None = None
+    note: str | None = None
+
+
+async def listing(settings: Settings, jobs: Sequence[str]) -> Listing:
+    """Each job's last run, last success, pause and runtime settings; empty without a database."""
     dsn = settings.database_dsn()
     async with AsyncExitStack() as stack:
         if dsn is None:
             data_dir = settings.worker_data_dir / "postgres"
             if not (data_dir / "PG_VERSION").exists():
-                return None, None  # nothing configured and nothing ever ran here
+                return Listing()  # nothing configured and nothing ever ran here
             embedded = await start_embedded_async(data_dir)
             stack.callback(embedded.stop)
             dsn = embedded.dsn
@@ -78,10 +89,18 @@ async def summaries(
             pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1, timeout=LIST_TIMEOUT_S)
             stack.push_async_callback(pool.close)
             store = PostgresRunStore(pool, retry_for=timedelta(0))
-            return await store.summaries(jobs), None
+            summaries = await store.summaries(jobs)
         except Exception as exc:
             reason = scrub(f"{type(exc).__name__}: {exc}", dsn)
-            return None, f"run history unavailable ({reason})"
+            return Listing(note=f"run history unavailable ({reason})")
+        try:
+            runtime = await PostgresJobSettings(pool).all()
+        except asyncpg.UndefinedTableError:
+            runtime = {}  # a database not migrated to 0005 yet: nothing set at runtime
+        except Exception as exc:
+            reason = scrub(f"{type(exc).__name__}: {exc}", dsn)
+            return Listing(summaries, note=f"runtime settings unavailable ({reason})")
+        return Listing(summaries, runtime)
 
 
 def history_table(runs: Sequence[RunRecord]) -> tuple[list[str], list[list[str]]]:

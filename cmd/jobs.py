@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypedDict
 
@@ -19,11 +20,12 @@ from financial.cmd.errors import EX_FAILED, EX_OK, EX_USAGE, store_errors
 if TYPE_CHECKING:
     from financial.cmd.wiring import Clients
     from financial.configs import Settings
-    from financial.pkg.scheduler.registry import JobSpec
+    from financial.pkg.scheduler.job_settings import RuntimeSettings
+    from financial.pkg.scheduler.registry import EffectiveSetting, JobRegistry, JobSpec
     from financial.pkg.scheduler.store import JobSummary
 
 
-def _report_logging(settings: Settings) -> None:
+def report_logging(settings: Settings) -> None:
     """Commands that print a report keep stdout for it: their log lines go to stderr, and only
     from WARNING up unless LOG_LEVEL=DEBUG."""
     from financial.pkg.observability.logging import configure_logging
@@ -37,15 +39,21 @@ def jobs_list(args: argparse.Namespace, settings: Settings) -> int:
     from financial.cmd import history
     from financial.cmd.wiring import registry_for
 
-    _report_logging(settings)
+    report_logging(settings)
     registry = registry_for(settings)
     now = datetime.now(UTC)
-    summaries, note = event_loop.run(
-        settings.worker_event_loop, history.summaries(settings, [spec.name for spec in registry])
+    found = event_loop.run(
+        settings.worker_event_loop, history.listing(settings, [spec.name for spec in registry])
     )
-    if note is not None:
+    notes = [found.note] if found.note is not None else []
+    notes += lay_runtime(registry, found.runtime or {})
+    for note in notes:
         print(f"financial: {note}", file=sys.stderr)
-    rows = [_job_row(spec, now, (summaries or {}).get(spec.name)) for spec in registry]
+    summaries = found.summaries or {}
+    rows = [
+        _job_row(spec, now, summaries.get(spec.name), registry.sources(spec.name))
+        for spec in registry
+    ]
     if args.json:
         print(json.dumps(rows, indent=2))
         return EX_OK
@@ -57,12 +65,13 @@ def jobs_list(args: argparse.Namespace, settings: Settings) -> int:
     table = [
         [
             r["name"],
-            r["schedule"],
+            r["schedule"] + _from(r, "schedule"),
             r["zone"],
-            f"{r['calendar']} ({r['on_holiday']})" if r["calendar"] else "-",
+            (f"{r['calendar']} ({r['on_holiday']})" if r["calendar"] else "-")
+            + _from(r, "calendar"),
             r["overlap"],
-            f"{r['timeout_s']:g}s",
-            "yes" if r["enabled"] else "no",
+            f"{r['timeout_s']:g}s" + _from(r, "timeout"),
+            ("yes" if r["enabled"] else "no") + _from(r, "enabled"),
             _paused_cell(r),
             f"{r['last_status']} {r['last_run_at']}" if r["last_status"] else "-",
             r["last_success_at"] or "-",
@@ -70,7 +79,7 @@ def jobs_list(args: argparse.Namespace, settings: Settings) -> int:
         ]
         for r in rows
     ]
-    _print_table(headers, table)
+    print_table(headers, table)
     return EX_OK
 
 
@@ -93,6 +102,30 @@ class JobRow(TypedDict):
     last_status: str | None
     last_run_at: str | None
     last_success_at: str | None
+    # Where schedule, timeout, enabled and calendar come from: runtime, env, code or default.
+    sources: dict[str, str]
+
+
+def _from(row: JobRow, field: str) -> str:
+    """` [runtime]` or ` [env]` after a value an operator set; nothing for code and defaults."""
+    source = row["sources"].get(field)
+    return f" [{source}]" if source in ("runtime", "env") else ""
+
+
+def lay_runtime(registry: JobRegistry, runtime: dict[str, RuntimeSettings]) -> list[str]:
+    """Lay the runtime settings read from the database over `registry`, as every replica does;
+    a note for each that cannot be applied (the job keeps its env and code values)."""
+    from financial.pkg.jobs.model import JobDefinitionError
+
+    notes = []
+    for name, values in sorted(runtime.items()):
+        if name not in registry:
+            continue
+        try:
+            registry.respec(name, values)
+        except JobDefinitionError as exc:
+            notes.append(f"runtime settings of {name} not applied: {exc}")
+    return notes
 
 
 def _paused_cell(row: JobRow) -> str:
@@ -103,7 +136,12 @@ def _paused_cell(row: JobRow) -> str:
     return f"yes ({row['paused_reason']})" if row["paused_reason"] else "yes"
 
 
-def _job_row(spec: JobSpec, now: datetime, summary: JobSummary | None) -> JobRow:
+def _job_row(
+    spec: JobSpec,
+    now: datetime,
+    summary: JobSummary | None,
+    sources: Sequence[EffectiveSetting] = (),
+) -> JobRow:
     zone = spec.schedule.zone
     last_run = summary.last_scheduled_at if summary else None
     last_success = summary.last_success_at if summary else None
@@ -123,6 +161,7 @@ def _job_row(spec: JobSpec, now: datetime, summary: JobSummary | None) -> JobRow
         "last_status": summary.last_status.value if summary and summary.last_status else None,
         "last_run_at": last_run.astimezone(zone).isoformat() if last_run else None,
         "last_success_at": last_success.astimezone(zone).isoformat() if last_success else None,
+        "sources": {row.field: row.source for row in sources},
     }
 
 
@@ -130,7 +169,7 @@ def jobs_names(args: argparse.Namespace, settings: Settings) -> int:
     """One job name a line, for shell completion: the registry alone, no connection."""
     from financial.cmd.wiring import registry_for
 
-    _report_logging(settings)
+    report_logging(settings)
     for spec in registry_for(settings):
         print(spec.name)
     return EX_OK
@@ -138,14 +177,18 @@ def jobs_names(args: argparse.Namespace, settings: Settings) -> int:
 
 def jobs_run(args: argparse.Namespace, settings: Settings) -> int:
     from financial.cmd import worker
-    from financial.cmd.wiring import build_clients
+    from financial.cmd.wiring import build_clients, registry_for
 
     clients = build_clients(settings)
-    spec = _find_job(settings, args.name, clients)
-    if spec is None:
+    registry = registry_for(settings, clients)
+    if args.name not in registry:
+        _find_job(settings, args.name, clients)  # prints the known names
         return EX_USAGE
+    spec = registry.get(args.name)
     try:
-        return event_loop.run(settings.worker_event_loop, worker.run_once(settings, spec, clients))
+        return event_loop.run(
+            settings.worker_event_loop, worker.run_once(settings, spec, clients, registry)
+        )
     except store_errors() as exc:
         print(f"financial: {exc}", file=sys.stderr)
         return EX_FAILED
@@ -166,7 +209,7 @@ def _find_job(settings: Settings, name: str, clients: Clients | None = None) -> 
 def jobs_pause(args: argparse.Namespace, settings: Settings) -> int:
     from financial.cmd import history
 
-    _report_logging(settings)
+    report_logging(settings)
     if _find_job(settings, args.name) is None:
         return EX_USAGE
     try:
@@ -184,7 +227,7 @@ def jobs_pause(args: argparse.Namespace, settings: Settings) -> int:
 def jobs_resume(args: argparse.Namespace, settings: Settings) -> int:
     from financial.cmd import history
 
-    _report_logging(settings)
+    report_logging(settings)
     if _find_job(settings, args.name) is None:
         return EX_USAGE
     try:
@@ -200,7 +243,7 @@ def jobs_history(args: argparse.Namespace, settings: Settings) -> int:
     from financial.cmd import history
     from financial.pkg.jobs.model import RunStatus
 
-    _report_logging(settings)
+    report_logging(settings)
     if args.limit < 1:
         print(f"financial: --limit {args.limit}: expected a positive number", file=sys.stderr)
         return EX_USAGE
@@ -218,11 +261,11 @@ def jobs_history(args: argparse.Namespace, settings: Settings) -> int:
     if not runs:
         print("no runs recorded" + (f" for {args.name}" if args.name else ""))
         return EX_OK
-    _print_table(*history.history_table(runs))
+    print_table(*history.history_table(runs))
     return EX_OK
 
 
-def _print_table(headers: list[str], rows: list[list[str]]) -> None:
+def print_table(headers: list[str], rows: list[list[str]]) -> None:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     for line in [headers, *rows]:
         print(

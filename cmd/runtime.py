@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Awaitable, Callable
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, suppress
 from datetime import timedelta
 from typing import Any
 
@@ -25,9 +25,17 @@ from financial.pkg.health import WorkerHealth, database_ping, start_health_serve
 from financial.pkg.messaging.publisher import BrokerUnavailable
 from financial.pkg.messaging.rabbit import BrokerConfigError
 from financial.pkg.observability.dependencies import DATABASE, came_back, went_away
+from financial.pkg.observability.masking import mask_secrets
 from financial.pkg.observability.metrics import Metrics, instrument_clients, setup_metrics
 from financial.pkg.observability.tracing import Telemetry, setup_tracing
 from financial.pkg.scheduler.clock import Clock
+from financial.pkg.scheduler.job_settings.postgres import (
+    PostgresJobSettings,
+    dedicated_listener,
+    listener,
+)
+from financial.pkg.scheduler.loop.job_settings import CALL_TIMEOUT_S as SETTINGS_CALL_TIMEOUT_S
+from financial.pkg.scheduler.loop.job_settings import JobSettingsApplier, JobSettingsWatcher
 from financial.pkg.scheduler.loop.scheduler import SchedulerConfig
 from financial.pkg.scheduler.registry import JobRegistry
 from financial.pkg.scheduler.store import RunStore
@@ -186,7 +194,7 @@ async def open_database(
                 continue
             return False
     came_back(DATABASE)
-    clients.db.attach(pool)
+    clients.db.attach(pool, dsn)
     stack.push_async_callback(_closing("postgres", clients.db.close))
     if settings.worker_auto_migrate:
         applied = await migrate(pool)
@@ -310,3 +318,56 @@ async def wait_for_migrations(clients: Clients, stop: asyncio.Event) -> bool:
         except TimeoutError:
             continue
         return False
+
+
+async def open_job_settings(registry: JobRegistry, clients: Clients) -> JobSettingsApplier:
+    """Lay the runtime settings (`financial jobs set`) over the registry before the scheduler is
+    built; a database that cannot say leaves the env and code values, the watcher catches up."""
+    applier = JobSettingsApplier(registry, PostgresJobSettings(clients.db.pool))
+    try:
+        await asyncio.wait_for(applier.refresh(), SETTINGS_CALL_TIMEOUT_S)
+    except Exception as exc:
+        log.warning(
+            "job_settings_unavailable",
+            error=mask_secrets(f"{type(exc).__name__}: {exc}"),
+            hint="jobs start with their env and code values; runtime settings follow",
+        )
+    return applier
+
+
+def watch_job_settings(
+    settings: Settings,
+    applier: JobSettingsApplier,
+    clients: Clients,
+    clock: Clock,
+    stack: AsyncExitStack,
+) -> JobSettingsWatcher:
+    """LISTEN for runtime settings changes and re-read them every
+    WORKER_JOB_SETTINGS_REREAD_SECONDS; stopped before the pool closes."""
+    # A connection of its own, not one of the pool's: a pool of one (DB_POOL_MAX_SIZE=1) would
+    # otherwise be held by the watcher alone.
+    dsn = clients.db.dsn
+    connect = (
+        listener(clients.db.pool)
+        if dsn is None
+        else dedicated_listener(
+            dsn,
+            connect_timeout_s=settings.db_connect_timeout_seconds,
+            application_name=f"{settings.service_name_worker}-settings",
+        )
+    )
+    watcher = JobSettingsWatcher(
+        applier,
+        connect,
+        clock,
+        reread=timedelta(seconds=settings.worker_job_settings_reread_seconds),
+    )
+    task = asyncio.create_task(watcher.run())
+
+    async def stop() -> None:
+        watcher.stop()
+        with suppress(TimeoutError):  # a watcher stuck in a call: wait_for cancels it
+            await asyncio.wait_for(task, SETTINGS_CALL_TIMEOUT_S)
+
+    stack.push_async_callback(_closing("job_settings", stop))
+    return watcher

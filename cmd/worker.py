@@ -19,11 +19,14 @@ from financial.cmd.runtime import (
     open_broker,
     open_database,
     open_health,
+    open_job_settings,
     open_store,
     open_telemetry,
     scheduler_config,
     wait_for_migrations,
+    watch_job_settings,
 )
+from financial.cmd.status_extras import status_extras
 from financial.cmd.wiring import Clients, build_clients, dead_letter, registry_for
 from financial.configs import Settings
 from financial.pkg import outbox
@@ -34,8 +37,10 @@ from financial.pkg.observability.systemd import SystemdNotifier
 from financial.pkg.observability.tracing import with_tracing
 from financial.pkg.scheduler.clock import SystemClock
 from financial.pkg.scheduler.executors import Executors, ProcessExecutor, ThreadExecutor
+from financial.pkg.scheduler.job_settings.postgres import PostgresJobSettings
+from financial.pkg.scheduler.loop.job_settings import runtime_spec
 from financial.pkg.scheduler.loop.scheduler import Scheduler
-from financial.pkg.scheduler.registry import JobSpec
+from financial.pkg.scheduler.registry import JobRegistry, JobSpec
 
 log = structlog.get_logger("financial.worker")
 
@@ -89,8 +94,11 @@ async def serve(settings: Settings) -> int:
         health.mark_migrated()
         await open_broker(settings, clients, stack)
         store = await open_store(settings, clients, stack)
+        job_settings = await open_job_settings(registry, clients)
+        health.watch_extras(status_extras(registry, PostgresJobSettings(clients.db.pool)))
         metrics.watch_outbox_backlog(lambda: outbox.backlog(clients.db.pool))
-        executors = await open_executors(settings, registry.enabled(), stack)
+        # Every job, not the enabled ones alone: `jobs set --enabled true` may start any.
+        executors = await open_executors(settings, list(registry), stack)
         metrics.watch_stuck_threads(lambda: executors.stuck_threads)
         health.watch_stuck_threads(executors.threads.stuck_by_job)
         summaries = await store.summaries([spec.name for spec in registry])
@@ -108,6 +116,8 @@ async def serve(settings: Settings) -> int:
             on_unstarted=lambda record: metrics.count_run(record.job, record.status),
             executors=executors,
         )
+        job_settings.attach(scheduler.apply)
+        watch_job_settings(settings, job_settings, clients, clock, stack)
         metrics.watch_next_fire_times(scheduler.next_fire_times)
         health.attach(scheduler, store)
         signals.subscribe(scheduler.stop, scheduler.abort)
@@ -141,8 +151,11 @@ def _watchdog(notifier: SystemdNotifier) -> Callable[[datetime], None] | None:
     return beat
 
 
-async def run_once(settings: Settings, spec: JobSpec, clients: Clients) -> int:
-    """`financial jobs run NAME`: one run now through the whole chain; 0 on success, else 1."""
+async def run_once(
+    settings: Settings, spec: JobSpec, clients: Clients, registry: JobRegistry | None = None
+) -> int:
+    """`financial jobs run NAME`: one run now through the whole chain; 0 on success, else 1.
+    With the `registry`, the job runs with its runtime settings (`jobs set`) laid over it."""
     signals = Signals()
     signals.install()
     async with AsyncExitStack() as stack:
@@ -150,6 +163,8 @@ async def run_once(settings: Settings, spec: JobSpec, clients: Clients) -> int:
         await open_database(settings, clients, stack, retry_until=None)
         await open_broker(settings, clients, stack)
         store = await open_store(settings, clients, stack)
+        if registry is not None:
+            spec = await runtime_spec(registry, spec.name, PostgresJobSettings(clients.db.pool))
         executors = await open_executors(settings, [spec], stack)
         scheduler = Scheduler(
             [spec],

@@ -134,6 +134,7 @@ class Settings(BaseSettings):
     worker_auto_migrate: bool = True
     worker_history_retention_days: int = Field(default=30, ge=1)
     worker_run_lease_seconds: float = Field(default=30, ge=3)
+    worker_job_settings_reread_seconds: float = Field(default=30, gt=0, le=3600)
     worker_health_addr: str = "127.0.0.1:8080"
     worker_data_dir: Path = Path(".data")
     worker_jobs: dict[str, JobOverride] = Field(default_factory=dict)

@@ -18,9 +18,17 @@ class Database:
 
     def __init__(self) -> None:
         self._pool: asyncpg.Pool | None = None
+        self._dsn: str | None = None
 
-    def attach(self, pool: asyncpg.Pool) -> None:
+    def attach(self, pool: asyncpg.Pool, dsn: str | None = None) -> None:
+        """Hold `pool`; `dsn` (never logged) for a connection of its own beside the pool, such
+        as the LISTEN connection of the runtime settings watcher."""
         self._pool = pool
+        self._dsn = dsn
+
+    @property
+    def dsn(self) -> str | None:
+        return self._dsn
 
     @property
     def is_open(self) -> bool:
@@ -33,6 +41,6 @@ class Database:
         return self._pool
 
     async def close(self) -> None:
-        pool, self._pool = self._pool, None
+        pool, self._pool, self._dsn = self._pool, None, None
         if pool is not None:
             await pool.close()

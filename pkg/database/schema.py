@@ -101,6 +101,25 @@ COLUMNS: dict[str, dict[str, str]] = {
         "paused_reason": "text NULL",
         "updated_at": _TS,
     },
+    "job_settings": {
+        "job": "text",
+        "schedule": "text NULL",
+        "timeout_seconds": "double precision NULL",
+        "enabled": "boolean NULL",
+        "calendar": "text NULL",
+        "updated_at": _TS,
+        "updated_by": "text",
+    },
+    "job_settings_audit": {
+        "id": "bigint",
+        "job": "text",
+        "at": _TS,
+        "changed_by": "text",
+        "action": "text",
+        "old_values": "jsonb",
+        "new_values": "jsonb",
+        "reason": "text NULL",
+    },
 }
 
 # index name -> "[UNIQUE ]table (columns)[ WHERE predicate]", as PostgreSQL spells it back.
@@ -133,6 +152,9 @@ INDEXES: dict[str, str] = {
     ),
     "job_runs_created_at_idx": "job_runs (created_at)",
     "job_state_pkey": "UNIQUE job_state (job)",
+    "job_settings_pkey": "UNIQUE job_settings (job)",
+    "job_settings_audit_pkey": "UNIQUE job_settings_audit (id)",
+    "job_settings_audit_job_idx": "job_settings_audit (job, id DESC)",
 }
 
 _INDEX_DEF = re.compile(

@@ -21,6 +21,7 @@ SOURCE_WORDS = {
     "runtime": "runtime (financial jobs set)",
     "env": "environment",
     "code": "code",
+    "default": "worker default",
 }
 
 

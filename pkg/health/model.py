@@ -19,8 +19,9 @@ class Check:
     detail: str = ""
 
 
-SettingSource = Literal["code", "env", "runtime"]
-"""Where a job's effective value comes from; precedence: runtime > env > code."""
+SettingSource = Literal["code", "env", "runtime", "default"]
+"""Where a job's effective value comes from; precedence: runtime > env > code > default (the
+worker-wide WORKER_* value)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +29,8 @@ class SettingRow:
     """One effective setting of a job as the page shows it: `schedule`, `timeout`, ...
 
     `value` is display text (the lead's `WorkerHealth` formats it); `source` says which layer set
-    it: `runtime` (`financial jobs set`, kept in PostgreSQL), `env` (WORKER_JOBS__...), `code`.
+    it: `runtime` (`financial jobs set`, kept in PostgreSQL), `env` (WORKER_JOBS__...), `code`,
+    `default` (the worker-wide WORKER_* value).
     """
 
     field: str

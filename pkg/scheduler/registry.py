@@ -8,11 +8,18 @@ When the registry knows the time (`now`), a job with a calendar is asked for its
 at registration, so a calendar whose installed data does not cover the years asked, or a
 schedule its holidays rule out for good (`0 9 1 1 *` skipping holidays), is refused before the
 worker starts rather than when the tick comes.
+
+Runtime settings (`financial jobs set`, kept in PostgreSQL) are one more layer over a job's
+code and environment values: runtime > env > code > the worker-wide default. `build` lays a
+layer over a job without keeping it (to validate a value before it is stored, with the messages
+of registration), `respec` keeps it as the job's spec (`NOT_SET` goes back to env and code),
+and `sources` says, per field, which layer the effective value comes from.
 """
 
 from __future__ import annotations
 
 import importlib
+import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
@@ -21,6 +28,7 @@ from typing import Protocol
 
 from financial.pkg.jobs.job import FunctionJob, Job, check_executor, options_of, resolve_executor
 from financial.pkg.jobs.model import ExecutorKind, JobDefinitionError, JobOptions, validate_name
+from financial.pkg.scheduler.job_settings import NOT_SET, RuntimeSettings
 from financial.pkg.scheduler.schedules.calendars import (
     NO_CALENDAR,
     CalendarError,
@@ -53,6 +61,8 @@ class JobOverride(Protocol):
 
 DEFAULT_TIMEOUT = timedelta(seconds=300)
 DEFAULT_START_DEADLINE = timedelta(seconds=60)
+# A runtime timeout above a week is a typo, not a job (and timedelta overflows far above it).
+MAX_TIMEOUT_S = 7 * 24 * 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +112,20 @@ class JobSpec:
         return self.options.calendar
 
 
+@dataclass(frozen=True, slots=True)
+class EffectiveSetting:
+    """One field of a job as it runs: its value and where it comes from.
+
+    `source` is `runtime` (`financial jobs set`), `env` (WORKER_JOBS__<NAME>__*), `code` (the
+    job's own declaration) or `default` (the worker-wide WORKER_* default). Precedence:
+    runtime > env > code > default.
+    """
+
+    field: str
+    value: str | float | bool | None
+    source: str
+
+
 class UnknownJobError(LookupError):
     """A job name the registry does not hold; the message lists the known names."""
 
@@ -124,6 +148,8 @@ class JobRegistry:
         self._overrides = overrides or _no_override
         self._now = now
         self._specs: dict[str, JobSpec] = {}
+        self._jobs: dict[str, Job] = {}
+        self._runtime: dict[str, RuntimeSettings] = {}
 
     def add(self, job: Job) -> JobSpec:
         """Register a job; raises JobDefinitionError naming the job and what is wrong."""
@@ -132,6 +158,72 @@ class JobRegistry:
             raise JobDefinitionError(f"job {name!r} is registered twice: names must be unique")
         if not callable(getattr(job, "run", None)):
             raise JobDefinitionError(f"job {name!r}: expected a run(ctx) method")
+        spec = self._build(job, name, NOT_SET)
+        self._jobs[name] = job
+        self._specs[name] = spec
+        return spec
+
+    def build(self, name: str, runtime: RuntimeSettings) -> JobSpec:
+        """The job `name` with `runtime` laid over its code and environment values, without
+        keeping it: JobDefinitionError (the same messages as at start) when a value is invalid,
+        UnknownJobError when no such job is registered."""
+        return self._build(self._job(name), name, runtime)
+
+    def respec(self, name: str, runtime: RuntimeSettings) -> JobSpec:
+        """Lay `runtime` over the job's code and environment values (`NOT_SET`: back to them),
+        keep the result as the job's spec and return it. Raises as `build` does."""
+        spec = self.build(name, runtime)
+        self._specs[name] = spec
+        self._runtime[name] = runtime
+        return spec
+
+    def runtime(self, name: str) -> RuntimeSettings:
+        """The runtime settings the job's current spec was built with."""
+        self._job(name)
+        return self._runtime.get(name, NOT_SET)
+
+    def sources(self, name: str) -> list[EffectiveSetting]:
+        """Each runtime-settable field of the job's current spec: its value and where it comes
+        from (`runtime`, `env`, `code`, or `default`: the worker-wide WORKER_* default)."""
+        job, spec = self._job(name), self.get(name)
+        runtime = self._runtime.get(name, NOT_SET)
+        override = self._overrides(name)
+        code = options_of(job)
+
+        def source(runtime_value: object, env_value: object, code_value: object) -> str:
+            if runtime_value is not None:
+                return "runtime"
+            if env_value is not None:
+                return "env"
+            return "code" if code_value is not None else "default"
+
+        env = override if override is not None else _NO_ENV
+        return [
+            EffectiveSetting(
+                "schedule", spec.schedule.expression, source(runtime.schedule, env.schedule, True)
+            ),
+            EffectiveSetting(
+                "timeout",
+                spec.timeout.total_seconds(),
+                source(runtime.timeout_s, env.timeout_seconds, code.timeout),
+            ),
+            EffectiveSetting(
+                "enabled", spec.options.enabled, source(runtime.enabled, env.enabled, True)
+            ),
+            EffectiveSetting(
+                "calendar",
+                spec.calendar,
+                source(runtime.calendar, env.calendar, code.calendar),
+            ),
+        ]
+
+    def _job(self, name: str) -> Job:
+        try:
+            return self._jobs[name]
+        except KeyError:
+            raise UnknownJobError(name, self._specs) from None
+
+    def _build(self, job: Job, name: str, runtime: RuntimeSettings) -> JobSpec:
         options = options_of(job)
         expression = getattr(job, "schedule", None)
         override = self._overrides(name)
@@ -146,6 +238,14 @@ class JobRegistry:
                 options = replace(options, calendar=override.calendar)
             if override.on_holiday is not None:
                 options = replace(options, on_holiday=OnHoliday(override.on_holiday))
+        if runtime.schedule is not None:
+            expression = runtime.schedule
+        if runtime.enabled is not None:
+            options = replace(options, enabled=runtime.enabled)
+        if runtime.timeout_s is not None:
+            options = replace(options, timeout=_runtime_timeout(name, runtime.timeout_s))
+        if runtime.calendar is not None:
+            options = replace(options, calendar=runtime.calendar)
         if options.timeout is None:
             options = replace(options, timeout=self._defaults.timeout)
         if options.start_deadline is None:
@@ -161,9 +261,7 @@ class JobRegistry:
         except ScheduleError as exc:
             raise JobDefinitionError(f"job {name!r}: schedule {expression!r}: {exc}") from None
         schedule, options = self._on_calendar(name, schedule, options)
-        spec = JobSpec(job=job, name=name, schedule=schedule, options=options)
-        self._specs[name] = spec
-        return spec
+        return JobSpec(job=job, name=name, schedule=schedule, options=options)
 
     def _on_calendar(
         self, name: str, schedule: Schedule, options: JobOptions
@@ -215,6 +313,28 @@ class JobRegistry:
 
 def _no_override(name: str) -> None:
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class _NoEnv:
+    schedule: str | None = None
+    enabled: bool | None = None
+    timeout_seconds: float | None = None
+    calendar: str | None = None
+    on_holiday: str | None = None
+
+
+_NO_ENV = _NoEnv()
+
+
+def _runtime_timeout(name: str, seconds: float) -> timedelta:
+    valid = isinstance(seconds, int | float) and not isinstance(seconds, bool)
+    if not valid or not math.isfinite(seconds) or seconds <= 0 or seconds > MAX_TIMEOUT_S:
+        raise JobDefinitionError(
+            f"job {name!r}: timeout {seconds!r}: expected a number of seconds > 0 "
+            f"(at most {MAX_TIMEOUT_S:g})"
+        )
+    return timedelta(seconds=seconds)
 
 
 class JobModuleError(ImportError):

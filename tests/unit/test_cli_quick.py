@@ -103,13 +103,31 @@ def test_completion_sees_every_command_and_option_of_the_parser() -> None:
     specs = {" ".join(spec.path): spec for spec in command_specs(cli._parser())}
 
     assert specs[""].subcommands == ["worker", "jobs", "migrate", "schedule", "completion"]
-    assert specs["jobs"].subcommands == ["list", "names", "run", "pause", "resume", "history"]
+    assert specs["jobs"].subcommands == [
+        "list",
+        "names",
+        "run",
+        "pause",
+        "resume",
+        "history",
+        "set",
+        "reset",
+        "audit",
+    ]
     assert specs["jobs run"].positionals == ["job"]
     assert specs["jobs history"].values["--status"] == list(cli.RUN_STATUSES)
     assert specs["jobs history"].values["--limit"] == []
     assert "--json" in specs["jobs history"].options
     assert "--json" not in specs["jobs history"].values  # a flag takes no value
     assert specs["completion"].positionals == ["bash zsh"]
+    assert specs["jobs set"].positionals == ["job"]
+    assert specs["jobs set"].values["--enabled"] == ["true", "false"]
+    assert {"--schedule", "--timeout", "--calendar", "--reason", "--by"} <= set(
+        specs["jobs set"].values
+    )
+    assert specs["jobs reset"].positionals == ["job"]
+    assert {"--reason", "--by"} <= set(specs["jobs reset"].values)
+    assert specs["jobs audit"].positionals == ["job"]
 
 
 def test_an_option_added_to_the_parser_is_completed_without_a_change_elsewhere() -> None:

@@ -27,6 +27,7 @@ from financial.pkg.scheduler.execution.slots import OrderedSlots
 from financial.pkg.scheduler.executors import Executors
 from financial.pkg.scheduler.loop.catchup import plan_catchup
 from financial.pkg.scheduler.loop.maintenance import Maintenance
+from financial.pkg.scheduler.loop.respec import apply_spec
 from financial.pkg.scheduler.registry import JobSpec
 from financial.pkg.scheduler.schedules.schedule import Schedule
 from financial.pkg.scheduler.store import RunRecord, RunStore, describe
@@ -91,7 +92,8 @@ class Scheduler:
         on_unstarted: Callable[[RunRecord], None] | None = None,
         executors: Executors | None = None,
     ) -> None:
-        self._specs = [spec for spec in jobs if spec.options.enabled]
+        # The enabled jobs by name; `apply` changes it, and housekeeping reads it.
+        self._specs = {spec.name: spec for spec in jobs if spec.options.enabled}
         self._clock = clock
         self._config = config
         self._stop = asyncio.Event()
@@ -115,7 +117,7 @@ class Scheduler:
             store=store,
             runner=self.runner,
             clock=clock,
-            specs={spec.name: spec for spec in self._specs},
+            specs=self._specs,
             recover=self._recover,
             sweep_interval=config.sweep_interval,
             history_retention=config.history_retention,
@@ -134,7 +136,13 @@ class Scheduler:
 
     @property
     def jobs(self) -> list[JobSpec]:
-        return list(self._specs)
+        return list(self._specs.values())
+
+    def apply(self, spec: JobSpec) -> datetime | None:
+        """Run the job as `spec` says from now on (see `respec.py`); its next fire time."""
+        at = apply_spec(self._heap, self._specs, spec, self._clock.now(), self._seq)
+        self._wake.set()
+        return at
 
     @property
     def running(self) -> int:
@@ -148,9 +156,10 @@ class Scheduler:
         """Dispatch ticks until `stop()`; returns without waiting for running jobs."""
         now = self._clock.now()
         self._start_keeper()
-        for spec in self._specs:
+        self._heap.clear()  # what `apply` queued before the start is queued again here
+        for spec in self._specs.values():
             self._push(spec, spec.schedule.next_after(now))
-        if any(spec.options.catchup_window for spec in self._specs):
+        if any(spec.options.catchup_window for spec in self._specs.values()):
             self._spawn(self._catch_up(now))
         log.info("scheduler_started", jobs=len(self._specs), worker_id=self._config.worker_id)
         beat = self._config.heartbeat_interval
@@ -277,7 +286,7 @@ class Scheduler:
 
     async def _catch_up(self, now: datetime) -> None:
         """Run the ticks missed while no replica ran (see `catchup.py`)."""
-        for spec in self._specs:
+        for spec in list(self._specs.values()):
             try:
                 plan = await plan_catchup(self._store, spec, now, MISSED_RECORD_LIMIT)
             except Exception as exc:

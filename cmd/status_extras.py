@@ -1,0 +1,84 @@
+"""What the status page shows beyond the registry and the run store: each job's effective
+settings as this worker runs them (the runtime settings watcher keeps the registry current),
+with their sources, and on a job's own page the audit of its runtime settings.
+
+Composition only: the registry and the settings store (`pkg/scheduler`) are turned into the
+page's display rows (`pkg/health`), so neither package imports the other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from financial.pkg.health.model import (
+    AuditRow,
+    JobExtras,
+    JobExtrasSource,
+    SettingRow,
+    SettingSource,
+)
+from financial.pkg.scheduler.job_settings import JobSettingsStore, SettingsChange
+from financial.pkg.scheduler.job_settings.view import describe_change, settings_view
+from financial.pkg.scheduler.registry import EffectiveSetting, JobRegistry
+
+AUDIT_ROWS = 50
+"""Changes on a job's page, newest first (`financial jobs audit` lists them all)."""
+
+_SOURCES: Mapping[str, SettingSource] = {
+    "runtime": "runtime",
+    "env": "env",
+    "code": "code",
+    "default": "default",
+}
+
+
+def setting_row(setting: EffectiveSetting) -> SettingRow:
+    """`timeout 900s (runtime)` as the page's row."""
+    value = setting.value
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif setting.field == "timeout" and isinstance(value, float | int):
+        text = f"{value:g}s"
+    else:
+        text = "none" if value is None else str(value)
+    return SettingRow(setting.field, text, _SOURCES.get(setting.source, "code"))
+
+
+def audit_row(change: SettingsChange) -> AuditRow:
+    """One change as the page's row: the action and every field it moved in one summary."""
+    return AuditRow(
+        at=change.at,
+        by=change.by,
+        summary=f"{change.action.value}: {describe_change(change)}",
+        reason=change.reason,
+    )
+
+
+def status_extras(registry: JobRegistry, store: JobSettingsStore) -> JobExtrasSource:
+    """The `WorkerHealth.watch_extras` source: the registry's current spec of each job (so a
+    `jobs set` shows without a restart) and, with `with_audit`, its settings rows and audit."""
+
+    async def extras(names: Sequence[str], *, with_audit: bool) -> Mapping[str, JobExtras]:
+        out: dict[str, JobExtras] = {}
+        for name in names:
+            if name not in registry:
+                continue
+            spec = registry.get(name)
+            if not with_audit:
+                out[name] = JobExtras(
+                    schedule=spec.schedule.expression,
+                    disabled=not spec.options.enabled,
+                    calendar=spec.calendar,
+                )
+                continue
+            view = await settings_view(registry, store, name, AUDIT_ROWS)
+            out[name] = JobExtras(
+                schedule=spec.schedule.expression,
+                disabled=not spec.options.enabled,
+                calendar=spec.calendar,
+                settings=tuple(setting_row(s) for s in view.effective),
+                audit=tuple(audit_row(change) for change in view.audit),
+            )
+        return out
+
+    return extras

@@ -1,0 +1,66 @@
+"""The status page's view of runtime settings: what `jobs set` changed shows without a restart,
+with each value's source on the job's page and the audit newest first."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from financial.cmd.status_extras import status_extras
+from financial.pkg.health import WorkerHealth
+from financial.pkg.jobs import JobContext, cron_job
+from financial.pkg.scheduler.clock import FakeClock
+from financial.pkg.scheduler.job_settings import RuntimeSettings
+from financial.pkg.scheduler.job_settings.memory import MemoryJobSettings
+from financial.pkg.scheduler.registry import JobRegistry
+
+NOW = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+
+
+async def noop(ctx: JobContext) -> None:
+    return None
+
+
+async def test_a_runtime_change_shows_on_the_overview_and_the_job_page() -> None:
+    registry = JobRegistry()
+    registry.add(cron_job("0 3 * * *", name="nightly", timeout=60)(noop))
+    registry.add(cron_job("*/5 * * * *", name="often")(noop))
+    health = WorkerHealth(list(registry), clock=FakeClock(NOW))
+    store = MemoryJobSettings(lambda: NOW)
+    health.watch_extras(status_extras(registry, store))
+
+    await store.set("nightly", RuntimeSettings(schedule="30 4 * * *"), by="ann", reason="later")
+    await store.set("nightly", RuntimeSettings(enabled=False), by="bob", reason="INC-1")
+    registry.respec("nightly", await store.get("nightly"))
+
+    overview = {status.name: status for status in await health.jobs()}
+    assert overview["nightly"].schedule == "30 4 * * *"
+    assert overview["nightly"].disabled
+    assert overview["nightly"].settings == ()  # the overview reads no audit or sources
+    assert not overview["often"].disabled
+
+    page = await health.job("nightly")
+    assert page is not None
+    assert [(row.field, row.value, row.source) for row in page.settings] == [
+        ("schedule", "30 4 * * *", "runtime"),
+        ("timeout", "60s", "code"),
+        ("enabled", "false", "runtime"),
+        ("calendar", "none", "default"),
+    ]
+    assert [(row.by, row.reason) for row in page.audit] == [("bob", "INC-1"), ("ann", "later")]
+    assert page.audit[0].summary == "set: enabled: unset -> false"
+
+
+async def test_a_store_that_fails_leaves_the_registry_values() -> None:
+    registry = JobRegistry()
+    registry.add(cron_job("0 3 * * *", name="nightly")(noop))
+    health = WorkerHealth(list(registry), clock=FakeClock(NOW))
+
+    class Down(MemoryJobSettings):
+        async def audit(self, job: str, limit: int = 50) -> list:  # type: ignore[type-arg]
+            raise ConnectionError("database down")
+
+    health.watch_extras(status_extras(registry, Down(lambda: NOW)))
+    page = await health.job("nightly")
+    assert page is not None
+    assert page.schedule == "0 3 * * *"
+    assert page.audit == ()
