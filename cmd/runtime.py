@@ -28,10 +28,12 @@ from financial.pkg.observability.dependencies import DATABASE, came_back, went_a
 from financial.pkg.observability.metrics import Metrics, instrument_clients, setup_metrics
 from financial.pkg.observability.tracing import Telemetry, setup_tracing
 from financial.pkg.scheduler.clock import Clock
-from financial.pkg.scheduler.loop.scheduler import SchedulerConfig
+from financial.pkg.scheduler.loop.requests import LISTENER_PREFIX, RequestWatcher
+from financial.pkg.scheduler.loop.scheduler import Scheduler, SchedulerConfig
 from financial.pkg.scheduler.registry import JobRegistry
 from financial.pkg.scheduler.store import RunStore
 from financial.pkg.scheduler.store.postgres import PostgresRunStore
+from financial.pkg.scheduler.store.requests_postgres import PostgresRequestStore, pool_listener
 
 log = structlog.get_logger("financial.worker")
 
@@ -223,6 +225,21 @@ async def open_store(settings: Settings, clients: Clients, stack: AsyncExitStack
     store = PostgresRunStore(clients.db.pool, lease=lease)
     stack.push_async_callback(store.close)
     return store
+
+
+def open_request_watcher(
+    settings: Settings, clients: Clients, scheduler: Scheduler, clock: Clock
+) -> RequestWatcher:
+    """The watcher of run requests (`jobs trigger`, `jobs backfill`) on the worker's pool, its
+    LISTEN connection named after the worker so `jobs trigger` can tell a worker is there."""
+    pool = clients.db.pool
+    return RequestWatcher(
+        requests=PostgresRequestStore(pool),
+        scheduler=scheduler,
+        clock=clock,
+        worker_id=settings.worker_id,
+        listen=pool_listener(pool, LISTENER_PREFIX + settings.worker_id),
+    )
 
 
 async def open_health(

@@ -19,6 +19,7 @@ from financial.cmd.runtime import (
     open_broker,
     open_database,
     open_health,
+    open_request_watcher,
     open_store,
     open_telemetry,
     scheduler_config,
@@ -110,9 +111,12 @@ async def serve(settings: Settings) -> int:
         )
         metrics.watch_next_fire_times(scheduler.next_fire_times)
         health.attach(scheduler, store)
+        watcher = open_request_watcher(settings, clients, scheduler, clock)
+        signals.subscribe(watcher.stop, lambda: None)
         signals.subscribe(scheduler.stop, scheduler.abort)
         tune_collector()  # what start-up built stays; see collector.py
         loop_task = asyncio.create_task(scheduler.run())
+        watcher_task = asyncio.create_task(watcher.run())
         notifier.ready(f"running {len(scheduler.jobs)} jobs")
         log.info(
             "worker_started",
@@ -123,6 +127,8 @@ async def serve(settings: Settings) -> int:
             python=platform.python_version(),
         )
         await loop_task
+        watcher.stop()
+        await watcher_task
         health.mark_draining()
         notifier.stopping()
         result = await scheduler.drain()

@@ -101,6 +101,22 @@ COLUMNS: dict[str, dict[str, str]] = {
         "paused_reason": "text NULL",
         "updated_at": _TS,
     },
+    "run_requests": {
+        "request_id": "uuid",
+        "job": "text",
+        "tick": _TS,
+        "trigger": "text",
+        "args": "jsonb",
+        "requested_at": _TS,
+        "requested_by": "text",
+        "state": "text",
+        "claimed_by": "text NULL",
+        "claimed_at": f"{_TS} NULL",
+        "claim_expires_at": f"{_TS} NULL",
+        "run_id": "uuid NULL",
+        "status": "text NULL",
+        "finished_at": f"{_TS} NULL",
+    },
 }
 
 # index name -> "[UNIQUE ]table (columns)[ WHERE predicate]", as PostgreSQL spells it back.
@@ -133,6 +149,12 @@ INDEXES: dict[str, str] = {
     ),
     "job_runs_created_at_idx": "job_runs (created_at)",
     "job_state_pkey": "UNIQUE job_state (job)",
+    "run_requests_pkey": "UNIQUE run_requests (request_id)",
+    "run_requests_open_idx": "run_requests (requested_at, tick) WHERE (state <> 'done'::text)",
+    "run_requests_backfill_key": (
+        "UNIQUE run_requests (job, tick) "
+        "WHERE ((trigger = 'backfill'::text) AND (state <> 'done'::text))"
+    ),
 }
 
 _INDEX_DEF = re.compile(
