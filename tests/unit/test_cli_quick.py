@@ -103,7 +103,16 @@ def test_completion_sees_every_command_and_option_of_the_parser() -> None:
     specs = {" ".join(spec.path): spec for spec in command_specs(cli._parser())}
 
     assert specs[""].subcommands == ["worker", "jobs", "migrate", "schedule", "completion"]
-    assert specs["jobs"].subcommands == ["list", "names", "run", "pause", "resume", "history"]
+    assert specs["jobs"].subcommands == [
+        "list",
+        "names",
+        "run",
+        "pause",
+        "resume",
+        "trigger",
+        "backfill",
+        "history",
+    ]
     assert specs["jobs run"].positionals == ["job"]
     assert specs["jobs history"].values["--status"] == list(cli.RUN_STATUSES)
     assert specs["jobs history"].values["--limit"] == []
