@@ -190,12 +190,16 @@ class RequestWatcher:
             self._wake.set()
 
         await conn.add_listener(REQUESTS_CHANNEL, notified)
-        self.listening.set()
-        self._wake.set()
-        log.info("request_listener_started", channel=REQUESTS_CHANNEL)
-        while not self._stop.is_set():
-            await self._clock.sleep_until(self._clock.now() + self._poll, self._stop)
-            if self._stop.is_set():
-                break
-            # A connection cut without a word shows only when used.
-            await asyncio.wait_for(conn.execute("SELECT 1"), PING_TIMEOUT_S)
+        try:
+            self.listening.set()
+            self._wake.set()
+            log.info("request_listener_started", channel=REQUESTS_CHANNEL)
+            while not self._stop.is_set():
+                await self._clock.sleep_until(self._clock.now() + self._poll, self._stop)
+                if self._stop.is_set():
+                    break
+                # A connection cut without a word shows only when used.
+                await asyncio.wait_for(conn.execute("SELECT 1"), PING_TIMEOUT_S)
+        finally:
+            if not conn.is_closed():
+                await conn.remove_listener(REQUESTS_CHANNEL, notified)
