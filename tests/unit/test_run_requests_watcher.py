@@ -126,7 +126,7 @@ async def test_the_loop_stops_and_a_store_failure_does_not_crash_it(clock: FakeC
         async def broken(*args: object, **kwargs: object) -> list[object]:
             raise ConnectionError("database down")
 
-        requests.claim = broken  # type: ignore[method-assign]
+        requests.claim = broken  # type: ignore[method-assign,assignment]
         task = asyncio.create_task(watcher.run())
         await clock.settle()
         await clock.advance(timedelta(seconds=5))
