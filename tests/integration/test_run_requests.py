@@ -1,0 +1,291 @@
+"""`jobs trigger` and `jobs backfill` against three real `financial worker` processes on one
+PostgreSQL: each request run by exactly one replica, through the whole chain."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from tests.fixtures.request_jobs import AUDIT_TABLE_DDL
+from tests.integration.worker_process import FINANCIAL, REPO, WorkerProcess
+
+pytestmark = pytest.mark.integration
+
+REPLICAS = 3
+JOB_MODULES = "tests.fixtures.request_jobs"
+# Ticks of `requested` (03:00 UTC daily), well in the past.
+DAY0 = datetime(2026, 1, 1, 3, 0, tzinfo=UTC)
+
+
+def day(n: int) -> datetime:
+    return DAY0 + timedelta(days=n)
+
+
+def cli(dsn: str, cwd: Path, *args: str, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
+    """`financial ARGS` as an operator runs it, on the workers' database."""
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PYTHONPATH": str(REPO),
+        "HOME": str(cwd),
+        "DATABASE_URL": dsn,
+        "WORKER_JOB_MODULES": JOB_MODULES,
+    }
+    return subprocess.run(
+        [FINANCIAL, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+
+
+async def fetch(dsn: str, query: str, *args: Any) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetch(query, *args)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def audited(database_dsn: str) -> str:
+    conn = await asyncpg.connect(database_dsn)
+    try:
+        await conn.execute(AUDIT_TABLE_DDL)
+    finally:
+        await conn.close()
+    return database_dsn
+
+
+@pytest.fixture
+def replicas(audited: str, open_tmp_path: Path) -> Iterator[list[WorkerProcess]]:
+    workers = [
+        WorkerProcess(
+            "worker",
+            cwd=open_tmp_path,
+            env={
+                "DATABASE_URL": audited,
+                "WORKER_JOB_MODULES": JOB_MODULES,
+                "WORKER_ID": f"replica-{n}",
+                "WORKER_SHUTDOWN_TIMEOUT_SECONDS": "5",
+            },
+        )
+        for n in range(REPLICAS)
+    ]
+    try:
+        for worker in workers:
+            worker.wait_event("request_listener_started", timeout_s=60)
+        yield workers
+    finally:
+        for worker in workers:
+            worker.kill()
+
+
+def claims_of(workers: list[WorkerProcess], request_id: str) -> int:
+    """How many replicas logged a claim of the request."""
+    return sum(
+        1
+        for w in workers
+        for e in w.events
+        if e.get("event") == "run_request_claimed" and e.get("request_id") == request_id
+    )
+
+
+def request_id_of(output: str) -> str:
+    return output.split("(request ")[1].split(")")[0]
+
+
+async def test_a_trigger_is_run_by_exactly_one_replica_with_its_args(
+    audited: str, replicas: list[WorkerProcess], open_tmp_path: Path
+) -> None:
+    done = cli(
+        audited,
+        open_tmp_path,
+        "jobs",
+        "trigger",
+        "requested",
+        "--args",
+        '{"n": 7}',
+        "--wait",
+        "--wait-timeout",
+        "30",
+        "--by",
+        "tester",
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "requested: succeeded" in done.stdout
+    assert "no worker is running" not in done.stdout
+    request_id = request_id_of(done.stdout)
+    assert claims_of(replicas, request_id) == 1
+    audit = await fetch(audited, "SELECT tick, attempt, trigger, args, run_id FROM request_audit")
+    assert len(audit) == 1
+    assert (audit[0]["attempt"], audit[0]["trigger"]) == (1, "manual")
+    assert json.loads(audit[0]["args"]) == {"n": 7}
+    runs = await fetch(audited, "SELECT run_id, trigger, status FROM job_runs")
+    assert [(r["trigger"], r["status"]) for r in runs] == [("manual", "succeeded")]
+    [request] = await fetch(audited, "SELECT * FROM run_requests")
+    assert request["run_id"] == runs[0]["run_id"] == audit[0]["run_id"]
+    assert (request["state"], request["status"], request["requested_by"]) == (
+        "done",
+        "succeeded",
+        "tester",
+    )
+
+
+async def test_wait_exits_1_for_a_failed_run(
+    audited: str, replicas: list[WorkerProcess], open_tmp_path: Path
+) -> None:
+    done = cli(
+        audited,
+        open_tmp_path,
+        "jobs",
+        "trigger",
+        "requested",
+        "--args",
+        '{"fail": true}',
+        "--wait",
+        "--wait-timeout",
+        "30",
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "requested: failed" in done.stdout
+
+
+async def test_a_past_tick_runs_again_as_a_new_attempt(
+    audited: str, replicas: list[WorkerProcess], open_tmp_path: Path
+) -> None:
+    for _ in range(2):
+        done = cli(
+            audited,
+            open_tmp_path,
+            "jobs",
+            "trigger",
+            "requested",
+            "--tick",
+            day(0).isoformat(),
+            "--wait",
+            "--wait-timeout",
+            "30",
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+    audit = await fetch(audited, "SELECT tick, attempt FROM request_audit ORDER BY attempt")
+    assert [(r["tick"], r["attempt"]) for r in audit] == [(day(0), 1), (day(0), 2)]
+
+
+async def test_a_backfill_runs_every_tick_once_and_only_what_has_not_succeeded(
+    audited: str, replicas: list[WorkerProcess], open_tmp_path: Path
+) -> None:
+    first = cli(
+        audited,
+        open_tmp_path,
+        "jobs",
+        "trigger",
+        "requested",
+        "--tick",
+        day(2).isoformat(),
+        "--wait",
+        "--wait-timeout",
+        "30",
+    )
+    assert first.returncode == 0, first.stdout + first.stderr
+    args = [
+        "jobs",
+        "backfill",
+        "requested",
+        "--from",
+        day(0).isoformat(),
+        "--to",
+        day(5).isoformat(),
+    ]
+    dry = cli(audited, open_tmp_path, *args, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    listed = [datetime.fromisoformat(line) for line in dry.stdout.split()]
+    assert listed == [day(n) for n in (0, 1, 3, 4, 5)]
+    assert len(await fetch(audited, "SELECT 1 FROM run_requests WHERE trigger = 'backfill'")) == 0
+    done = cli(audited, open_tmp_path, *args)
+    assert done.returncode == 0, done.stderr
+    assert "5 backfill run(s) requested" in done.stdout
+    await wait_until_done(audited, 6, timeout_s=60)
+    audit = await fetch(
+        audited, "SELECT tick, count(*) AS n FROM request_audit GROUP BY tick ORDER BY tick"
+    )
+    assert [(r["tick"], r["n"]) for r in audit] == [(day(n), 1) for n in range(6)]
+    backfilled = await fetch(
+        audited,
+        "SELECT scheduled_at, status FROM job_runs WHERE trigger = 'backfill' ORDER BY started_at",
+    )
+    # Run in tick order, one at a time.
+    assert [(r["scheduled_at"], r["status"]) for r in backfilled] == [
+        (day(n), "succeeded") for n in (0, 1, 3, 4, 5)
+    ]
+    again = cli(audited, open_tmp_path, *args)
+    assert "0 backfill run(s) requested" in again.stdout
+
+
+async def wait_until_done(dsn: str, count: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        rows = await fetch(dsn, "SELECT count(*) AS n FROM run_requests WHERE state = 'done'")
+        if rows[0]["n"] >= count:
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"fewer than {count} requests done within {timeout_s}s")
+
+
+async def test_without_a_worker_the_run_waits_and_bad_input_stores_nothing(
+    audited: str, open_tmp_path: Path
+) -> None:
+    bad = cli(audited, open_tmp_path, "jobs", "trigger", "requested", "--args", "[1, 2]")
+    assert bad.returncode == 2
+    assert "--args '[1, 2]': expected a JSON object" in bad.stderr
+    naive = cli(
+        audited, open_tmp_path, "jobs", "trigger", "requested", "--tick", "2026-01-01T03:00:00"
+    )
+    assert naive.returncode == 2
+    assert "expected an ISO 8601 instant with its UTC offset" in naive.stderr
+    wide = cli(
+        audited,
+        open_tmp_path,
+        "jobs",
+        "backfill",
+        "requested",
+        "--from",
+        day(0).isoformat(),
+        "--to",
+        day(150).isoformat(),
+    )
+    assert wide.returncode == 2
+    assert "151 ticks to run, above the bound of 100" in wide.stderr
+    assert await fetch(audited, "SELECT 1 FROM run_requests") == []
+    waiting = cli(audited, open_tmp_path, "jobs", "trigger", "requested")
+    assert waiting.returncode == 0, waiting.stderr
+    assert "no worker is running on this database: the run waits for one" in waiting.stdout
+    [request] = await fetch(audited, "SELECT state FROM run_requests")
+    assert request["state"] == "pending"
+    allowed = cli(
+        audited,
+        open_tmp_path,
+        "jobs",
+        "backfill",
+        "requested",
+        "--from",
+        day(0).isoformat(),
+        "--to",
+        day(150).isoformat(),
+        "--max",
+        "151",
+    )
+    assert allowed.returncode == 0, allowed.stderr
+    assert "151 backfill run(s) requested" in allowed.stdout
