@@ -151,6 +151,7 @@ async def _trigger(
             f"(request {request.request_id})"
         )
         await _say_if_no_worker(pool)
+        _say_if_disabled(spec)
         if not args.wait:
             return EX_OK
         timeout_s = args.wait_timeout or DEFAULT_WAIT_TIMEOUT_S
@@ -246,6 +247,7 @@ async def _backfill(
         print(f"{spec.name}: {len(added)} backfill run(s) requested ({skipped})")
         if added:
             await _say_if_no_worker(pool)
+            _say_if_disabled(spec)
         return EX_OK
 
 
@@ -257,6 +259,14 @@ async def _open_pool(settings: Settings, stack: AsyncExitStack) -> asyncpg.Pool:
     clients = Clients(db=build_clients(settings).db, publisher=None)
     await runtime.open_database(settings, clients, stack, retry_until=None)
     return clients.db.pool
+
+
+def _say_if_disabled(spec: JobSpec) -> None:
+    if not spec.options.enabled:
+        print(
+            f"{spec.name} is disabled here: workers run its requests only once it is enabled",
+            file=sys.stderr,
+        )
 
 
 async def _say_if_no_worker(pool: asyncpg.Pool) -> None:
