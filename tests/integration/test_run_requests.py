@@ -274,6 +274,15 @@ async def test_without_a_worker_the_run_waits_and_bad_input_stores_nothing(
     assert "no worker is running on this database: the run waits for one" in waiting.stdout
     [request] = await fetch(audited, "SELECT state FROM run_requests")
     assert request["state"] == "pending"
+    unknown = cli(audited, open_tmp_path, "jobs", "trigger", "nosuchjob")
+    assert unknown.returncode == 2
+    assert "nosuchjob" in unknown.stderr
+    waited = cli(
+        audited, open_tmp_path, "jobs", "trigger", "requested", "--wait", "--wait-timeout", "1"
+    )
+    assert waited.returncode == 1
+    assert "not finished after 1s; the request stays queued" in waited.stdout
+    assert len(await fetch(audited, "SELECT 1 FROM run_requests WHERE state = 'pending'")) == 2
     allowed = cli(
         audited,
         open_tmp_path,
@@ -289,3 +298,37 @@ async def test_without_a_worker_the_run_waits_and_bad_input_stores_nothing(
     )
     assert allowed.returncode == 0, allowed.stderr
     assert "151 backfill run(s) requested" in allowed.stdout
+
+
+async def test_a_lost_listener_connection_is_reopened_and_requests_still_run(
+    audited: str, open_tmp_path: Path
+) -> None:
+    worker = WorkerProcess(
+        "worker",
+        cwd=open_tmp_path,
+        env={"DATABASE_URL": audited, "WORKER_JOB_MODULES": JOB_MODULES, "WORKER_ID": "solo"},
+    )
+    try:
+        worker.wait_event("request_listener_started", timeout_s=60)
+        ended = await fetch(
+            audited,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = 'financial-requests:solo'",
+        )
+        assert [r[0] for r in ended] == [True]
+        worker.wait_event("request_listener_lost", timeout_s=20)
+        worker.wait_for(
+            lambda e: (
+                e.get("event") == "request_listener_started"
+                and sum(1 for x in worker.events if x.get("event") == "request_listener_started")
+                == 2
+            ),
+            timeout_s=20,
+        )
+        done = cli(
+            audited, open_tmp_path, "jobs", "trigger", "requested", "--wait", "--wait-timeout", "30"
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert worker.proc.poll() is None
+    finally:
+        worker.kill()
