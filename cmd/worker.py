@@ -128,10 +128,11 @@ async def serve(settings: Settings) -> int:
         )
         await loop_task
         watcher.stop()
-        await watcher_task
         health.mark_draining()
         notifier.stopping()
         result = await scheduler.drain()
+        # It renewed the claims of the requests under way until the drain ended them.
+        await watcher_task
     log.info("worker_stopped", interrupted=result.interrupted)
     return 0 if result.clean else 1
 

@@ -133,3 +133,20 @@ async def test_the_loop_stops_and_a_store_failure_does_not_crash_it(clock: FakeC
         assert not task.done()
         watcher.stop()
         await asyncio.wait_for(task, 1)
+
+
+async def test_a_request_cut_short_by_the_drain_ends_interrupted(clock: FakeClock) -> None:
+    body = Recorder(clock, duration=timedelta(minutes=5))
+    h = Harness(job_of("0 3 * * *", body), clock=clock)
+    watcher, requests = watcher_for(h)
+    async with h:
+        [request] = await requests.add("probe", [None], trigger=Trigger.MANUAL, requested_by="x")
+        await settle(clock, watcher)
+        assert len(body.starts) == 1
+        watcher.stop()
+    # The harness drained with no grace: the run was cancelled, and the request says so.
+    done = await requests.get(request.request_id)
+    assert done is not None and done.state is RequestState.DONE
+    assert done.status is RunStatus.INTERRUPTED
+    [run] = await h.history()
+    assert run.status is RunStatus.INTERRUPTED

@@ -16,6 +16,7 @@ tried again: the watcher never stops the worker.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -34,6 +35,8 @@ LISTENER_PREFIX = "financial-requests:"
 POLL_INTERVAL = timedelta(seconds=2)
 RECONNECT_DELAYS_S = (1.0, 2.0, 4.0, 8.0, 15.0)
 PING_TIMEOUT_S = 5.0
+# How long a request cut short by the drain's deadline may take to be recorded.
+LAST_WRITE_S = 2.0
 # A claim of a tick's attempt can lose to another run of that tick recorded in between (a
 # scheduled one, a retry): tried again with the next attempt this many times.
 ATTEMPT_TRIES = 3
@@ -77,10 +80,11 @@ class RequestWatcher:
         self._wake.set()
 
     async def run(self) -> None:
-        """Claim and start requests until `stop()`."""
+        """Claim and start requests until `stop()`; then keep renewing the claims of the runs
+        still under way (the scheduler's drain ends them) until none is left."""
         listener = asyncio.ensure_future(self._listener()) if self._listen is not None else None
         try:
-            while not self._stop.is_set():
+            while not self._stop.is_set() or self._held:
                 await self.run_pass()
                 self._wake.clear()
                 await self._clock.sleep_until(self._clock.now() + self._poll, self._wake)
@@ -119,6 +123,26 @@ class RequestWatcher:
 
     async def _carry(self, request: RunRequest) -> RunRecord | None:
         """Run one claimed request to its final status and record it on the request."""
+        try:
+            try:
+                record = await self._run(request)
+            except asyncio.CancelledError:
+                # The drain's deadline: the run is recorded `interrupted`; so is the request.
+                # A task of its own, bounded: this one is being cancelled.
+                ending = self._complete(request, None, RunStatus.INTERRUPTED)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(ending, LAST_WRITE_S)
+                raise
+            status = record.status if record is not None else RunStatus.MISSED
+            if not status.is_final:  # the store took no end (lease lost): it will be swept
+                status = RunStatus.ABANDONED
+            await self._complete(request, record, status)
+            return record
+        finally:
+            self._held.discard(request.request_id)
+            self._wake.set()  # the job's next request may go now
+
+    async def _run(self, request: RunRequest) -> RunRecord | None:
         spec = self._specs[request.job]
         record: RunRecord | None = None
         try:
@@ -131,9 +155,11 @@ class RequestWatcher:
                     break
         except Exception as exc:
             log.error("run_request_failed", request_id=request.request_id, error=describe(exc))
-        status = record.status if record is not None else RunStatus.MISSED
-        if not status.is_final:  # the store took no end (lease lost): it will be swept
-            status = RunStatus.ABANDONED
+        return record
+
+    async def _complete(
+        self, request: RunRequest, record: RunRecord | None, status: RunStatus
+    ) -> None:
         try:
             await self._requests.complete(
                 request.request_id,
@@ -144,16 +170,10 @@ class RequestWatcher:
         except Exception as exc:
             # Its claim lapses and another replica ends it `abandoned`.
             log.warning("run_request_not_completed", request_id=request.request_id, error=str(exc))
-        finally:
-            self._held.discard(request.request_id)
+            return
         log.info(
-            "run_request_done",
-            job=request.job,
-            request_id=request.request_id,
-            status=status.value,
+            "run_request_done", job=request.job, request_id=request.request_id, status=status.value
         )
-        self._wake.set()  # the job's next request may go now
-        return record
 
     async def _listener(self) -> None:
         """Keep a LISTEN connection up, reconnecting with back-off; wake the loop on each
