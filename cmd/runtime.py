@@ -28,7 +28,7 @@ from financial.pkg.observability.dependencies import DATABASE, came_back, went_a
 from financial.pkg.observability.metrics import Metrics, instrument_clients, setup_metrics
 from financial.pkg.observability.tracing import Telemetry, setup_tracing
 from financial.pkg.scheduler.clock import Clock
-from financial.pkg.scheduler.loop.requests import LISTENER_PREFIX, RequestWatcher
+from financial.pkg.scheduler.loop.requests import LISTENER_PREFIX, POLL_INTERVAL, RequestWatcher
 from financial.pkg.scheduler.loop.scheduler import Scheduler, SchedulerConfig
 from financial.pkg.scheduler.registry import JobRegistry
 from financial.pkg.scheduler.store import RunStore
@@ -233,8 +233,11 @@ def open_request_watcher(
     """The watcher of run requests (`jobs trigger`, `jobs backfill`) on the worker's pool, its
     LISTEN connection named after the worker so `jobs trigger` can tell a worker is there."""
     pool = clients.db.pool
+    # A request held by a replica that died ends `abandoned` about one run lease later, as its
+    # run does; never less than three polls, so a busy worker keeps its claims.
+    lease = max(timedelta(seconds=settings.worker_run_lease_seconds), 3 * POLL_INTERVAL)
     return RequestWatcher(
-        requests=PostgresRequestStore(pool),
+        requests=PostgresRequestStore(pool, claim_lease=lease),
         scheduler=scheduler,
         clock=clock,
         worker_id=settings.worker_id,

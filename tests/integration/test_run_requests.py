@@ -332,3 +332,46 @@ async def test_a_lost_listener_connection_is_reopened_and_requests_still_run(
         assert worker.proc.poll() is None
     finally:
         worker.kill()
+
+
+async def test_a_request_held_by_a_replica_that_died_ends_abandoned(
+    audited: str, open_tmp_path: Path
+) -> None:
+    workers = [
+        WorkerProcess(
+            "worker",
+            cwd=open_tmp_path,
+            env={
+                "DATABASE_URL": audited,
+                "WORKER_JOB_MODULES": JOB_MODULES,
+                "WORKER_ID": f"replica-{n}",
+                "WORKER_RUN_LEASE_SECONDS": "4",
+            },
+        )
+        for n in range(2)
+    ]
+    try:
+        for worker in workers:
+            worker.wait_event("request_listener_started", timeout_s=60)
+        asked = cli(
+            audited, open_tmp_path, "jobs", "trigger", "requested", "--args", '{"sleep": 30}'
+        )
+        assert asked.returncode == 0, asked.stderr
+        request_id = request_id_of(asked.stdout)
+        deadline = time.monotonic() + 20
+        while not (holder := [w for w in workers if claims_of([w], request_id)]):
+            assert time.monotonic() < deadline, "no replica claimed the request"
+            await asyncio.sleep(0.1)
+        holder[0].kill()
+        survivor = next(w for w in workers if w is not holder[0])
+        await wait_until_done(audited, 1, timeout_s=30)
+        [request] = await fetch(audited, "SELECT state, status FROM run_requests")
+        assert (request["state"], request["status"]) == ("done", "abandoned")
+        done = cli(
+            audited, open_tmp_path, "jobs", "trigger", "requested", "--wait", "--wait-timeout", "30"
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert claims_of([survivor], request_id_of(done.stdout)) == 1
+    finally:
+        for worker in workers:
+            worker.kill()
