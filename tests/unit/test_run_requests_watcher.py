@@ -150,3 +150,19 @@ async def test_a_request_cut_short_by_the_drain_ends_interrupted(clock: FakeCloc
     assert done.status is RunStatus.INTERRUPTED
     [run] = await h.history()
     assert run.status is RunStatus.INTERRUPTED
+
+
+async def test_without_a_listener_the_poll_finds_requests(clock: FakeClock) -> None:
+    body = Recorder(clock)
+    h = Harness(job_of("0 3 * * *", body), clock=clock)
+    async with h:
+        watcher, requests = watcher_for(h)
+        task = asyncio.create_task(watcher.run())
+        await clock.settle()
+        await requests.add("probe", [None], trigger=Trigger.MANUAL, requested_by="x")
+        await clock.advance(timedelta(seconds=1))
+        assert body.starts == []  # no notification: it waits for the next poll
+        await clock.advance(timedelta(seconds=1.5))
+        assert len(body.starts) == 1
+        watcher.stop()
+        await asyncio.wait_for(task, 1)

@@ -15,6 +15,10 @@ RETURNING *;
 -- name: notify
 SELECT pg_notify('financial_run_requests', $1::text);
 
+-- name: any_open
+-- What an idle worker asks every poll (run_requests_open_idx): one cheap read, no lock.
+SELECT EXISTS (SELECT 1 FROM run_requests WHERE state <> 'done' AND job = ANY($1::text[]));
+
 -- name: lock
 -- Claims are decided one worker at a time (the lock conflicts with itself and lasts until the
 -- transaction ends): two replicas then never claim two requests of one job at once. Inserts

@@ -94,6 +94,9 @@ class PostgresRequestStore(RequestStore):
     async def claim(self, jobs: Sequence[str], *, worker_id: str, limit: int) -> list[RunRequest]:
         if not jobs or limit < 1:
             return []
+        [row] = await self._fetch("any_open", list(jobs))
+        if not row[0]:
+            return []
 
         async def claim() -> list[asyncpg.Record]:
             async with self._pool.acquire() as conn, conn.transaction():
