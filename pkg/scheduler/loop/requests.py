@@ -26,6 +26,7 @@ import structlog
 from financial.pkg.jobs.model import RunStatus
 from financial.pkg.scheduler.clock import Clock
 from financial.pkg.scheduler.loop.scheduler import Scheduler
+from financial.pkg.scheduler.registry import JobSpec
 from financial.pkg.scheduler.store import RunRecord, describe
 from financial.pkg.scheduler.store.requests import REQUESTS_CHANNEL, RequestStore, RunRequest
 
@@ -64,11 +65,16 @@ class RequestWatcher:
         self._worker_id = worker_id
         self._listen = listen
         self._poll = poll_interval
-        self._specs = {spec.name: spec for spec in scheduler.jobs}
         self._held: set[str] = set()  # ids of the requests this worker is running
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
         self.listening = asyncio.Event()  # set while the LISTEN connection is up
+
+    @property
+    def _specs(self) -> dict[str, JobSpec]:
+        # Read each time: the scheduler's jobs are those it runs now (a runtime setting may
+        # change them), and a request runs with the job's current spec.
+        return {spec.name: spec for spec in self._scheduler.jobs}
 
     def wake(self) -> None:
         """Look for requests now (a notification came)."""
@@ -143,9 +149,9 @@ class RequestWatcher:
             self._wake.set()  # the job's next request may go now
 
     async def _run(self, request: RunRequest) -> RunRecord | None:
-        spec = self._specs[request.job]
         record: RunRecord | None = None
         try:
+            spec = self._specs[request.job]
             for _ in range(ATTEMPT_TRIES):
                 attempt = await self._requests.next_attempt(request.job, request.tick)
                 record = await self._scheduler.run_requested(
