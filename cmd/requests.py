@@ -8,9 +8,7 @@ other `jobs` commands, this module imports the standard library alone until a co
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
-import socket
 import sys
 import time
 from collections.abc import Sequence
@@ -78,6 +76,9 @@ def parse_args_json(value: str | None) -> dict[str, Any]:
 
 def requested_by(by: str | None) -> str:
     """Who asked: `--by`, else the OS user and host of the command line."""
+    import getpass
+    import socket
+
     if by is not None and by.strip():
         return by.strip()
     try:
