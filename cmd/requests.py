@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from financial.cmd import event_loop
@@ -54,6 +54,18 @@ def parse_instant(option: str, value: str) -> datetime:
             f"{INSTANT_EXAMPLE}"
         )
     return at
+
+
+def parse_past_tick(value: str, now: datetime) -> datetime:
+    """`--tick`: an instant not in the future. A future tick would take the attempt its
+    scheduled run needs, and that run would then find its tick claimed and not run."""
+    tick = parse_instant("--tick", value)
+    if tick > now:
+        raise BadInput(
+            f"--tick {value!r}: expected an instant not in the future (now is "
+            f"{now.isoformat(timespec='seconds')}); a run now needs no --tick"
+        )
+    return tick
 
 
 def parse_args_json(value: str | None) -> dict[str, Any]:
@@ -111,7 +123,7 @@ def jobs_trigger(args: argparse.Namespace, settings: Settings) -> int:
     if spec is None:
         return EX_USAGE
     try:
-        tick = parse_instant("--tick", args.tick) if args.tick is not None else None
+        tick = parse_past_tick(args.tick, datetime.now(UTC)) if args.tick is not None else None
         job_args = parse_args_json(args.args)
         if args.wait_timeout is not None and args.wait_timeout <= 0:
             raise BadInput(f"--wait-timeout {args.wait_timeout:g}: expected a positive number")

@@ -32,6 +32,13 @@ def test_an_instant_needs_its_offset() -> None:
         parse_instant("--from", "yesterday")
 
 
+def test_a_tick_in_the_future_is_refused() -> None:
+    now = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    assert requests.parse_past_tick("2026-03-01T12:00:00Z", now) == now
+    with pytest.raises(BadInput, match=r"--tick '2026-03-02T03:00:00Z': expected an instant not"):
+        requests.parse_past_tick("2026-03-02T03:00:00Z", now)
+
+
 def test_args_must_be_a_small_json_object() -> None:
     assert parse_args_json(None) == {}
     assert parse_args_json('{"day": "2026-03-01", "n": [1]}') == {"day": "2026-03-01", "n": [1]}
