@@ -187,6 +187,12 @@ def jobs_backfill(args: argparse.Namespace, settings: Settings) -> int:
     try:
         start = parse_instant("--from", args.start)
         end = parse_instant("--to", args.end)
+        now = datetime.now(UTC)
+        if end > now:
+            raise BadInput(
+                f"--to {args.end!r}: expected an instant not in the future (now is "
+                f"{now.isoformat(timespec='seconds')}): a future tick is the scheduler's to run"
+            )
         if end < start:
             raise BadInput(
                 f"--to {args.end!r}: expected an instant at or after --from {args.start!r}"

@@ -268,6 +268,19 @@ async def test_without_a_worker_the_run_waits_and_bad_input_stores_nothing(
     )
     assert wide.returncode == 2
     assert "151 ticks to run, above the bound of 100" in wide.stderr
+    future = cli(
+        audited,
+        open_tmp_path,
+        "jobs",
+        "backfill",
+        "requested",
+        "--from",
+        day(0).isoformat(),
+        "--to",
+        "2999-01-01T00:00:00Z",
+    )
+    assert future.returncode == 2
+    assert "--to '2999-01-01T00:00:00Z': expected an instant not in the future" in future.stderr
     assert await fetch(audited, "SELECT 1 FROM run_requests") == []
     waiting = cli(audited, open_tmp_path, "jobs", "trigger", "requested")
     assert waiting.returncode == 0, waiting.stderr
