@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import pytest
+
 from financial.pkg.jobs.model import RunStatus, Trigger
 from financial.pkg.scheduler.clock import FakeClock
 from financial.pkg.scheduler.loop.requests import RequestWatcher
@@ -42,6 +44,8 @@ async def test_a_trigger_runs_through_the_chain_with_its_args(clock: FakeClock) 
         [ctx] = body.contexts
         assert ctx.trigger is Trigger.MANUAL
         assert dict(ctx.args) == {"day": "x"}
+        with pytest.raises(TypeError):
+            ctx.args["day"] = "changed"  # type: ignore[index]
         assert ctx.scheduled_at == T0
         done = await requests.get(request.request_id)
         assert done is not None and done.state is RequestState.DONE
