@@ -173,7 +173,8 @@ async def _trigger(
             print(f"{spec.name}: not finished after {timeout_s:g}s; the request stays queued")
             return EX_FAILED
         status = done.status.value if done.status is not None else "unknown"
-        print(f"{spec.name}: {status} (run {done.run_id or '-'})")
+        detail = await _run_error(pool, done.run_id)
+        print(f"{spec.name}: {status} (run {done.run_id or '-'}){detail}")
         return EX_OK if done.status is RunStatus.SUCCEEDED else EX_FAILED
 
 
@@ -278,6 +279,20 @@ async def _open_pool(settings: Settings, stack: AsyncExitStack) -> asyncpg.Pool:
     clients = Clients(db=build_clients(settings).db, publisher=None)
     await runtime.open_database(settings, clients, stack, retry_until=None)
     return clients.db.pool
+
+
+async def _run_error(pool: asyncpg.Pool, run_id: str | None) -> str:
+    """`: Type: message` of the run's error (masked), or nothing."""
+    from financial.pkg.observability.masking import mask_secrets
+
+    if run_id is None:
+        return ""
+    row = await pool.fetchrow(
+        "SELECT error_type, error_message FROM job_runs WHERE run_id = $1::uuid", run_id
+    )
+    if row is None or row["error_type"] is None:
+        return ""
+    return f": {row['error_type']}: {mask_secrets(row['error_message'] or '')}"
 
 
 def _say_if_disabled(spec: JobSpec) -> None:

@@ -161,6 +161,7 @@ async def test_wait_exits_1_for_a_failed_run(
     )
     assert done.returncode == 1, done.stdout + done.stderr
     assert "requested: failed" in done.stdout
+    assert "RuntimeError: asked to fail" in done.stdout
 
 
 async def test_a_past_tick_runs_again_as_a_new_attempt(
