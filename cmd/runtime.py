@@ -33,7 +33,11 @@ from financial.pkg.scheduler.loop.scheduler import Scheduler, SchedulerConfig
 from financial.pkg.scheduler.registry import JobRegistry
 from financial.pkg.scheduler.store import RunStore
 from financial.pkg.scheduler.store.postgres import PostgresRunStore
-from financial.pkg.scheduler.store.requests_postgres import PostgresRequestStore, pool_listener
+from financial.pkg.scheduler.store.requests_postgres import (
+    PostgresRequestStore,
+    dedicated_listener,
+    pool_listener,
+)
 
 log = structlog.get_logger("financial.worker")
 
@@ -236,12 +240,21 @@ def open_request_watcher(
     # A request held by a replica that died ends `abandoned` about one run lease later, as its
     # run does; never less than three polls, so a busy worker keeps its claims.
     lease = max(timedelta(seconds=settings.worker_run_lease_seconds), 3 * POLL_INTERVAL)
+    name = LISTENER_PREFIX + settings.worker_id
+    dsn = settings.database_dsn()
+    # Its own connection for a configured database; the embedded one (for trying the worker out)
+    # lends one of the pool's.
+    listen = (
+        pool_listener(pool, name)
+        if dsn is None
+        else dedicated_listener(dsn, name, connect_timeout_s=settings.db_connect_timeout_seconds)
+    )
     return RequestWatcher(
         requests=PostgresRequestStore(pool, claim_lease=lease),
         scheduler=scheduler,
         clock=clock,
         worker_id=settings.worker_id,
-        listen=pool_listener(pool, LISTENER_PREFIX + settings.worker_id),
+        listen=listen,
     )
 
 

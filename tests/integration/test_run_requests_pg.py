@@ -9,12 +9,14 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
+from financial.pkg.database.pool import DatabaseUnavailable
 from financial.pkg.jobs.model import Trigger
 from financial.pkg.scheduler.store import RunStore
 from financial.pkg.scheduler.store.postgres import PostgresRunStore
 from financial.pkg.scheduler.store.requests import RequestStore
 from financial.pkg.scheduler.store.requests_postgres import (
     PostgresRequestStore,
+    dedicated_listener,
     listeners,
     pool_listener,
 )
@@ -90,3 +92,19 @@ async def test_a_named_listener_is_seen_until_given_back(db_pool: asyncpg.Pool) 
     finally:
         await give_back()
     assert await listeners(db_pool, "financial-requests:") == []
+
+
+async def test_a_dedicated_listener_is_seen_and_a_refused_one_hides_the_password(
+    db_pool: asyncpg.Pool, database_dsn: str
+) -> None:
+    conn, close = await dedicated_listener(database_dsn, "financial-requests:own")()
+    try:
+        assert await listeners(db_pool, "financial-requests:") == ["financial-requests:own"]
+        assert await conn.fetchval("SELECT 1") == 1
+    finally:
+        await close()
+    assert await listeners(db_pool, "financial-requests:") == []
+    wrong = "postgresql://worker:s3cret-pw@127.0.0.1:1/nowhere"
+    with pytest.raises(DatabaseUnavailable) as refused:
+        await dedicated_listener(wrong, "x", connect_timeout_s=2)()
+    assert "s3cret-pw" not in str(refused.value)

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
+from financial.pkg.database.pool import unavailable
 from financial.pkg.database.queries import load_queries
 from financial.pkg.database.transient import is_transient, retrying
 from financial.pkg.jobs.model import RunStatus, Trigger
@@ -161,6 +162,31 @@ def _request(row: asyncpg.Record) -> RunRequest:
         status=RunStatus(row["status"]) if row["status"] is not None else None,
         finished_at=row["finished_at"],
     )
+
+
+def dedicated_listener(
+    dsn: str, application_name: str, *, connect_timeout_s: float = 10.0
+) -> Callable[[], Awaitable[tuple[Any, Callable[[], Awaitable[None]]]]]:
+    """A LISTEN connection of its own for the request watcher (not one of the pool's, which a
+    small pool could not spare), named `application_name` so that `listeners` sees it. A
+    failure to connect is a `DatabaseUnavailable` whose message never shows the password."""
+
+    async def listen() -> tuple[Any, Callable[[], Awaitable[None]]]:
+        try:
+            conn = await asyncpg.connect(
+                dsn,
+                timeout=connect_timeout_s,
+                server_settings={"application_name": application_name[:63]},
+            )
+        except Exception as exc:
+            raise unavailable(dsn, exc, connect_timeout_s=connect_timeout_s) from None
+
+        async def close() -> None:
+            await conn.close(timeout=connect_timeout_s)
+
+        return conn, close
+
+    return listen
 
 
 def pool_listener(
