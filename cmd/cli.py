@@ -1,5 +1,5 @@
-"""The `financial` command line: worker, jobs (list, names, run, pause, resume, history, set,
-reset, audit), schedule, migrate, completion.
+"""The `financial` command line: worker, jobs (list, names, run, pause, resume, trigger,
+backfill, history, set, reset, audit), schedule, migrate, completion.
 
 Each command imports what it uses, when it runs: this module imports the standard library and
 the light modules of `financial.cmd` alone, so `--help`, `schedule` and `completion` answer in
@@ -26,6 +26,7 @@ from financial.cmd.jobs import (
     jobs_resume,
     jobs_run,
 )
+from financial.cmd.requests import BACKFILL_LIMIT, jobs_backfill, jobs_trigger
 
 if TYPE_CHECKING:
     from financial.configs import Settings
@@ -87,8 +88,8 @@ def _parser() -> argparse.ArgumentParser:
 
     jobs = sub.add_parser(
         "jobs",
-        help="list the jobs, run one now, pause or resume one, show the run history, change "
-        "a job's settings at runtime",
+        help="list the jobs, run one now, pause or resume one, ask the cluster for runs, "
+        "show the run history, change a job's settings at runtime",
     ).add_subparsers(required=True, metavar="ACTION")
     listing = jobs.add_parser("list", help="every job with its schedule and next fire times")
     listing.add_argument("--json", action="store_true", help="print JSON")
@@ -107,6 +108,28 @@ def _parser() -> argparse.ArgumentParser:
     resume = jobs.add_parser("resume", help="resume a paused job on every replica")
     resume.add_argument("name", metavar=JOB)
     resume.set_defaults(command=jobs_resume)
+    trigger = jobs.add_parser(
+        "trigger", help="ask the cluster for a run now (or of a past tick); a worker runs it"
+    )
+    trigger.add_argument("name", metavar=JOB)
+    trigger.add_argument("--tick", help="the tick to run again, ISO 8601 with offset")
+    trigger.add_argument("--args", help="a JSON object handed to the job as ctx.args")
+    trigger.add_argument("--wait", action="store_true", help="follow the run to its end")
+    trigger.add_argument(
+        "--wait-timeout", type=float, help="with --wait, give up after SECONDS (default 3600)"
+    )
+    trigger.add_argument("--by", help="who asks (default: OS user@host)")
+    trigger.set_defaults(command=jobs_trigger)
+    backfill = jobs.add_parser(
+        "backfill", help="ask the cluster to run every tick in a range not yet succeeded"
+    )
+    backfill.add_argument("name", metavar=JOB)
+    backfill.add_argument("--from", dest="start", required=True, help="ISO 8601 with offset")
+    backfill.add_argument("--to", dest="end", required=True, help="ISO 8601 with offset")
+    backfill.add_argument("--dry-run", action="store_true", help="list the ticks, store nothing")
+    backfill.add_argument("--max", type=int, help=f"allow up to N ticks (default {BACKFILL_LIMIT})")
+    backfill.add_argument("--by", help="who asks (default: OS user@host)")
+    backfill.set_defaults(command=jobs_backfill)
     past = jobs.add_parser("history", help="recent runs, newest first: who ran what and when")
     past.add_argument("name", metavar=JOB, nargs="?", help="one job (default: every job)")
     past.add_argument("--status", choices=RUN_STATUSES)

@@ -36,10 +36,18 @@ from financial.pkg.scheduler.job_settings.postgres import (
 )
 from financial.pkg.scheduler.loop.job_settings import CALL_TIMEOUT_S as SETTINGS_CALL_TIMEOUT_S
 from financial.pkg.scheduler.loop.job_settings import JobSettingsApplier, JobSettingsWatcher
-from financial.pkg.scheduler.loop.scheduler import SchedulerConfig
+from financial.pkg.scheduler.loop.requests import LISTENER_PREFIX, POLL_INTERVAL, RequestWatcher
+from financial.pkg.scheduler.loop.scheduler import Scheduler, SchedulerConfig
 from financial.pkg.scheduler.registry import JobRegistry
 from financial.pkg.scheduler.store import RunStore
 from financial.pkg.scheduler.store.postgres import PostgresRunStore
+from financial.pkg.scheduler.store.requests_postgres import (
+    PostgresRequestStore,
+    pool_listener,
+)
+from financial.pkg.scheduler.store.requests_postgres import (
+    dedicated_listener as dedicated_request_listener,
+)
 
 log = structlog.get_logger("financial.worker")
 
@@ -248,6 +256,35 @@ async def open_store(settings: Settings, clients: Clients, stack: AsyncExitStack
     store = PostgresRunStore(clients.db.pool, lease=lease)
     stack.push_async_callback(store.close)
     return store
+
+
+def open_request_watcher(
+    settings: Settings, clients: Clients, scheduler: Scheduler, clock: Clock
+) -> RequestWatcher:
+    """The watcher of run requests (`jobs trigger`, `jobs backfill`) on the worker's pool, its
+    LISTEN connection named after the worker so `jobs trigger` can tell a worker is there."""
+    pool = clients.db.pool
+    # A request held by a replica that died ends `abandoned` about one run lease later, as its
+    # run does; never less than three polls, so a busy worker keeps its claims.
+    lease = max(timedelta(seconds=settings.worker_run_lease_seconds), 3 * POLL_INTERVAL)
+    name = LISTENER_PREFIX + settings.worker_id
+    dsn = settings.database_dsn()
+    # Its own connection for a configured database; the embedded one (for trying the worker out)
+    # lends one of the pool's.
+    listen = (
+        pool_listener(pool, name)
+        if dsn is None
+        else dedicated_request_listener(
+            dsn, name, connect_timeout_s=settings.db_connect_timeout_seconds
+        )
+    )
+    return RequestWatcher(
+        requests=PostgresRequestStore(pool, claim_lease=lease),
+        scheduler=scheduler,
+        clock=clock,
+        worker_id=settings.worker_id,
+        listen=listen,
+    )
 
 
 async def open_health(

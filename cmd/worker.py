@@ -20,6 +20,7 @@ from financial.cmd.runtime import (
     open_database,
     open_health,
     open_job_settings,
+    open_request_watcher,
     open_store,
     open_telemetry,
     scheduler_config,
@@ -120,9 +121,12 @@ async def serve(settings: Settings) -> int:
         watch_job_settings(settings, job_settings, clients, clock, stack)
         metrics.watch_next_fire_times(scheduler.next_fire_times)
         health.attach(scheduler, store)
+        watcher = open_request_watcher(settings, clients, scheduler, clock)
+        signals.subscribe(watcher.stop, lambda: None)
         signals.subscribe(scheduler.stop, scheduler.abort)
         tune_collector()  # what start-up built stays; see collector.py
         loop_task = asyncio.create_task(scheduler.run())
+        watcher_task = asyncio.create_task(watcher.run())
         notifier.ready(f"running {len(scheduler.jobs)} jobs")
         log.info(
             "worker_started",
@@ -133,9 +137,12 @@ async def serve(settings: Settings) -> int:
             python=platform.python_version(),
         )
         await loop_task
+        watcher.stop()
         health.mark_draining()
         notifier.stopping()
         result = await scheduler.drain()
+        # It renewed the claims of the requests under way until the drain ended them.
+        await watcher_task
     log.info("worker_stopped", interrupted=result.interrupted)
     return 0 if result.clean else 1
 

@@ -120,6 +120,22 @@ COLUMNS: dict[str, dict[str, str]] = {
         "new_values": "jsonb",
         "reason": "text NULL",
     },
+    "run_requests": {
+        "request_id": "uuid",
+        "job": "text",
+        "tick": _TS,
+        "trigger": "text",
+        "args": "jsonb",
+        "requested_at": _TS,
+        "requested_by": "text",
+        "state": "text",
+        "claimed_by": "text NULL",
+        "claimed_at": f"{_TS} NULL",
+        "claim_expires_at": f"{_TS} NULL",
+        "run_id": "uuid NULL",
+        "status": "text NULL",
+        "finished_at": f"{_TS} NULL",
+    },
 }
 
 # index name -> "[UNIQUE ]table (columns)[ WHERE predicate]", as PostgreSQL spells it back.
@@ -155,6 +171,12 @@ INDEXES: dict[str, str] = {
     "job_settings_pkey": "UNIQUE job_settings (job)",
     "job_settings_audit_pkey": "UNIQUE job_settings_audit (id)",
     "job_settings_audit_job_idx": "job_settings_audit (job, id DESC)",
+    "run_requests_pkey": "UNIQUE run_requests (request_id)",
+    "run_requests_open_idx": "run_requests (requested_at, tick) WHERE (state <> 'done'::text)",
+    "run_requests_backfill_key": (
+        "UNIQUE run_requests (job, tick) "
+        "WHERE ((trigger = 'backfill'::text) AND (state <> 'done'::text))"
+    ),
 }
 
 _INDEX_DEF = re.compile(

@@ -46,6 +46,7 @@ class Trigger(StrEnum):
     CATCHUP = "catchup"
     MANUAL = "manual"
     RETRY = "retry"
+    BACKFILL = "backfill"
 
 
 class RunStatus(StrEnum):

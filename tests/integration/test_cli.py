@@ -183,7 +183,22 @@ def zsh_complete(tmp_path: Path, *words: str, **env: str) -> list[str]:
 CASES = [
     (("",), ["worker", "jobs", "migrate", "schedule", "completion"]),
     (("jo",), ["jobs"]),
-    (("jobs", ""), ["list", "names", "run", "pause", "resume", "history", "set", "reset", "audit"]),
+    (
+        ("jobs", ""),
+        [
+            "list",
+            "names",
+            "run",
+            "pause",
+            "resume",
+            "trigger",
+            "backfill",
+            "history",
+            "set",
+            "reset",
+            "audit",
+        ],
+    ),
     (("jobs", "run", ""), ["database_cleanup", "report_generator"]),
     (("jobs", "pause", "rep"), ["report_generator"]),
     (("jobs", "history", "--status", "f"), ["failed"]),

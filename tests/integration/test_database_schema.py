@@ -174,3 +174,30 @@ async def test_job_runs_constraints(database_dsn: str) -> None:
         assert row["lease_expires_at"] is None
     finally:
         await conn.close()
+
+
+async def test_run_requests_constraints(database_dsn: str) -> None:
+    conn = await asyncpg.connect(database_dsn)
+    tick = datetime(2025, 1, 6, 8, 0, tzinfo=UTC)
+    insert = (
+        "INSERT INTO run_requests (request_id, job, tick, trigger, args, requested_by) "
+        "VALUES ($1, 'report', $2, $3, $4::jsonb, 'ops')"
+    )
+    try:
+        await conn.execute(
+            "INSERT INTO job_runs (run_id, job, scheduled_at, trigger, worker_id) "
+            "VALUES ($1, 'report', $2, 'backfill', 'w1')",
+            uuid.uuid4(),
+            tick,
+        )
+        await conn.execute(insert, uuid.uuid4(), tick, "backfill", "{}")
+        with pytest.raises(asyncpg.UniqueViolationError):
+            await conn.execute(insert, uuid.uuid4(), tick, "backfill", "{}")
+        await conn.execute(insert, uuid.uuid4(), tick, "manual", '{"a": 1}')
+        with pytest.raises(asyncpg.CheckViolationError):
+            await conn.execute(insert, uuid.uuid4(), tick, "manual", "[1]")
+        with pytest.raises(asyncpg.CheckViolationError):
+            await conn.execute(insert, uuid.uuid4(), tick, "schedule", "{}")
+        assert await conn.fetchval("SELECT count(*) FROM run_requests") == 2
+    finally:
+        await conn.close()

@@ -109,6 +109,8 @@ def test_completion_sees_every_command_and_option_of_the_parser() -> None:
         "run",
         "pause",
         "resume",
+        "trigger",
+        "backfill",
         "history",
         "set",
         "reset",

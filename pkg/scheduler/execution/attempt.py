@@ -83,6 +83,7 @@ class Attempts:
             trigger=trigger,
             log=self._run_log(),
             stopping=self._stopping,
+            args=run.args,
         )
         try:
             try:

@@ -16,10 +16,13 @@ The chain (`chain.py`) sees only the job's context: it never reaches back for it
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
+from financial.pkg.jobs.context import NO_ARGS
 from financial.pkg.scheduler.execution.starts_first import StartTicket
 from financial.pkg.scheduler.registry import JobSpec
 from financial.pkg.scheduler.store import RunRecord
@@ -67,6 +70,8 @@ class Run:
     ending: asyncio.Future[None] | None = None
     cancel_reason: str | None = None
     lost_reason: str | None = None
+    # What an operator handed the run (`jobs trigger --args`), read-only; empty for ticks.
+    args: Mapping[str, Any] = field(default_factory=lambda: NO_ARGS)
 
     def cancel(self, reason: str) -> None:
         """Cancel its task (at once, or as soon as it has one); the first reason given is the

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 
+from financial.pkg.jobs.context import frozen_args
 from financial.pkg.jobs.model import Overlap, RunStatus, Trigger
 from financial.pkg.scheduler.clock import Clock
 from financial.pkg.scheduler.execution.aftermath import (
@@ -173,6 +174,7 @@ class TickRunner:
         attempt: int = 1,
         start_by: datetime | None = None,
         ticket: StartTicket | None = None,
+        args: Mapping[str, Any] | None = None,
     ) -> RunRecord | None:
         """Run one tick to its final status, in the current task; None when another worker
         claimed it. For a tick that is not part of a batch: a manual run, a catch-up, a
@@ -180,9 +182,10 @@ class TickRunner:
 
         `start_by` defaults to the tick's own start deadline; a catch-up or a recovery of an
         older tick passes one counted from now. `ticket`, from `starts.ticket()` at dispatch, is
-        settled once the job starts or will not (see `starts_first.py`).
+        settled once the job starts or will not (see `starts_first.py`). `args`: `ctx.args`.
         """
         run = self._begin(spec, ticket)
+        run.args = frozen_args(args)
         try:
             if spec.options.jitter:
                 run.settle_ticket()  # a run that waits on purpose holds no one back

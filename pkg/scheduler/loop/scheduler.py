@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
+from typing import Any
 
 import structlog
 
@@ -243,6 +244,22 @@ class Scheduler:
         self._start_keeper()
         task = self._spawn(self.runner.run_tick(spec, self._clock.now(), Trigger.MANUAL, None))
         return await task  # type: ignore[return-value]
+
+    async def run_requested(
+        self, spec: JobSpec, at: datetime, trigger: Trigger, attempt: int, args: Mapping[str, Any]
+    ) -> RunRecord | None:
+        """Run a tick an operator asked for (`requests.py`) through the whole chain, as attempt
+        `attempt` of `at`; it may retry until the job's next tick from now."""
+        self._start_keeper()
+        now = self._clock.now()
+        next_tick, start_by = spec.schedule.next_after(now), now + spec.start_deadline
+        return await self.runner.run_tick(
+            spec, at, trigger, next_tick, attempt=attempt, start_by=start_by, args=args
+        )
+
+    def spawn(self, coro: Coroutine[Any, Any, object]) -> asyncio.Task[object]:
+        """Carry `coro` in a task the drain waits for (and cancels at its deadline)."""
+        return self._spawn(coro)
 
     def _start_keeper(self) -> None:
         if self._keeper is None:

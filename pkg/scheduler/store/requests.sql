@@ -1,0 +1,92 @@
+-- Queries of the PostgreSQL run request store (table run_requests, migration 0006). Timestamps
+-- and claim leases come from the database's now(), as the run store's do.
+
+-- name: add
+-- $1 request ids, $2 ticks (null: now()), $3 job, $4 trigger, $5 args (a JSON object), $6 who
+-- asked. A backfill tick with an open backfill request already is left out (the partial unique
+-- index run_requests_backfill_key), so a backfill asked for twice queues each tick once.
+INSERT INTO run_requests (request_id, job, tick, trigger, args, requested_by)
+SELECT r.request_id, $3::text, coalesce(r.tick, now()), $4::text, $5::jsonb, $6::text
+FROM unnest($1::uuid[], $2::timestamptz[]) AS r (request_id, tick)
+ORDER BY r.tick
+ON CONFLICT (job, tick) WHERE trigger = 'backfill' AND state <> 'done' DO NOTHING
+RETURNING *;
+
+-- name: notify
+SELECT pg_notify('financial_run_requests', $1::text);
+
+-- name: any_open
+-- What an idle worker asks every poll (run_requests_open_idx): one cheap read, no lock.
+SELECT EXISTS (SELECT 1 FROM run_requests WHERE state <> 'done' AND job = ANY($1::text[]));
+
+-- name: lock
+-- Claims are decided one worker at a time (the lock conflicts with itself and lasts until the
+-- transaction ends): two replicas then never claim two requests of one job at once. Inserts
+-- (ROW EXCLUSIVE) wait for a claim, which is one short statement.
+LOCK TABLE run_requests IN SHARE ROW EXCLUSIVE MODE;
+
+-- name: expire
+-- Requests whose worker stopped renewing its claim (it died) end `abandoned`.
+UPDATE run_requests
+SET state = 'done', status = 'abandoned', finished_at = now()
+WHERE state = 'claimed' AND claim_expires_at <= now()
+RETURNING *;
+
+-- name: claim
+-- $1 the jobs this worker runs, $2 worker id, $3 how many at most, $4 the claim lease. Each job's
+-- oldest open request, when it is pending and the job has no live run (job_runs_live_idx).
+WITH firsts AS (
+    SELECT DISTINCT ON (job) request_id, job, state, requested_at, tick
+    FROM run_requests
+    WHERE state <> 'done' AND job = ANY($1::text[])
+    ORDER BY job, requested_at, tick, request_id
+), claimable AS (
+    SELECT f.request_id
+    FROM firsts AS f
+    WHERE f.state = 'pending'
+      AND NOT EXISTS (
+          SELECT 1 FROM job_runs AS j
+          WHERE j.job = f.job AND j.status IN ('pending', 'running') AND j.lease_expires_at > now()
+      )
+    ORDER BY f.requested_at, f.tick
+    LIMIT $3
+), locked AS (
+    SELECT r.request_id
+    FROM run_requests AS r
+    JOIN claimable USING (request_id)
+    FOR UPDATE OF r SKIP LOCKED
+)
+UPDATE run_requests AS r
+SET state = 'claimed', claimed_by = $2::text, claimed_at = now(),
+    claim_expires_at = now() + $4::interval
+FROM locked
+WHERE r.request_id = locked.request_id AND r.state = 'pending'
+RETURNING r.*;
+
+-- name: renew
+UPDATE run_requests
+SET claim_expires_at = now() + $3::interval
+WHERE request_id = ANY($1::uuid[]) AND state = 'claimed' AND claimed_by = $2::text
+RETURNING request_id;
+
+-- name: complete
+-- $1 request id, $2 the worker holding its claim, $3 its run, $4 that run's final status.
+UPDATE run_requests
+SET state = 'done', run_id = $3::uuid, status = $4::text, finished_at = now()
+WHERE request_id = $1 AND state = 'claimed' AND claimed_by = $2::text
+RETURNING *;
+
+-- name: get
+SELECT * FROM run_requests WHERE request_id = $1;
+
+-- name: open_requests
+SELECT * FROM run_requests
+WHERE state <> 'done' AND ($1::text IS NULL OR job = $1::text)
+ORDER BY requested_at, tick, request_id;
+
+-- name: succeeded_ticks
+SELECT DISTINCT scheduled_at FROM job_runs
+WHERE job = $1 AND status = 'succeeded' AND scheduled_at BETWEEN $2 AND $3;
+
+-- name: next_attempt
+SELECT coalesce(max(attempt), 0) + 1 FROM job_runs WHERE job = $1 AND scheduled_at = $2;

@@ -1,0 +1,110 @@
+"""PostgresRequestStore against a real PostgreSQL: the run request contract, replicas racing
+for one job's requests, and the listeners `jobs trigger` looks for."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from financial.pkg.database.pool import DatabaseUnavailable
+from financial.pkg.jobs.model import Trigger
+from financial.pkg.scheduler.store import RunStore
+from financial.pkg.scheduler.store.postgres import PostgresRunStore
+from financial.pkg.scheduler.store.requests import RequestStore
+from financial.pkg.scheduler.store.requests_postgres import (
+    PostgresRequestStore,
+    dedicated_listener,
+    listeners,
+    pool_listener,
+)
+from tests.contract.run_request_contract import CLAIM_LEASE, Elapse, RunRequestContract, day
+
+pytestmark = pytest.mark.integration
+
+
+class TestPostgresRequestStore(RunRequestContract):
+    @pytest.fixture
+    def runs(self, db_pool: asyncpg.Pool) -> RunStore:
+        return PostgresRunStore(db_pool)
+
+    @pytest.fixture
+    def requests(self, db_pool: asyncpg.Pool) -> RequestStore:
+        return PostgresRequestStore(db_pool, claim_lease=CLAIM_LEASE)
+
+    @pytest.fixture
+    def elapse(self) -> Elapse:
+        return asyncio.sleep
+
+
+@pytest.fixture
+async def replicas(database_dsn: str) -> AsyncIterator[list[PostgresRequestStore]]:
+    pools = [await asyncpg.create_pool(database_dsn, min_size=1, max_size=3) for _ in range(3)]
+    yield [PostgresRequestStore(pool) for pool in pools]
+    for pool in pools:
+        await pool.close()
+
+
+async def test_replicas_racing_never_claim_two_requests_of_one_job(
+    replicas: list[PostgresRequestStore],
+) -> None:
+    await replicas[0].add(
+        "report", [day(n) for n in range(10)], trigger=Trigger.BACKFILL, requested_by="x"
+    )
+    await replicas[0].add("other", [day(0)], trigger=Trigger.MANUAL, requested_by="x")
+    claims = await asyncio.gather(
+        *(
+            store.claim(["report", "other"], worker_id=f"w{i}", limit=5)
+            for i, store in enumerate(replicas)
+        )
+    )
+    claimed = [r for batch in claims for r in batch]
+    assert sorted(r.job for r in claimed) == ["other", "report"]
+    [report] = [r for r in claimed if r.job == "report"]
+    assert report.tick == day(0)
+
+
+async def test_an_insert_notifies_the_channel(db_pool: asyncpg.Pool) -> None:
+    got: asyncio.Queue[str] = asyncio.Queue()
+
+    def heard(*args: object) -> None:
+        got.put_nowait(str(args[3]))
+
+    conn = await db_pool.acquire()
+    try:
+        await conn.add_listener("financial_run_requests", heard)
+        await PostgresRequestStore(db_pool).add(
+            "report", [None], trigger=Trigger.MANUAL, requested_by="x"
+        )
+        assert await asyncio.wait_for(got.get(), 5) == "report"
+    finally:
+        await conn.remove_listener("financial_run_requests", heard)
+        await db_pool.release(conn)
+
+
+async def test_a_named_listener_is_seen_until_given_back(db_pool: asyncpg.Pool) -> None:
+    assert await listeners(db_pool, "financial-requests:") == []
+    _conn, give_back = await pool_listener(db_pool, "financial-requests:replica-7")()
+    try:
+        assert await listeners(db_pool, "financial-requests:") == ["financial-requests:replica-7"]
+    finally:
+        await give_back()
+    assert await listeners(db_pool, "financial-requests:") == []
+
+
+async def test_a_dedicated_listener_is_seen_and_a_refused_one_hides_the_password(
+    db_pool: asyncpg.Pool, database_dsn: str
+) -> None:
+    conn, close = await dedicated_listener(database_dsn, "financial-requests:own")()
+    try:
+        assert await listeners(db_pool, "financial-requests:") == ["financial-requests:own"]
+        assert await conn.fetchval("SELECT 1") == 1
+    finally:
+        await close()
+    assert await listeners(db_pool, "financial-requests:") == []
+    wrong = "postgresql://worker:s3cret-pw@127.0.0.1:1/nowhere"
+    with pytest.raises(DatabaseUnavailable) as refused:
+        await dedicated_listener(wrong, "x", connect_timeout_s=2)()
+    assert "s3cret-pw" not in str(refused.value)
