@@ -101,6 +101,22 @@ COLUMNS: dict[str, dict[str, str]] = {
         "paused_reason": "text NULL",
         "updated_at": _TS,
     },
+    "scheduler_leases": {
+        "name": "text",
+        "holder": "text",
+        "acquired_at": _TS,
+        "expires_at": _TS,
+    },
+    "job_alerts": {
+        "job": "text",
+        "watched_since": _TS,
+        "late_since": f"{_TS} NULL",
+        "late_tick": f"{_TS} NULL",
+        "reason": "text NULL",
+        "alerted_at": f"{_TS} NULL",
+        "recovered_at": f"{_TS} NULL",
+        "updated_at": _TS,
+    },
 }
 
 # index name -> "[UNIQUE ]table (columns)[ WHERE predicate]", as PostgreSQL spells it back.
@@ -133,6 +149,9 @@ INDEXES: dict[str, str] = {
     ),
     "job_runs_created_at_idx": "job_runs (created_at)",
     "job_state_pkey": "UNIQUE job_state (job)",
+    "scheduler_leases_pkey": "UNIQUE scheduler_leases (name)",
+    "job_alerts_pkey": "UNIQUE job_alerts (job)",
+    "job_alerts_late_idx": "job_alerts (job) WHERE (late_since IS NOT NULL)",
 }
 
 _INDEX_DEF = re.compile(
