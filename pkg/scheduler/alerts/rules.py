@@ -89,7 +89,7 @@ def assess(
     if (
         checked_tick is not None
         and checked_tick_started is False
-        and checked_tick >= watched_since
+        and checked_tick > watched_since
         and (last_success_tick is None or checked_tick > last_success_tick)
     ):
         deadline = _start_by(spec, checked_tick)
