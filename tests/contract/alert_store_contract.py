@@ -95,6 +95,16 @@ class AlertStoreContract:
         assert again["job"].watched_since == TICK
         assert again["other"].watched_since == tick(60)
 
+    async def test_rewatch_moves_the_instant_a_job_is_watched_from(
+        self, alerts: AlertStore
+    ) -> None:
+        await alerts.watch(["job"], TICK)
+        await alerts.rewatch(["job", "new"], tick(60))
+
+        states = await alerts.watch(["job", "new"], tick(99))
+        assert states["job"].watched_since == tick(60)
+        assert states["new"].watched_since == tick(60)
+
     async def test_a_job_turns_late_once_with_one_event(
         self, alerts: AlertStore, written: Written
     ) -> None:

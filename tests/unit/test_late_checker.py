@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, MutableMapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -60,6 +61,7 @@ async def test_a_job_with_no_success_is_late_alert_after_its_first_tick() -> Non
 async def test_lateness_counts_from_the_tick_after_the_last_success() -> None:
     cluster = Cluster.new()
     checker = cluster.checker(spec_of(alert_after=90))
+    await checker.check()
     await cluster.ran(tick(1), S.SUCCEEDED)
     await cluster.ran(tick(2), S.FAILED)
     await cluster.ran(tick(3), S.FAILED)
@@ -168,6 +170,7 @@ async def test_a_late_job_recovers_once_when_it_succeeds_again() -> None:
 async def test_a_success_of_an_older_tick_does_not_recover_it() -> None:
     cluster = Cluster.new()
     checker = cluster.checker(spec_of(alert_after=90))
+    await checker.check()
     await cluster.ran(tick(1), S.SUCCEEDED)
     await cluster.at(tick(4))
     await checker.check()
@@ -204,6 +207,56 @@ async def test_a_paused_job_is_not_judged() -> None:
     await cluster.runs.resume("minutely")
     await checker.check()  # watched from now on: not late at once
     assert checker.late_jobs() == {}
+
+
+async def test_a_paused_job_is_judged_from_when_it_is_resumed() -> None:
+    cluster = Cluster.new()
+    checker = cluster.checker(spec_of(alert_after=90))
+    await checker.check()
+    await cluster.ran(tick(1), S.SUCCEEDED)
+    await cluster.runs.pause("minutely")
+    await cluster.at(tick(30))  # ticks skipped for the pause all along
+    await checker.check()
+    await cluster.runs.resume("minutely")
+    await cluster.at(tick(30) + 5 * SECOND)
+
+    await checker.check()
+    assert checker.late_jobs() == {}
+    await cluster.at(tick(32.5))  # no run since: late as if watched from the resume
+    await checker.check()
+    assert checker.late_jobs() == {"minutely": tick(31) + 50 * SECOND}
+
+
+async def test_history_from_before_the_job_was_watched_does_not_count() -> None:
+    cluster = Cluster.new()
+    await cluster.ran(tick(1), S.SUCCEEDED)  # then years of failures, before alerts were on
+    await cluster.at(tick(100))
+    checker = cluster.checker(spec_of(alert_after=90))
+
+    await checker.check()
+    assert checker.late_jobs() == {}
+    for minute in (101, 102):
+        await cluster.ran(tick(minute), S.FAILED)
+    await cluster.at(tick(102.5))
+    await checker.check()
+    assert checker.late_jobs() == {"minutely": tick(102.5)}
+
+
+async def test_a_disabled_job_is_not_watched_until_it_is_enabled_again() -> None:
+    cluster = Cluster.new()
+    spec = spec_of(alert_after=90)
+    checker = cluster.checker(replace(spec, options=replace(spec.options, enabled=False)))
+    await checker.check()
+    await cluster.at(tick(60))
+    await checker.check()
+    assert checker.watched == [] and checker.late_jobs() == {}
+
+    checker.update([spec])
+    await checker.check()
+    assert checker.late_jobs() == {}
+    await cluster.at(tick(62.5))
+    await checker.check()
+    assert checker.late_jobs() == {"minutely": tick(61) + 50 * SECOND}
 
 
 async def test_one_replica_judges_every_replica_reports() -> None:
@@ -295,6 +348,10 @@ class Flaky(AlertStore):
     async def watch(self, jobs: Sequence[str], at: datetime) -> dict[str, AlertState]:
         self._check()
         return await self.inner.watch(jobs, at)
+
+    async def rewatch(self, jobs: Sequence[str], at: datetime) -> None:
+        self._check()
+        await self.inner.rewatch(jobs, at)
 
     async def facts(self, ticks: Mapping[str, datetime | None]) -> dict[str, JobFacts]:
         self._check()

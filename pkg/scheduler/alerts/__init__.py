@@ -9,6 +9,8 @@ Two implementations share one contract test suite (`tests/contract/alert_store_c
   once it expired, and `release_lease` lets it go at once.
 - `watch` gives the alert state of each job asked for, creating the missing ones with
   `watched_since` set to the instant given: a job that never succeeded is judged from then on.
+- `rewatch` sets `watched_since` of each job given to the instant given (a paused or disabled
+  job: it is judged again from when it comes back, not from before its pause).
 - `mark_late` turns a job late only when it is not late already, and `mark_recovered` ends it
   only when it is late; each writes its outbox event in the same transaction as the state
   change and returns whether it changed anything. So two replicas (or a restart) that decide the
@@ -89,6 +91,10 @@ class AlertStore(ABC):
     @abstractmethod
     async def watch(self, jobs: Sequence[str], at: datetime) -> dict[str, AlertState]:
         """The alert state of each of `jobs`, new ones watched from `at`."""
+
+    @abstractmethod
+    async def rewatch(self, jobs: Sequence[str], at: datetime) -> None:
+        """Watch `jobs` from `at` on, whatever they were watched from before."""
 
     @abstractmethod
     async def facts(self, ticks: Mapping[str, datetime | None]) -> dict[str, JobFacts]:

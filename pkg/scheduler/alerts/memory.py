@@ -42,6 +42,15 @@ class MemoryAlertStore(AlertStore):
             self._states.setdefault(job, AlertState(job=job, watched_since=at))
         return {job: self._states[job] for job in jobs}
 
+    async def rewatch(self, jobs: Sequence[str], at: datetime) -> None:
+        for job in jobs:
+            state = self._states.get(job)
+            self._states[job] = (
+                AlertState(job=job, watched_since=at)
+                if state is None
+                else replace(state, watched_since=at)
+            )
+
     async def facts(self, ticks: Mapping[str, datetime | None]) -> dict[str, JobFacts]:
         result: dict[str, JobFacts] = {}
         for job, tick in ticks.items():

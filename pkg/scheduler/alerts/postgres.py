@@ -42,6 +42,9 @@ class PostgresAlertStore(AlertStore):
         rows = await self._pool.fetch(QUERIES["watch"], list(jobs), at)
         return {row["job"]: _state(row) for row in rows}
 
+    async def rewatch(self, jobs: Sequence[str], at: datetime) -> None:
+        await self._pool.execute(QUERIES["rewatch"], list(jobs), at)
+
     async def facts(self, ticks: Mapping[str, datetime | None]) -> dict[str, JobFacts]:
         rows = await self._pool.fetch(QUERIES["facts"], list(ticks), list(ticks.values()))
         return {row["job"]: JobFacts(row["last_success_tick"], row["tick_started"]) for row in rows}

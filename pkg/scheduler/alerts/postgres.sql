@@ -25,6 +25,11 @@ UNION ALL
 SELECT job, watched_since, late_since, late_tick, reason, alerted_at, recovered_at
 FROM job_alerts WHERE job = ANY ($1::text[]);
 
+-- name: rewatch
+INSERT INTO job_alerts AS alert (job, watched_since)
+SELECT names.job, $2 FROM unnest($1::text[]) AS names (job)
+ON CONFLICT (job) DO UPDATE SET watched_since = EXCLUDED.watched_since, updated_at = now();
+
 -- name: facts
 SELECT names.job,
        success.scheduled_at AS last_success_tick,

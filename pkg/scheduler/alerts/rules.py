@@ -3,9 +3,11 @@
 A job with `alert_after` set (and enabled, and not paused) is late when either holds:
 
 1. No success for `alert_after` after a tick was due. The reference R is the tick of the job's
-   latest succeeded run (any trigger; a retry that succeeds counts for its tick), or, for a job
-   that never succeeded, the instant the checker first watched it. The first tick after R is T;
-   the job is late from T + `alert_after` on, unless a run of T or a later tick succeeded.
+   latest succeeded run (any trigger; a retry that succeeds counts for its tick), or the
+   instant the job was watched from, whichever is later: history from before the job was
+   watched (before its alert was turned on, while it was paused or disabled) does not count.
+   The first tick after R is T; the job is late from T + `alert_after` on, unless a run of T or
+   a later tick succeeded.
 2. A tick that did not start by its start deadline (`JobSpec.start_by`: `start_deadline` after
    the tick, never past the next tick). Only the latest tick whose deadline has passed (by
    `START_GRACE`, so a run that started at the last moment has been written) is looked at, and
@@ -72,7 +74,7 @@ def assess(
     if alert_after is None:
         return None
     found: list[Lateness] = []
-    reference = last_success_tick if last_success_tick is not None else watched_since
+    reference = max(last_success_tick or watched_since, watched_since)
     try:
         due = spec.schedule.next_after(reference)
     except (OverflowError, ScheduleError):

@@ -58,12 +58,11 @@ class LateChecker:
         interval: timedelta = DEFAULT_INTERVAL,
         lease_ttl: timedelta | None = None,
     ) -> None:
-        self._specs = {spec.name: spec for spec in specs}
-        self._watched = {
-            name: spec
-            for name, spec in self._specs.items()
-            if spec.alert_after is not None and spec.options.enabled
-        }
+        self._deadline_ticks: dict[str, DeadlineTick] = {}
+        self._specs: dict[str, JobSpec] = {}
+        self._watched: dict[str, JobSpec] = {}
+        self._disabled: list[str] = []
+        self.update(specs)
         self._alerts = alerts
         self._runs = runs
         self._clock = clock
@@ -73,7 +72,6 @@ class LateChecker:
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._late: dict[str, AlertState] = {}
-        self._deadline_ticks: dict[str, DeadlineTick] = {}
         self._holding = False
         self._failing = False
 
@@ -102,6 +100,22 @@ class LateChecker:
         flags = dict.fromkeys(self._watched, 0)
         flags.update(dict.fromkeys(self._late, 1))
         return flags
+
+    def update(self, specs: Iterable[JobSpec]) -> None:
+        """Judge these specs from the next pass on (a job's settings changed at run time)."""
+        self._specs = {spec.name: spec for spec in specs}
+        self._watched = {
+            name: spec
+            for name, spec in self._specs.items()
+            if spec.alert_after is not None and spec.options.enabled
+        }
+        # Disabled jobs with an alert: watched from when they are enabled again.
+        self._disabled = sorted(
+            name
+            for name, spec in self._specs.items()
+            if spec.alert_after is not None and not spec.options.enabled
+        )
+        self._deadline_ticks.clear()
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -152,7 +166,7 @@ class LateChecker:
         return self._interval.total_seconds()
 
     async def _pass(self) -> None:
-        if self._watched:
+        if self._watched or self._disabled:
             holding = await self._alerts.take_lease(CHECKER_LEASE, self._worker_id, self._lease_ttl)
             if holding != self._holding:
                 event = "late_checker_lease_taken" if holding else "late_checker_lease_lost"
@@ -166,6 +180,9 @@ class LateChecker:
         now = self._clock.now()
         paused = await self._runs.paused()
         specs = {name: spec for name, spec in self._watched.items() if name not in paused}
+        resting = sorted(set(paused) & set(self._watched)) + self._disabled
+        if resting:  # judged from when they come back, not from before they rested
+            await self._alerts.rewatch(resting, now)
         if not specs:
             return
         states = await self._alerts.watch(sorted(specs), now)
