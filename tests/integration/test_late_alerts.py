@@ -1,6 +1,7 @@
 """Dead-man alerts with three real `financial worker` processes on one PostgreSQL: a job that
-keeps failing turns late once (one `job_late` line across every process, one `job.late` event),
-and once it succeeds again recovers once; every replica reports the same state."""
+keeps failing turns late once (one `job_late` line across every process, one `job.late` event,
+none more after every replica restarts), and once it succeeds again recovers once; every replica
+reports the same state."""
 
 from __future__ import annotations
 
@@ -65,6 +66,13 @@ def start_replicas(
     return workers
 
 
+async def stop(workers: list[WorkerProcess]) -> None:
+    for worker in workers:
+        worker.signal(signal.SIGTERM)
+    codes = await asyncio.gather(*(asyncio.to_thread(w.wait_exit, 30) for w in workers))
+    assert codes == [0] * len(workers), [w.stderr()[-2000:] for w in workers]
+
+
 def events(workers: list[WorkerProcess], name: str) -> list[dict[str, Any]]:
     return [e for w in workers for e in list(w.events) if e.get("event") == name]
 
@@ -125,12 +133,22 @@ async def test_a_failing_job_alerts_once_across_replicas_and_recovers_once(
     assert event["alert_after_seconds"] == ALERT_AFTER_S
     await gauges_become(ports, "1")
 
+    # A restart of every replica raises no second alert: the state is in the database.
+    await stop(workers)
+    restarted: list[WorkerProcess] = []
+    spawned.extend(start_replicas(restarted, database_dsn, tmp_path, flag, ports))
+    await asyncio.sleep(4)
+    assert events(restarted, "job_late") == []
+    assert len(await outbox_events(database_dsn, "job.late")) == 1
+    await gauges_become(ports, "1")
+    workers = restarted
+
     flag.touch()
     await wait_for_event(workers, "job_recovered", timeout_s=30)
     await asyncio.sleep(4)
-    [recovered] = events(workers, "job_recovered")
+    [recovered] = events(spawned, "job_recovered")  # every process, before and after
     assert recovered["late_since"] == late["late_since"]
-    assert len(events(workers, "job_late")) == 1
+    assert len(events(spawned, "job_late")) == 1
     [back] = await outbox_events(database_dsn, "job.recovered")
     assert back["job"] == "flaky"
     await gauges_become(ports, "0")
@@ -145,9 +163,6 @@ async def test_a_failing_job_alerts_once_across_replicas_and_recovers_once(
     assert len(holders) == 1 and holders[0]["holder"].startswith("replica-")
     assert still_late == 0
 
-    for worker in workers:
-        worker.signal(signal.SIGTERM)
-    codes = await asyncio.gather(*(asyncio.to_thread(w.wait_exit, 30) for w in workers))
-    assert codes == [0] * REPLICAS, [w.stderr()[-2000:] for w in workers]
+    await stop(workers)
     closed = [e for w in workers for e in w.events if e.get("client") == "late_checker"]
     assert len(closed) == REPLICAS
