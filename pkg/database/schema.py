@@ -149,6 +149,9 @@ INDEXES: dict[str, str] = {
     ),
     "job_runs_created_at_idx": "job_runs (created_at)",
     "job_state_pkey": "UNIQUE job_state (job)",
+    "job_runs_succeeded_idx": (
+        "job_runs (job, scheduled_at DESC) WHERE (status = 'succeeded'::text)"
+    ),
     "scheduler_leases_pkey": "UNIQUE scheduler_leases (name)",
     "job_alerts_pkey": "UNIQUE job_alerts (job)",
     "job_alerts_late_idx": "job_alerts (job) WHERE (late_since IS NOT NULL)",

@@ -27,3 +27,8 @@ CREATE TABLE job_alerts (
 );
 -- The status page and every replica's gauge read the late ones only.
 CREATE INDEX job_alerts_late_idx ON job_alerts (job) WHERE late_since IS NOT NULL;
+
+-- The checker asks for each watched job's latest success every few seconds; a job that has been
+-- failing for a while would otherwise be scanned back through all its failures.
+CREATE INDEX job_runs_succeeded_idx ON job_runs (job, scheduled_at DESC)
+    WHERE status = 'succeeded';
