@@ -3,8 +3,10 @@ and runs written straight into the run history."""
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from financial.pkg.jobs import cron_job
 from financial.pkg.jobs.model import RunStatus, Trigger
@@ -80,3 +82,8 @@ class Cluster:
 
     def events(self, routing_key: str | None = None) -> list[AlertEvent]:
         return [e for e in self.alerts.events if routing_key in (None, e.routing_key)]
+
+
+def named(logs: list[MutableMapping[str, Any]], event: str) -> list[MutableMapping[str, Any]]:
+    """The captured log lines of one event."""
+    return [line for line in logs if line["event"] == event]

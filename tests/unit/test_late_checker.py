@@ -4,10 +4,8 @@ recovered, once only, one replica at a time, off by default, through a store out
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import timedelta
 
 from structlog.testing import capture_logs
 
@@ -15,23 +13,12 @@ from financial.pkg.jobs.model import RunStatus, Trigger
 from financial.pkg.scheduler.alerts import (
     LATE_ROUTING_KEY,
     RECOVERED_ROUTING_KEY,
-    AlertEvent,
-    AlertState,
-    AlertStore,
-    JobFacts,
-    Lateness,
 )
-from financial.pkg.scheduler.alerts.memory import MemoryAlertStore
-from financial.pkg.scheduler.loop.late import LateChecker
-from tests.unit.late_checking import Cluster, spec_of, tick
+from tests.unit.late_checking import Cluster, named, spec_of, tick
 from tests.unit.scheduling import T0
 
 S = RunStatus
 SECOND = timedelta(seconds=1)
-
-
-def named(logs: list[MutableMapping[str, Any]], event: str) -> list[MutableMapping[str, Any]]:
-    return [line for line in logs if line["event"] == event]
 
 
 async def test_a_job_with_no_success_is_late_alert_after_its_first_tick() -> None:
@@ -324,80 +311,6 @@ async def test_the_checker_runs_every_interval_until_closed() -> None:
     await checker.close()
     assert task.done()
     assert await cluster.alerts.take_lease("late_jobs", "w2", timedelta(seconds=15))
-
-
-class Flaky(AlertStore):
-    """A store that fails while `down` is set, as PostgreSQL would through an outage."""
-
-    def __init__(self, inner: MemoryAlertStore) -> None:
-        self.inner = inner
-        self.down = False
-
-    def _check(self) -> None:
-        if self.down:
-            raise ConnectionRefusedError("connection refused")
-
-    async def take_lease(self, name: str, holder: str, ttl: timedelta) -> bool:
-        self._check()
-        return await self.inner.take_lease(name, holder, ttl)
-
-    async def release_lease(self, name: str, holder: str) -> None:
-        self._check()
-        await self.inner.release_lease(name, holder)
-
-    async def watch(self, jobs: Sequence[str], at: datetime) -> dict[str, AlertState]:
-        self._check()
-        return await self.inner.watch(jobs, at)
-
-    async def rewatch(self, jobs: Sequence[str], at: datetime) -> None:
-        self._check()
-        await self.inner.rewatch(jobs, at)
-
-    async def facts(self, ticks: Mapping[str, datetime | None]) -> dict[str, JobFacts]:
-        self._check()
-        return await self.inner.facts(ticks)
-
-    async def mark_late(
-        self, job: str, lateness: Lateness, *, at: datetime, event: AlertEvent
-    ) -> bool:
-        self._check()
-        return await self.inner.mark_late(job, lateness, at=at, event=event)
-
-    async def mark_recovered(self, job: str, *, at: datetime, event: AlertEvent) -> bool:
-        self._check()
-        return await self.inner.mark_recovered(job, at=at, event=event)
-
-    async def late(self) -> dict[str, AlertState]:
-        self._check()
-        return await self.inner.late()
-
-
-async def test_a_store_outage_is_logged_once_and_the_checker_goes_on() -> None:
-    cluster = Cluster.new()
-    flaky = Flaky(cluster.alerts)
-    checker = LateChecker(
-        [spec_of(alert_after=90)],
-        alerts=flaky,
-        runs=cluster.runs,
-        clock=cluster.clock,
-        worker_id="w1",
-    )
-    await checker.check()
-    flaky.down = True
-    with capture_logs() as logs:
-        for minute in (1, 2, 3):
-            await cluster.at(tick(minute))
-            await checker.check()
-        flaky.down = False
-        await checker.check()
-
-    assert [line["event"] for line in logs if "late_check" in str(line["event"])] == [
-        "late_check_failed",
-        "late_check_resumed",
-    ]
-    assert "connection refused" in str(named(logs, "late_check_failed")[0]["error"])
-    assert checker.late_jobs() == {"minutely": tick(2.5)}
-    assert len(named(logs, "job_late")) == 1
 
 
 async def test_closing_a_checker_that_never_started_does_nothing() -> None:
