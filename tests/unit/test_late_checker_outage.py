@@ -3,9 +3,11 @@ the last state kept, and the alert raised once the store answers again."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
+import pytest
 from structlog.testing import capture_logs
 
 from financial.pkg.scheduler.alerts import (
@@ -16,6 +18,7 @@ from financial.pkg.scheduler.alerts import (
     Lateness,
 )
 from financial.pkg.scheduler.alerts.memory import MemoryAlertStore
+from financial.pkg.scheduler.loop import late
 from financial.pkg.scheduler.loop.late import LateChecker
 from tests.unit.late_checking import Cluster, named, spec_of, tick
 
@@ -92,3 +95,40 @@ async def test_a_store_outage_is_logged_once_and_the_checker_goes_on() -> None:
     assert "connection refused" in str(named(logs, "late_check_failed")[0]["error"])
     assert checker.late_jobs() == {"minutely": tick(2.5)}
     assert len(named(logs, "job_late")) == 1
+
+
+class Hanging(Flaky):
+    """A store whose calls never answer while `hang` is set (a database that went silent)."""
+
+    def __init__(self, inner: MemoryAlertStore) -> None:
+        super().__init__(inner)
+        self.hang = False
+
+    async def late(self) -> dict[str, AlertState]:
+        if self.hang:
+            await asyncio.Event().wait()
+        return await super().late()
+
+
+async def test_closing_does_not_wait_for_a_pass_stuck_on_the_store(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(late, "CLOSE_TIMEOUT_S", 0.05)
+    cluster = Cluster.new()
+    hanging = Hanging(cluster.alerts)
+    hanging.hang = True
+    checker = LateChecker(
+        [spec_of(alert_after=90)],
+        alerts=hanging,
+        runs=cluster.runs,
+        clock=cluster.clock,
+        worker_id="w1",
+    )
+    task = checker.start()
+    await cluster.clock.settle()
+
+    await asyncio.wait_for(checker.close(), 2)
+
+    assert task.cancelled()
+    # The lease it held is let go, so another replica takes over at once.
+    assert await cluster.alerts.take_lease("late_jobs", "w2", timedelta(seconds=15))

@@ -17,6 +17,7 @@ last state it read.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
@@ -41,6 +42,8 @@ from financial.pkg.scheduler.store import RunStore
 log = structlog.get_logger("financial.alerts")
 
 DEFAULT_INTERVAL = timedelta(seconds=5)
+# At shutdown, how long the pass in progress and the lease's release may take (real seconds).
+CLOSE_TIMEOUT_S = 5.0
 
 
 class LateChecker:
@@ -138,10 +141,16 @@ class LateChecker:
         over at once rather than after the lease's time."""
         self.stop()
         if self._task is not None:
-            await self._task
+            # A pass stuck on a database that does not answer must not hold the exit.
+            done, _ = await asyncio.wait({self._task}, timeout=CLOSE_TIMEOUT_S)
+            if not done:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
         if self._holding:
             try:
-                await self._alerts.release_lease(CHECKER_LEASE, self._worker_id)
+                async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                    await self._alerts.release_lease(CHECKER_LEASE, self._worker_id)
             except Exception as exc:
                 log.debug("late_checker_release_failed", error=_describe(exc))
             self._holding = False
