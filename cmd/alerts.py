@@ -46,7 +46,7 @@ def open_late_checker(
 
     async def close() -> None:
         await checker.close()
-        log.info("client_closed", client="late_checker")
+        log.info("late_checker_stopped", worker_id=settings.worker_id)
 
     stack.push_async_callback(close)
     if checker.watched:

@@ -164,5 +164,5 @@ async def test_a_failing_job_alerts_once_across_replicas_and_recovers_once(
     assert still_late == 0
 
     await stop(workers)
-    closed = [e for w in workers for e in w.events if e.get("client") == "late_checker"]
+    closed = [e for w in workers for e in w.events if e.get("event") == "late_checker_stopped"]
     assert len(closed) == REPLICAS
