@@ -27,7 +27,7 @@ from typing import Any
 from benchmarks.common import Result
 from benchmarks.report import machine, render
 
-SCENARIOS = ("lateness", "idle", "burst", "database", "firetime", "cli")
+SCENARIOS = ("lateness", "idle", "burst", "database", "firetime", "cli", "status_page")
 LEVELS = ("INFO", "WARNING")
 REPO = Path(__file__).resolve().parent.parent
 
@@ -48,10 +48,17 @@ class Plan:
     db_jobs: int = 2000
     db_s: int = 20
     cli_runs: int = 30
+    page_passes: int = 20
     only: frozenset[str] = field(default_factory=lambda: frozenset(SCENARIOS))
 
 
-QUICK: dict[str, Any] = {"lateness_s": 5, "idle_s": 5, "db_s": 5, "cli_runs": 10}
+QUICK: dict[str, Any] = {
+    "lateness_s": 5,
+    "idle_s": 5,
+    "db_s": 5,
+    "cli_runs": 10,
+    "page_passes": 5,
+}
 
 
 @dataclass(slots=True)
@@ -95,6 +102,9 @@ def rows_for(plan: Plan) -> list[Row]:
         rows.append(Row("firetime", "both", "-", {}))
     if "cli" in plan.only:
         rows.append(Row("cli", "ours", "-", {"runs": plan.cli_runs}))
+    if "status_page" in plan.only:
+        params = {"sizes": [100, 500, 1000], "runs": 30, "passes": plan.page_passes}
+        rows.append(Row("status_page", "ours", "-", params))
     return rows
 
 
@@ -105,6 +115,8 @@ def _child_call(row: Row) -> tuple[str, dict[str, Any]]:
         return "firetime.next_fire_time", {"peer": True}
     if row.scenario == "cli":
         return "cli.startup", row.params
+    if row.scenario == "status_page":
+        return "status_page.scale", row.params
     level = row.log_level if row.log_level in LEVELS else "WARNING"
     loop = {"loop": row.loop} if row.loop != "asyncio" else {}
     return f"{row.scheduler}.{row.scenario}", {**row.params, "log_level": level, **loop}

@@ -16,7 +16,7 @@ from typing import Any
 import structlog
 
 from financial.cmd.wiring import Clients, ConfigError
-from financial.configs import Settings
+from financial.configs import Settings, otel
 from financial.configs.errors import connection_problem
 from financial.pkg.database.embedded import start_embedded_async
 from financial.pkg.database.migrator import applied_migrations, load_migrations, migrate
@@ -106,11 +106,28 @@ def _closing(
     return run
 
 
+def otlp_targets(settings: Settings) -> otel.OtlpTargets:
+    """Where traces and metrics go over OTLP, from the standard `OTEL_*` variables."""
+    return otel.otlp_targets(
+        traces=otel.parse_exporters(settings.otel_traces_exporter, otel.TRACES_EXPORTERS),
+        metrics=metric_exporter_names(settings),
+        endpoint=settings.otel_exporter_otlp_endpoint,
+        traces_endpoint=settings.otel_exporter_otlp_traces_endpoint,
+        metrics_endpoint=settings.otel_exporter_otlp_metrics_endpoint,
+    )
+
+
+def metric_exporter_names(settings: Settings) -> tuple[str, ...]:
+    return otel.parse_exporters(settings.otel_metrics_exporter, otel.METRICS_EXPORTERS)
+
+
 def open_telemetry(settings: Settings, stack: AsyncExitStack) -> Telemetry:
     """Tracing first on the stack, so its flush is the last thing shutdown does."""
     telemetry = setup_tracing(
         settings.otel_service_name,
-        endpoint=settings.otel_exporter_otlp_endpoint,
+        endpoint=None,
+        traces_url=otlp_targets(settings).traces_url,
+        resource_attributes=otel.parse_resource_attributes(settings.otel_resource_attributes),
         disabled=settings.otel_sdk_disabled,
         instance_id=settings.worker_id,
     )
@@ -240,7 +257,18 @@ async def open_health(
     Started early so `/livez` answers and `/readyz` says why while PostgreSQL is awaited; closed
     after the database, so the drain stays observable. HealthServerError when the port is taken.
     """
-    metrics = setup_metrics(settings.otel_service_name, instance_id=settings.worker_id)
+    exporters = otel.metrics_exporters(
+        metric_exporter_names(settings),
+        settings.otel_exporter_otlp_endpoint,
+        settings.otel_exporter_otlp_metrics_endpoint,
+    )
+    metrics = setup_metrics(
+        settings.otel_service_name,
+        instance_id=settings.worker_id,
+        otlp_url=None if settings.otel_sdk_disabled else otlp_targets(settings).metrics_url,
+        export_interval_ms=settings.otel_metric_export_interval,
+        resource_attributes=otel.parse_resource_attributes(settings.otel_resource_attributes),
+    )
     stack.push_async_callback(_closing("metrics", metrics.shutdown))
     metrics.known_jobs(spec.name for spec in registry)
     metrics.loop_lag.start()
@@ -252,7 +280,8 @@ async def open_health(
         server = await start_health_server(
             *address,
             health,
-            metrics=metrics,
+            # `/metrics` only while `prometheus` is among OTEL_METRICS_EXPORTER (the default).
+            metrics=metrics if "prometheus" in exporters else None,
             stall_after=3 * heartbeat,
             title=f"{settings.service_name_worker} · {settings.worker_id}",
         )

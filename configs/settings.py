@@ -31,6 +31,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from financial.configs import otel
 from financial.configs.closed_dates import parse_date as _date
 from financial.configs.closed_dates import read_closed_dates
 from financial.configs.errors import (
@@ -188,6 +189,14 @@ class Settings(BaseSettings):
     otel_service_name: str = Field(default="", validate_default=True)
     otel_exporter_otlp_endpoint: str | None = None
     otel_sdk_disabled: bool = False
+    # The standard OTEL_* variables, checked by `configs/otel.py`.
+    otel_exporter_otlp_traces_endpoint: str | None = None
+    otel_exporter_otlp_metrics_endpoint: str | None = None
+    otel_exporter_otlp_protocol: str | None = None
+    otel_traces_exporter: str | None = None
+    otel_metrics_exporter: str | None = None
+    otel_resource_attributes: str | None = None
+    otel_metric_export_interval: int = Field(default=60_000, gt=0)  # ms, the spec's default
 
     @model_validator(mode="before")
     @classmethod
@@ -291,6 +300,33 @@ class Settings(BaseSettings):
     def _check_otlp_endpoint(cls, value: str | None) -> str | None:
         if value is not None:
             _check_url(value, ("http", "https"))
+        return value
+
+    @field_validator("otel_exporter_otlp_traces_endpoint", "otel_exporter_otlp_metrics_endpoint")
+    @classmethod
+    def _check_signal_endpoint(cls, value: str | None) -> str | None:
+        return otel.check_endpoint(value)
+
+    @field_validator("otel_exporter_otlp_protocol")
+    @classmethod
+    def _check_otlp_protocol(cls, value: str | None) -> str | None:
+        return otel.check_protocol(value)
+
+    @field_validator("otel_traces_exporter", "otel_metrics_exporter")
+    @classmethod
+    def _check_exporters(cls, value: str | None, info: ValidationInfo) -> str | None:
+        allowed = (
+            otel.TRACES_EXPORTERS
+            if info.field_name == "otel_traces_exporter"
+            else otel.METRICS_EXPORTERS
+        )
+        names = otel.parse_exporters(value, allowed)
+        return ",".join(names) or None
+
+    @field_validator("otel_resource_attributes")
+    @classmethod
+    def _check_resource_attributes(cls, value: str | None) -> str | None:
+        otel.parse_resource_attributes(value)
         return value
 
     @field_validator("otel_service_name")

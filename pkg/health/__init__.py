@@ -6,17 +6,30 @@ the source the worker builds from its jobs, scheduler, run store and database.
 
 from __future__ import annotations
 
-from financial.pkg.health.model import Check, HealthSource, JobStatus, MetricsExposition
+from financial.pkg.health.model import (
+    AuditRow,
+    Check,
+    HealthSource,
+    JobExtras,
+    JobExtrasSource,
+    JobStatus,
+    MetricsExposition,
+    SettingRow,
+)
 from financial.pkg.health.server import HealthServer, HealthServerError, start_health_server
 from financial.pkg.health.worker import WorkerHealth, database_ping
 
 __all__ = [
+    "AuditRow",
     "Check",
     "HealthServer",
     "HealthServerError",
     "HealthSource",
+    "JobExtras",
+    "JobExtrasSource",
     "JobStatus",
     "MetricsExposition",
+    "SettingRow",
     "WorkerHealth",
     "database_ping",
     "start_health_server",

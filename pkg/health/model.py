@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Literal, Protocol
 
 from financial.pkg.scheduler.store import RunRecord
 
@@ -19,6 +19,40 @@ class Check:
     detail: str = ""
 
 
+SettingSource = Literal["code", "env", "runtime"]
+"""Where a job's effective value comes from; precedence: runtime > env > code."""
+
+
+@dataclass(frozen=True, slots=True)
+class SettingRow:
+    """One effective setting of a job as the page shows it: `schedule`, `timeout`, ...
+
+    `value` is display text (the lead's `WorkerHealth` formats it); `source` says which layer set
+    it: `runtime` (`financial jobs set`, kept in PostgreSQL), `env` (WORKER_JOBS__...), `code`.
+    """
+
+    field: str
+    value: str
+    source: SettingSource = "code"
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRow:
+    """One change of a job's runtime settings: who made it, when, what changed, and why.
+
+    Either `field` with its `old` and `new` values (None: not set at that layer), or a
+    `summary` for a change of several fields at once or a `reset`.
+    """
+
+    at: datetime
+    by: str
+    field: str | None = None
+    old: str | None = None
+    new: str | None = None
+    summary: str | None = None
+    reason: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class JobStatus:
     """One job as the status page shows it.
@@ -29,6 +63,11 @@ class JobStatus:
     when the history could not be read (the database is down): the page still renders.
     `stuck_threads` counts the pool threads still running one of its runs that was abandoned.
     `calendar` names the holiday calendar the schedule runs on, with its `on_holiday` policy.
+    `last_success_at` is the tick of the last success in the whole history (None: unknown, the
+    page then looks in `recent_runs`). `late` is the dead-man alert's verdict (no success for
+    `alert_after` after a tick, or a tick not started within its deadline) since `late_since`.
+    `settings` are the effective values and their source, `audit` the changes, newest first:
+    both are shown on the job's own page only.
     """
 
     name: str
@@ -43,6 +82,39 @@ class JobStatus:
     stuck_threads: int = 0
     calendar: str | None = None
     on_holiday: str = "skip"
+    last_success_at: datetime | None = None
+    late: bool = False
+    late_since: datetime | None = None
+    settings: Sequence[SettingRow] = field(default_factory=tuple)
+    audit: Sequence[AuditRow] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class JobExtras:
+    """What other parts of the worker add to a job's status, by `WorkerHealth.watch_extras`.
+
+    The runtime settings give the effective `schedule` / `disabled` / `calendar` (None: keep the
+    registry's), the `settings` rows and, on the job's own page, the `audit`; the dead-man
+    alert gives `late` and `late_since`.
+    """
+
+    schedule: str | None = None
+    disabled: bool | None = None
+    calendar: str | None = None
+    late: bool = False
+    late_since: datetime | None = None
+    settings: Sequence[SettingRow] = field(default_factory=tuple)
+    audit: Sequence[AuditRow] = field(default_factory=tuple)
+
+
+class JobExtrasSource(Protocol):
+    """Gives the extras of the jobs named (a job missing from the answer has none).
+
+    `with_audit` is True for a job's own page only: the overview shows no audit."""
+
+    async def __call__(
+        self, names: Sequence[str], *, with_audit: bool
+    ) -> Mapping[str, JobExtras]: ...
 
 
 class HealthSource(Protocol):
@@ -68,7 +140,11 @@ class HealthSource(Protocol):
         ...
 
     async def jobs(self) -> Sequence[JobStatus]:
-        """Every registered job, paused ones included, in display order."""
+        """Every registered job, paused ones included, with its last few runs."""
+        ...
+
+    async def job(self, name: str) -> JobStatus | None:
+        """One job with a longer history (its page), or None when no job has that name."""
         ...
 
 

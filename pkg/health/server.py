@@ -18,7 +18,12 @@ from aiohttp import web
 
 from financial.pkg.health.model import Check, HealthSource, JobStatus, MetricsExposition
 from financial.pkg.health.probes import liveness, probe_body
-from financial.pkg.health.status_page import StatusReport, render_status_page
+from financial.pkg.health.status_page import (
+    JobReport,
+    StatusReport,
+    render_job_page,
+    render_overview,
+)
 from financial.pkg.observability.logging import mask_secrets
 
 __all__ = [
@@ -90,15 +95,19 @@ async def start_health_server(
 
     `/livez` is 200 unless the scheduler loop's heartbeat is older than `stall_after`;
     `/readyz` is 200 when every check of `source.readiness()` passes, else 503 with the
-    failing ones; `/metrics` renders `metrics` (404 without); `/` is the status page. Raises
-    `HealthServerError` when the address cannot be bound.
+    failing ones; `/metrics` renders `metrics` (404 without); `/` is the status page's
+    overview and `/jobs/<name>` a job's page (404 for a name no job has). The server is
+    read-only: any method but GET and HEAD is 405 on every path, so reaching the page never
+    means being able to change a job. Raises `HealthServerError` when the address cannot be
+    bound.
     """
     handlers = _Handlers(source, metrics, stall_after, title)
-    app = web.Application(middlewares=[_common_headers])
+    app = web.Application(middlewares=[_common_headers, _read_only])
     app.router.add_get("/livez", handlers.livez)
     app.router.add_get("/readyz", handlers.readyz)
     app.router.add_get("/metrics", handlers.metrics)
     app.router.add_get("/", handlers.status_page)
+    app.router.add_get("/jobs/{name:.+}", handlers.job_page)
     # No access log: probes and scrapes every few seconds would drown the worker's own events.
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
     await runner.setup()
@@ -123,6 +132,23 @@ async def _common_headers(
     response = await handler(request)
     response.headers.update(_COMMON_HEADERS)
     return response
+
+
+_READ_METHODS = frozenset({"GET", "HEAD"})
+
+
+@web.middleware
+async def _read_only(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    # Before routing's own answer, so an unknown path is refused alike: nothing here writes.
+    if request.method not in _READ_METHODS:
+        return web.Response(
+            text=f"{request.method} is not allowed: this server is read-only (GET, HEAD)\n",
+            status=405,
+            headers={"Content-Type": _TEXT, "Allow": "GET, HEAD"},
+        )
+    return await handler(request)
 
 
 class _Handlers:
@@ -190,10 +216,33 @@ class _Handlers:
             jobs=jobs,
             jobs_error=jobs_error,
         )
-        return web.Response(
-            text=render_status_page(report),
-            headers={"Content-Type": _HTML, **_PAGE_HEADERS},
+        return _html(render_overview(report), 200)
+
+    async def job_page(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        try:
+            async with asyncio.timeout(SOURCE_TIMEOUT_S):
+                job = await self._source.job(name)
+        except TimeoutError:
+            return _text(f"reading job {name!r} took longer than {SOURCE_TIMEOUT_S:g} s\n", 503)
+        except Exception as exc:
+            log.warning("status_job_crashed", job=name, error=_error_text(exc))
+            return _text(f"job {name!r} unavailable: {_error_text(exc)}\n", 503)
+        if job is None:
+            # Plain text: the name is never interpreted, whatever it holds.
+            return _text(f"no job named {name!r}: see / for every registered job\n", 404)
+        report = JobReport(
+            title=self._title,
+            now=self._source.now(),
+            liveness=self._liveness(),
+            readiness=await self._readiness(),
+            job=job,
         )
+        return _html(render_job_page(report), 200)
+
+
+def _html(body: str, status: int) -> web.Response:
+    return web.Response(text=body, status=status, headers={"Content-Type": _HTML, **_PAGE_HEADERS})
 
 
 def _text(body: str, status: int) -> web.Response:

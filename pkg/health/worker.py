@@ -9,28 +9,34 @@ later are handed over as they come: `attach()` the scheduler and run store once 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
+import structlog
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 from financial.pkg.database.handle import Database
-from financial.pkg.health.model import Check, JobStatus
+from financial.pkg.health.model import Check, JobExtras, JobExtrasSource, JobStatus
 from financial.pkg.jobs.model import RunStatus
 from financial.pkg.observability.dependencies import DATABASE, came_back, went_away
 from financial.pkg.observability.logging import mask_secrets
 from financial.pkg.scheduler.clock import Clock
 from financial.pkg.scheduler.registry import JobSpec
-from financial.pkg.scheduler.store import RunRecord
+from financial.pkg.scheduler.store import JobSummary, RunRecord
 
 __all__ = ["DatabasePing", "RunHistory", "SchedulerView", "WorkerHealth", "database_ping"]
+
+log = structlog.get_logger("financial.health")
 
 DatabasePing = Callable[[], Awaitable[None]]
 """Raises when the database cannot answer a trivial query now."""
 
 PING_TIMEOUT_S = 2.0
 RECENT_RUNS = 30
+JOB_PAGE_RUNS = 200
+"""Runs on a job's own page (its history list and duration chart)."""
 HISTORY_TIMEOUT_S = 3.0
 
 
@@ -50,7 +56,11 @@ class RunHistory(Protocol):
         self, job: str | None = None, *, status: RunStatus | None = None, limit: int = 50
     ) -> list[RunRecord]: ...
 
-    async def paused(self) -> dict[str, str | None]: ...
+    async def recent_runs(
+        self, jobs: Sequence[str], *, limit: int
+    ) -> dict[str, list[RunRecord]]: ...
+
+    async def summaries(self, jobs: Sequence[str]) -> dict[str, JobSummary]: ...
 
 
 class WorkerHealth:
@@ -59,8 +69,11 @@ class WorkerHealth:
     Readiness checks, in order: `database` (a `SELECT 1` within 2 s, when a ping is given),
     `migrations` (until `mark_migrated`), `scheduler` (until `attach`), `draining` (after
     `mark_draining`). Jobs come from `jobs` (the registry, so a job disabled in configuration
-    shows too), with their next tick from the scheduler, an operator's pause from the store,
-    and their last `recent_runs` runs from the store.
+    shows too), with their next tick from the scheduler, an operator's pause and last success
+    from the store's summaries, and their last `recent_runs` runs, read for every job in one
+    batched query (`RunStore.recent_runs`): two queries whatever the job count. `job(name)`
+    gives one job with its last `JOB_PAGE_RUNS` runs. `watch_extras` adds what other parts
+    know (runtime settings and their audit, the dead-man alert's `late`).
     """
 
     def __init__(
@@ -73,6 +86,7 @@ class WorkerHealth:
     ) -> None:
         # Jobs that run first, then those turned off in configuration; by name within each.
         self._specs = sorted(jobs, key=lambda spec: (not spec.options.enabled, spec.name))
+        self._by_name = {spec.name: spec for spec in self._specs}
         self._clock = clock
         self._ping = database_ping
         self._recent_runs = recent_runs
@@ -81,6 +95,11 @@ class WorkerHealth:
         self._migrated = False
         self._draining = False
         self._stuck: Callable[[], Mapping[str, int]] | None = None
+        self._extras: JobExtrasSource | None = None
+
+    def watch_extras(self, source: JobExtrasSource) -> None:
+        """Read each job's runtime settings, audit and late state from `source` per request."""
+        self._extras = source
 
     def watch_stuck_threads(self, source: Callable[[], Mapping[str, int]]) -> None:
         """Read the blocking-job threads stuck per job (`ThreadExecutor.stuck_by_job`)."""
@@ -132,50 +151,102 @@ class WorkerHealth:
         return checks
 
     async def jobs(self) -> Sequence[JobStatus]:
-        next_fire = dict(self._scheduler.next_fire_times()) if self._scheduler else {}
-        histories, paused, error = await self._from_store()
+        names = [spec.name for spec in self._specs]
+        (histories, summaries, error), extras = await asyncio.gather(
+            self._from_store(names, self._recent_runs), self._read_extras(names, audit=False)
+        )
+        live = self._live_state()
+        return [
+            self._status(spec, histories, summaries, error, extras.get(spec.name), live)
+            for spec in self._specs
+        ]
+
+    async def job(self, name: str) -> JobStatus | None:
+        spec = self._by_name.get(name)
+        if spec is None:
+            return None
+        (histories, summaries, error), extras = await asyncio.gather(
+            self._from_store([name], JOB_PAGE_RUNS), self._read_extras([name], audit=True)
+        )
+        return self._status(spec, histories, summaries, error, extras.get(name), self._live_state())
+
+    def _live_state(self) -> tuple[Mapping[str, datetime], Mapping[str, int]]:
+        """The scheduler's next ticks and the stuck threads, read once per request."""
+        next_fire = self._scheduler.next_fire_times() if self._scheduler else {}
         stuck = self._stuck() if self._stuck is not None else {}
-        statuses = []
-        for spec in self._specs:
-            enabled = spec.options.enabled
-            statuses.append(
-                JobStatus(
-                    name=spec.name,
-                    schedule=spec.schedule.expression,
-                    zone=spec.zone_name,
-                    next_fire=next_fire.get(spec.name) if enabled else None,
-                    paused=spec.name in paused,
-                    paused_reason=paused.get(spec.name),
-                    disabled=not enabled,
-                    recent_runs=histories.get(spec.name, ()),
-                    runs_error=error,
-                    stuck_threads=stuck.get(spec.name, 0),
-                    calendar=spec.calendar,
-                    on_holiday=spec.options.on_holiday.value,
-                )
-            )
-        return statuses
+        return next_fire, stuck
+
+    def _status(
+        self,
+        spec: JobSpec,
+        histories: Mapping[str, Sequence[RunRecord]],
+        summaries: Mapping[str, JobSummary],
+        error: str | None,
+        extras: JobExtras | None,
+        live: tuple[Mapping[str, datetime], Mapping[str, int]],
+    ) -> JobStatus:
+        next_fire, stuck = live
+        summary = summaries.get(spec.name)
+        enabled = spec.options.enabled
+        status = JobStatus(
+            name=spec.name,
+            schedule=spec.schedule.expression,
+            zone=spec.zone_name,
+            next_fire=next_fire.get(spec.name) if enabled else None,
+            paused=summary is not None and summary.paused,
+            paused_reason=summary.paused_reason if summary is not None else None,
+            disabled=not enabled,
+            recent_runs=histories.get(spec.name, ()),
+            runs_error=error,
+            stuck_threads=stuck.get(spec.name, 0),
+            calendar=spec.calendar,
+            on_holiday=spec.options.on_holiday.value,
+            last_success_at=summary.last_success_at if summary is not None else None,
+        )
+        if extras is None:
+            return status
+        disabled = status.disabled if extras.disabled is None else extras.disabled
+        return dataclasses.replace(
+            status,
+            schedule=extras.schedule or status.schedule,
+            calendar=extras.calendar or status.calendar,
+            disabled=disabled,
+            next_fire=None if disabled else next_fire.get(spec.name),
+            late=extras.late,
+            late_since=extras.late_since,
+            settings=extras.settings,
+            audit=extras.audit,
+        )
 
     async def _from_store(
-        self,
-    ) -> tuple[dict[str, Sequence[RunRecord]], Mapping[str, str | None], str | None]:
+        self, names: Sequence[str], limit: int
+    ) -> tuple[Mapping[str, Sequence[RunRecord]], Mapping[str, JobSummary], str | None]:
         store = self._store
         if store is None:
             return {}, {}, None
         try:
             async with asyncio.timeout(HISTORY_TIMEOUT_S):
-                paused = await store.paused()
-                rows = await asyncio.gather(
-                    *(store.history(spec.name, limit=self._recent_runs) for spec in self._specs)
-                )
+                # Two queries for every job: the overview of 500 jobs is not 500 round trips.
+                summaries = await store.summaries(names)
+                histories = await store.recent_runs(names, limit=limit)
         except TimeoutError:
             return {}, {}, f"the run store did not answer within {HISTORY_TIMEOUT_S:g} s"
         except Exception as exc:
             return {}, {}, mask_secrets(f"{type(exc).__name__}: {exc}")
-        histories: dict[str, Sequence[RunRecord]] = {
-            spec.name: runs for spec, runs in zip(self._specs, rows, strict=True)
-        }
-        return histories, paused, None
+        return histories, summaries, None
+
+    async def _read_extras(self, names: Sequence[str], *, audit: bool) -> Mapping[str, JobExtras]:
+        if self._extras is None:
+            return {}
+        try:
+            async with asyncio.timeout(HISTORY_TIMEOUT_S):
+                return await self._extras(names, with_audit=audit)
+        except Exception as exc:
+            # The page still renders, from the registry's values; the log says why.
+            log.warning(
+                "status_extras_unavailable", error=mask_secrets(f"{type(exc).__name__}: {exc}")
+            )
+            return {}
 
     @staticmethod
     async def _database_check(ping: DatabasePing) -> Check:

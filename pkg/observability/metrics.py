@@ -32,6 +32,9 @@ Series (every name starts `financial_worker_`):
   last minute), from `EventLoopLagMonitor`, which samples every half second while runs are in
   flight (an idle worker does not wake for it): a job that blocks the loop shows here.
 
+With an OTLP URL, `setup_metrics` adds a periodic OTLP/HTTP reader (`otlp_metrics.py`) that
+sends the same series, the worker's own histograms included, every `export_interval_ms`.
+
 `instrument_clients` turns on the OpenTelemetry asyncpg and aio-pika instrumentations, so database
 and broker calls get their child spans from them instead of hand-written ones.
 """
@@ -50,6 +53,7 @@ import structlog
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader
 from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
@@ -59,6 +63,7 @@ from financial.pkg.observability.histograms import Exposition, Histograms
 from financial.pkg.observability.instrumentation import instrument_clients
 from financial.pkg.observability.logging import mask_secrets
 from financial.pkg.observability.loop_lag import EventLoopLagMonitor
+from financial.pkg.observability.otlp_metrics import DEFAULT_EXPORT_INTERVAL_MS, otlp_metric_reader
 from financial.pkg.scheduler.clock import Clock
 from financial.pkg.scheduler.execution.chain import Around, Outcome
 
@@ -88,6 +93,9 @@ LATENESS_BUCKETS_S: Final = (
     *(1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
 )
 """Start lateness: milliseconds when healthy; seconds when the cap is full or the loop stalls."""
+
+SHUTDOWN_TIMEOUT_MS = 5_000
+"""Bound on the provider's shutdown: the OTLP reader's last export to a missing collector."""
 
 BACKLOG_TIMEOUT_S = 2.0
 """How long a scrape waits for the outbox backlog query before leaving the series out."""
@@ -127,6 +135,7 @@ class Metrics:
         self._duration = Histograms(
             PREFIX + "run_duration", "Duration of one attempt of a job.", DURATION_BUCKETS_S
         )
+        self.histograms = (self._lateness, self._duration)
         self._exposition = Exposition(
             source, [self._lateness, self._duration], after=PREFIX + "runs"
         )
@@ -259,7 +268,8 @@ class Metrics:
     async def shutdown(self) -> None:
         """Stop the lag monitor and the provider, and leave the registry."""
         await self.loop_lag.stop()
-        self.provider.shutdown()
+        # A thread: with an OTLP reader, the last export blocks on HTTP (bounded).
+        await asyncio.to_thread(self.provider.shutdown, timeout_millis=SHUTDOWN_TIMEOUT_MS)
         with contextlib.suppress(KeyError):  # shut down already
             self.registry.unregister(self._exposition)
 
@@ -321,12 +331,19 @@ def setup_metrics(
     *,
     instance_id: str | None = None,
     registry: CollectorRegistry | None = None,
+    otlp_url: str | None = None,
+    otlp_exporter: MetricExporter | None = None,
+    export_interval_ms: int = DEFAULT_EXPORT_INTERVAL_MS,
+    resource_attributes: Mapping[str, str] | None = None,
 ) -> Metrics:
     """Build the meter provider, its Prometheus reader and the worker's instruments.
 
     `instance_id` becomes `service.instance.id` on `target_info` (pass the worker id, as
     `setup_tracing` gets). The instruments' scope labels are left off every series: one scope,
-    and they would only lengthen each line. Register `Metrics.shutdown` on the exit stack.
+    and they would only lengthen each line. With `otlp_url` (the full metrics URL; or
+    `otlp_exporter`, which tests pass) the series are also pushed every `export_interval_ms`.
+    `resource_attributes` (`OTEL_RESOURCE_ATTRIBUTES`, parsed) go on the resource; the service
+    name and instance id win over theirs. Register `Metrics.shutdown` on the exit stack.
     """
     registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
     # The reader gets a registry of its own, which `Metrics` reads from its collector in
@@ -334,11 +351,25 @@ def setup_metrics(
     source = CollectorRegistry()
     reader = PrometheusMetricReader(scope_info_enabled=False, registry=source)
     resource = Resource.create(
-        {SERVICE_NAME: service_name, SERVICE_INSTANCE_ID: instance_id or str(uuid.uuid4())}
+        {
+            **(resource_attributes or {}),
+            SERVICE_NAME: service_name,
+            SERVICE_INSTANCE_ID: instance_id or str(uuid.uuid4()),
+        }
     )
+    readers: list[MetricReader] = [reader]
+    bridge = None
+    if otlp_url is not None or otlp_exporter is not None:
+        otlp, bridge = otlp_metric_reader(
+            otlp_url or "", export_interval_ms=export_interval_ms, exporter=otlp_exporter
+        )
+        readers.append(otlp)
     # No atexit hook: the exit stack owns shutdown.
-    provider = MeterProvider(resource=resource, metric_readers=[reader], shutdown_on_exit=False)
-    return Metrics(provider, registry, source)
+    provider = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
+    metrics = Metrics(provider, registry, source)
+    if bridge is not None:
+        bridge.histograms = metrics.histograms
+    return metrics
 
 
 def with_metrics(metrics: Metrics, clock: Clock) -> Around:

@@ -19,7 +19,7 @@ import asyncio
 import threading
 import traceback
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import Token
 from dataclasses import dataclass, field
@@ -138,6 +138,8 @@ def setup_tracing(
     service_name: str,
     *,
     endpoint: str | None,
+    traces_url: str | None = None,
+    resource_attributes: Mapping[str, str] | None = None,
     disabled: bool = False,
     exporter: SpanExporter | None = None,
     instance_id: str | None = None,
@@ -152,6 +154,10 @@ def setup_tracing(
     specification says. Headers, timeout, compression and TLS come from the other `OTEL_*`
     variables, read by the exporter. `exporter` replaces the OTLP exporter (tests pass an
     `InMemorySpanExporter`); either goes behind a `BatchSpanProcessor` (`OTEL_BSP_*`).
+    `traces_url`, when given, is the full traces URL and wins over `endpoint` (the daemon
+    passes what `otel_config.otlp_targets` decided from the `OTEL_*` variables).
+    `resource_attributes` (`OTEL_RESOURCE_ATTRIBUTES`, parsed) go on the resource; the service
+    name and instance id win over theirs.
 
     With neither, nothing would read a span, so there is no provider and the tracer only
     makes ids (no SDK span, no attributes): log lines keep their `trace_id` and `span_id`, the
@@ -165,11 +171,18 @@ def setup_tracing(
     if disabled:
         return Telemetry(tracer=trace.NoOpTracer())
     if exporter is None:
-        if not endpoint:
+        if traces_url:
+            exporter = OTLPSpanExporter(endpoint=traces_url)
+        elif endpoint:
+            exporter = OTLPSpanExporter(endpoint=_traces_endpoint(endpoint))
+        else:
             return Telemetry(tracer=IdsOnlyTracer())
-        exporter = OTLPSpanExporter(endpoint=_traces_endpoint(endpoint))
     resource = Resource.create(
-        {SERVICE_NAME: service_name, SERVICE_INSTANCE_ID: instance_id or str(uuid.uuid4())}
+        {
+            **(resource_attributes or {}),
+            SERVICE_NAME: service_name,
+            SERVICE_INSTANCE_ID: instance_id or str(uuid.uuid4()),
+        }
     )
     # No atexit hook: the exit stack owns shutdown, and the SDK's hook has no time bound.
     provider = TracerProvider(resource=resource, shutdown_on_exit=False)

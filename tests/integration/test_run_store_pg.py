@@ -24,11 +24,12 @@ from financial.pkg.scheduler.store import (
 from financial.pkg.scheduler.store.postgres import QUERIES, PostgresRunStore
 from tests.contract.run_store_batch_contract import RunStoreBatchContract
 from tests.contract.run_store_contract import LEASE, Elapse, RunStoreContract, tick
+from tests.contract.run_store_recent_contract import RunStoreRecentContract
 
 pytestmark = pytest.mark.integration
 
 
-class TestPostgresRunStore(RunStoreContract, RunStoreBatchContract):
+class TestPostgresRunStore(RunStoreContract, RunStoreBatchContract, RunStoreRecentContract):
     @pytest.fixture
     def store(self, db_pool: asyncpg.Pool) -> RunStore:
         return PostgresRunStore(db_pool, lease=LEASE)

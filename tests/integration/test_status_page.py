@@ -1,26 +1,38 @@
-"""The status page in a real browser: headless Chromium at a phone's width, as a person sees it.
+"""The status page in a real browser and from real workers.
 
-The health server runs on loopback with a fake source; Chromium (Debian's package, installed by
-`scripts/ensure-test-tools.sh`) renders `/`. `--dump-dom` gives the page after layout, from which
-the text a person can see is taken (not what sits in a closed `<details>`); `--screenshot` gives
-the picture, whose pixels must show the coloured run squares.
+First, headless Chromium at a phone's width, as a person sees it: the health server runs on
+loopback with a fake source; Chromium (Debian's package, installed by
+`scripts/ensure-test-tools.sh`) renders `/` and a job's page. `--dump-dom` gives the page after
+layout, from which the text a person can see is taken (not what sits in a closed `<details>`);
+`--screenshot` gives the picture, whose pixels must show the coloured run squares.
+
+Then two real `financial worker` replicas on one PostgreSQL: each one's page shows the runs of
+both (read from the database, in one batched query), and neither accepts a write.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
+import signal
 import struct
+import time
+import urllib.error
+import urllib.request
 import zlib
 from collections.abc import AsyncIterator
 from html.parser import HTMLParser
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from financial.pkg.health import HealthServer, start_health_server
 from financial.pkg.health.status_page import STATUS_COLOURS
 from financial.pkg.jobs.model import RunStatus
+from tests.integration.services import free_port
+from tests.integration.worker_process import WorkerProcess
 from tests.unit.health_fakes import FakeSource, sample_jobs
 
 pytestmark = pytest.mark.integration
@@ -185,9 +197,12 @@ async def test_a_person_on_a_phone_sees_every_job_its_state_and_the_legend(
     assert "live" in text and "ready" in text
     assert "CRON_TZ=America/Sao_Paulo 0 8 * * 1" in text
     assert "Mon 2026-03-09 08:00:00 -03" in text and "2026-03-09 11:00:00 UTC" in text
-    assert "paused" in text and "maintenance window" in text
-    assert "Recent runs (9, newest first)" in text
-    # The run list stays folded away until opened; its squares' tooltips carry the details.
+    assert "paused" in text
+    assert any(t == "maintenance window" for _, t in page.titles)  # the badge's tooltip
+    # Failing first (its last run failed), the paused job last.
+    assert text.index("report_generator") < text.index("outbox_relay")
+    assert text.index("outbox_relay") < text.index("database_cleanup")
+    # The overview shows no run's details but in its squares' tooltips.
     assert "error ConnectionError: broker down" not in text
     tooltips = [title for cls, title in page.titles if cls.startswith("run ")]
     assert any("error ConnectionError: broker down" in t for t in tooltips)
@@ -208,7 +223,110 @@ async def test_the_screenshot_at_phone_width_shows_the_coloured_runs(
     width, height, colours = png_pixels(shot)
     assert (width, height) == PHONE
     # The squares of the outbox relay's strip are on the first screen: each status's colour
-    # is in the picture (the paused job's card comes first and has no runs).
+    # is in the picture (the failing report generator's row comes first, with two runs).
     for status in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.MISSED):
         colour = rgb(STATUS_COLOURS[status][0])
         assert colour in colours, f"{status.value} {colour} not on screen; see {shot}"
+
+
+async def test_a_jobs_page_on_a_phone_shows_its_chart_and_history(
+    server: HealthServer, tmp_path: Path
+) -> None:
+    url = server.url + "/jobs/outbox_relay"
+    dom = (await run_chromium(tmp_path, url, "--dump-dom")).decode()
+    page = VisibleText()
+    page.feed(dom)
+    assert "History (9 runs, newest first)" in page.text
+    assert "error ConnectionError: broker down" in page.text
+    assert "<svg" in dom and "<circle" in dom
+    shot = tmp_path / "job-375.png"
+    await run_chromium(tmp_path, url, f"--screenshot={shot}")
+    width, _, colours = png_pixels(shot)
+    assert width == PHONE[0]
+    # The chart's dots are drawn: the failed run's red is on the first screen.
+    assert rgb(STATUS_COLOURS[RunStatus.FAILED][0]) in colours
+
+
+# -- real workers ---------------------------------------------------------------------------------
+
+
+def http(method: str, url: str) -> tuple[int, str]:
+    request = urllib.request.Request(url, method=method, data=b"{}" if method != "GET" else None)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def final_run_ids(dsn: str) -> set[str]:
+    async def query() -> set[str]:
+        conn = await asyncpg.connect(dsn)
+        try:
+            rows = await conn.fetch(
+                "SELECT run_id FROM job_runs WHERE job = 'tick' AND status = 'succeeded'"
+            )
+        finally:
+            await conn.close()
+        return {str(row["run_id"]) for row in rows}
+
+    return asyncio.run(query())
+
+
+def test_two_replicas_each_show_every_run_and_refuse_writes(
+    database_dsn: str, open_tmp_path: Path
+) -> None:
+    ports = [free_port(), free_port()]
+    workers = [
+        WorkerProcess(
+            "worker",
+            cwd=open_tmp_path,
+            env={
+                "DATABASE_URL": database_dsn,
+                "WORKER_JOB_MODULES": "tests.fixtures.worker_jobs",
+                "WORKER_ID": f"replica-{n}",
+                "WORKER_HEALTH_ADDR": f"127.0.0.1:{port}",
+                "WORKER_SHUTDOWN_TIMEOUT_SECONDS": "5",
+            },
+        )
+        for n, port in enumerate(ports)
+    ]
+    try:
+        for worker in workers:
+            worker.wait_event("worker_started", timeout_s=60)
+        deadline = time.monotonic() + 30
+        while len(ran := final_run_ids(database_dsn)) < 4 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert len(ran) >= 4, ran
+        base = f"http://127.0.0.1:{ports[0]}"
+        status, overview = http("GET", base + "/")
+        assert status == 200
+        # Enabled jobs first; the disabled ones badged; each row links to the job's page.
+        assert overview.index('id="job-tick"') < overview.index('id="job-batches"')
+        assert '<a href="/jobs/batches">batches</a> <span class="badge">disabled</span>' in overview
+        assert 'class="run s-succeeded"' in overview
+        assert "<script" not in overview
+
+        status, job_page = http("GET", base + "/jobs/tick")
+        assert status == 200
+        # Every run that had succeeded before the request is listed, whichever replica ran it.
+        shown = set(re.findall(r'<li id="run-([0-9a-f-]+)">', job_page))
+        assert ran <= shown
+        runners = set(re.findall(r'<span class="sub">on (replica-[01])</span>', job_page))
+        assert runners and runners <= {"replica-0", "replica-1"}
+        assert '<svg class="chart"' in job_page and job_page.count("<circle ") >= len(ran)
+
+        status, missing = http("GET", base + "/jobs/no_such_job")
+        assert (status, missing) == (
+            404,
+            "no job named 'no_such_job': see / for every registered job\n",
+        )
+        for method in ("POST", "PUT", "DELETE", "PATCH"):
+            for path in ("/", "/jobs/tick", "/metrics"):
+                assert http(method, base + path)[0] == 405, (method, path)
+        for worker in workers:
+            worker.signal(signal.SIGTERM)
+        assert [worker.wait_exit() for worker in workers] == [0, 0]
+    finally:
+        for worker in workers:
+            worker.kill()

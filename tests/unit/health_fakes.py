@@ -48,6 +48,11 @@ class FakeSource:
             raise self.jobs_error
         return self.job_list
 
+    async def job(self, name: str) -> JobStatus | None:
+        if self.jobs_error is not None:
+            raise self.jobs_error
+        return next((job for job in self.job_list if job.name == name), None)
+
 
 def run(
     job: str,

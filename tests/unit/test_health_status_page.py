@@ -1,4 +1,4 @@
-"""The status page's HTML: what each job shows, the run strip, escaping, the legend."""
+"""The overview's HTML: one row per job, its order and badges, the run strip, escaping, legend."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from html.parser import HTMLParser
 import pytest
 
 from financial.pkg.health.model import Check, JobStatus
+from financial.pkg.health.page_format import duration, relative
 from financial.pkg.health.status_page import (
     STATUS_COLOURS,
     StatusReport,
-    _duration,
-    _relative,
+    display_order,
     render_status_page,
 )
 from financial.pkg.jobs.model import RunStatus
@@ -43,7 +43,7 @@ class Squares(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         values = {k: v or "" for k, v in attrs}
-        if tag == "section":
+        if tag == "tr" and "id" in values:
             self.job = values["id"].removeprefix("job-")
         if tag == "a" and "run" in values.get("class", "").split():
             self.squares.append((self.job, values["class"], values["title"]))
@@ -77,12 +77,16 @@ def test_page_is_self_contained_and_fits_a_phone() -> None:
     assert "@import" not in html and "url(" not in html
 
 
-def test_each_job_shows_schedule_zone_next_fire_in_its_zone_and_utc() -> None:
+def row_of(html: str, job: str) -> str:
+    row = html[html.index(f'<tr id="job-{job}"') :]
+    return row[: row.index("</tr>")]
+
+
+def test_each_job_shows_schedule_next_fire_in_its_zone_and_utc() -> None:
     html = render_status_page(report())
-    section = html[html.index('id="job-report_generator"') :]
-    section = section[: section.index("</section>")]
-    assert "<code>CRON_TZ=America/Sao_Paulo 0 8 * * 1</code>" in section
-    assert "<dd>America/Sao_Paulo</dd>" in section
+    section = row_of(html, "report_generator")
+    assert '<a href="/jobs/report_generator">report_generator</a>' in section
+    assert '<code class="sub">CRON_TZ=America/Sao_Paulo 0 8 * * 1</code>' in section
     assert "Mon 2026-03-09 08:00:00 -03" in section  # local to the job's zone
     assert "2026-03-09 11:00:00 UTC" in section
     assert "in 7 d 1 h" in section
@@ -105,7 +109,6 @@ def test_strip_is_oldest_first_with_a_tooltip_per_run() -> None:
     assert failed.splitlines() == [
         "failed",
         "tick Mon 2026-03-02 09:22:00 UTC",
-        "started Mon 2026-03-02 09:22:00 UTC",
         "took 1.5 s",
         "error ConnectionError: broker down",
     ]
@@ -139,40 +142,77 @@ def test_hostile_text_is_escaped_everywhere() -> None:
     tags = Tags()
     tags.feed(html)
     assert "script" not in tags.seen
-    # The hostile run id stays inside its attribute: the square's href is the whole id.
-    assert tags.hrefs == ["#run-" + evil]
+    # The hostile name and run id stay inside their attributes, percent-encoded in the path.
+    path = "/jobs/%22%3E%3Cscript%3Ealert%281%29%3C%2Fscript%3E"
+    assert tags.hrefs == [path, path + "#run-" + evil]
 
 
 def test_paused_jobs_are_badged_with_their_reason() -> None:
     html = render_status_page(report())
-    section = html[html.index('id="job-database_cleanup"') :]
-    section = section[: section.index("</section>")]
-    assert 'class="job paused"' in html
+    section = row_of(html, "database_cleanup")
+    assert '<tr id="job-database_cleanup" class="quiet">' in html
     assert '<span class="badge" title="maintenance window">paused</span>' in section
-    assert "<dt>Paused</dt><dd>maintenance window</dd>" in section
-    assert "No run recorded yet." in section
+    assert "no run yet" in section
 
 
 def test_disabled_jobs_say_so() -> None:
     job = JobStatus("nightly", "0 3 * * *", "UTC", None, paused=False, disabled=True)
-    html = render_status_page(report(jobs=[job]))
-    assert '<h2>nightly <span class="badge">disabled</span></h2>' in html
-    assert "<dt>Disabled</dt><dd>in configuration: no ticks</dd>" in html
-    assert "<dt>Next run</dt><dd>—</dd>" in html
+    section = row_of(render_status_page(report(jobs=[job])), "nightly")
+    assert '<a href="/jobs/nightly">nightly</a> <span class="badge">disabled</span>' in section
+    assert '<td data-label="Next run">—</td>' in section
 
 
-def test_a_job_on_a_holiday_calendar_shows_it_and_its_policy() -> None:
-    closing = JobStatus("close", "0 18 LB * *", "America/Sao_Paulo", None, False)
-    on_calendar = replace(closing, calendar="BR-SP", on_holiday="next")
-    assert "<dt>Calendar</dt>" not in render_status_page(report(jobs=[closing]))
-    html = render_status_page(report(jobs=[on_calendar]))
-    assert "<dt>Calendar</dt><dd>BR-SP (on holiday: next)</dd>" in html
+def test_late_failing_then_healthy_then_quiet_jobs() -> None:
+    def job(name: str, *statuses: RunStatus, **changes: object) -> JobStatus:
+        runs = [run(name, status, minutes_ago=i + 1) for i, status in enumerate(statuses)]
+        base = JobStatus(name, "* * * * *", "UTC", None, False, recent_runs=runs)
+        return replace(base, **changes)  # type: ignore[arg-type]
+
+    jobs = [
+        job("a_ok", RunStatus.SUCCEEDED),
+        job("b_paused", RunStatus.FAILED, paused=True),
+        job("c_failed", RunStatus.RUNNING, RunStatus.FAILED),  # last final run failed
+        job("d_late", RunStatus.SUCCEEDED, late=True),
+        job("e_timed_out", RunStatus.TIMED_OUT, RunStatus.SUCCEEDED),
+        job("f_recovered", RunStatus.SUCCEEDED, RunStatus.FAILED),
+        job("g_new"),
+        job("h_disabled", disabled=True),
+    ]
+    order = ["d_late", "c_failed", "e_timed_out", "a_ok", "f_recovered", "g_new"]
+    order += ["b_paused", "h_disabled"]
+    assert [j.name for j in display_order(jobs)] == order
+    html = render_status_page(report(jobs=jobs))
+    assert [html.index(f'id="job-{name}"') for name in order] == sorted(
+        html.index(f'id="job-{name}"') for name in order
+    )
+    last_run = '<td data-label="Last run"><span class="nowrap"><span class="dot s-failed"></span>'
+    assert last_run + "failed</span></td>" in row_of(html, "c_failed")
+
+
+def test_a_late_job_turns_the_page_red_at_the_top() -> None:
+    jobs = sample_jobs()
+    jobs[2] = replace(jobs[2], late=True, late_since=NOW - timedelta(hours=2))
+    html = render_status_page(report(jobs=jobs))
+    main = html[html.index("<main>") :]
+    assert main.startswith(
+        '<main>\n<p class="banner" role="alert">1 job late: '
+        '<a href="/jobs/report_generator">report_generator</a></p>'
+    )
+    assert '<tr id="job-report_generator" class="late">' in html
+    assert (
+        '<span class="badge late" title="late since 2026-03-02 07:30:00 UTC">late</span>'
+        in row_of(html, "report_generator")
+    )
+    assert "· 1 late ·" in html
+    assert 'class="banner"' not in render_status_page(report())
 
 
 def test_last_success_and_its_absence() -> None:
     html = render_status_page(report())
-    report_section = html[html.index('id="job-report_generator"') :]
-    assert "Last success</dt><dd>Mon 2026-02-16 06:30:42 -03 · 13 d 23 h ago" in report_section
+    report_section = row_of(html, "report_generator")
+    assert "Mon 2026-02-16 06:30:42 -03 · 13 d 23 h ago" in report_section
+    known = replace(sample_jobs()[0], last_success_at=NOW - timedelta(days=40))
+    assert "Wed 2026-01-21 09:30:00 UTC · 40 d ago" in render_status_page(report(jobs=[known]))
     failing = JobStatus(
         name="flaky",
         schedule="* * * * *",
@@ -202,7 +242,7 @@ def test_summary_shows_liveness_and_failing_readiness() -> None:
 def test_history_errors_and_no_jobs() -> None:
     job = JobStatus("a", "* * * * *", "UTC", None, False, runs_error="TimeoutError: slow")
     html = render_status_page(report(jobs=[job]))
-    assert "Run history unavailable: TimeoutError: slow" in html
+    assert "history unavailable" in html and "TimeoutError: slow" in html
     assert "No job is registered." in render_status_page(report(jobs=[]))
     assert "Jobs unavailable: boom" in render_status_page(report(jobs=[], jobs_error="boom"))
 
@@ -220,13 +260,13 @@ def test_history_errors_and_no_jobs() -> None:
     ],
 )
 def test_durations(seconds: float, text: str) -> None:
-    assert _duration(seconds) == text
+    assert duration(seconds) == text
 
 
 def test_relative_times() -> None:
-    assert _relative(NOW + timedelta(seconds=90), NOW) == "in 1 min 30 s"
-    assert _relative(NOW - timedelta(seconds=5), NOW) == "5 s ago"
-    assert _relative(NOW, NOW) == "now"
+    assert relative(NOW + timedelta(seconds=90), NOW) == "in 1 min 30 s"
+    assert relative(NOW - timedelta(seconds=5), NOW) == "5 s ago"
+    assert relative(NOW, NOW) == "now"
 
 
 def test_stuck_threads_show_on_their_job_and_in_the_header() -> None:
@@ -234,5 +274,4 @@ def test_stuck_threads_show_on_their_job_and_in_the_header() -> None:
     jobs[0] = replace(jobs[0], stuck_threads=2)
     page = render_status_page(report(jobs=jobs))
     assert page.count("2 stuck threads") == 2  # the job's badge, the header's total
-    assert "<dt>Stuck threads</dt><dd>2:" in page
     assert "stuck thread" not in render_status_page(report())

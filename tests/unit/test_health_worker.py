@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from structlog.testing import capture_logs
 
 from financial.pkg.database.handle import Database
 from financial.pkg.health import WorkerHealth, database_ping
 from financial.pkg.health import worker as worker_module
-from financial.pkg.health.model import Check, HealthSource
+from financial.pkg.health.model import (
+    AuditRow,
+    Check,
+    HealthSource,
+    JobExtras,
+    SettingRow,
+)
 from financial.pkg.health.probes import liveness, probe_body
 from financial.pkg.health.worker import RunHistory, SchedulerView
 from financial.pkg.jobs import JobContext, cron_job
@@ -19,7 +26,7 @@ from financial.pkg.jobs.model import RunStatus
 from financial.pkg.scheduler.clock import FakeClock
 from financial.pkg.scheduler.loop.scheduler import Scheduler
 from financial.pkg.scheduler.registry import JobRegistry, JobSpec
-from financial.pkg.scheduler.store import RunRecord, RunStore
+from financial.pkg.scheduler.store import JobSummary, RunRecord, RunStore
 from tests.unit.health_fakes import NOW, run
 
 TICK = datetime(2026, 3, 2, 9, 35, tzinfo=UTC)
@@ -38,8 +45,10 @@ async def cleanup(ctx: JobContext) -> None:
 class FakeScheduler:
     def __init__(self) -> None:
         self.last_heartbeat: datetime | None = None
+        self.reads = 0
 
     def next_fire_times(self) -> Mapping[str, datetime]:
+        self.reads += 1
         return {"relay": TICK}
 
 
@@ -50,6 +59,8 @@ class FakeStore:
         self.error: Exception | None = None
         self.hang = False
         self.limits: list[int] = []
+        self.batches: list[list[str]] = []
+        self.last_success: dict[str, datetime] = {}
 
     async def history(
         self, job: str | None = None, *, status: RunStatus | None = None, limit: int = 50
@@ -61,8 +72,22 @@ class FakeStore:
         self.limits.append(limit)
         return self.runs.get(job or "", [])
 
-    async def paused(self) -> dict[str, str | None]:
-        return dict(self.paused_jobs)
+    async def recent_runs(self, jobs: Sequence[str], *, limit: int) -> dict[str, list[RunRecord]]:
+        self.batches.append(list(jobs))
+        return {job: await self.history(job, limit=limit) for job in jobs}
+
+    async def summaries(self, jobs: Sequence[str]) -> dict[str, JobSummary]:
+        if self.error is not None:
+            raise self.error
+        return {
+            job: JobSummary(
+                job,
+                last_success_at=self.last_success.get(job),
+                paused=job in self.paused_jobs,
+                paused_reason=self.paused_jobs.get(job),
+            )
+            for job in jobs
+        }
 
 
 def specs() -> list[JobSpec]:
@@ -164,6 +189,30 @@ async def test_jobs_list_every_registered_job_with_history_and_pause(clock: Fake
     assert [r.status for r in relay_status.recent_runs] == [RunStatus.SUCCEEDED]
     assert relay_status.runs_error is None
     assert set(store.limits) == {12}
+    assert store.batches == [["relay", "cleanup"]]  # one batched read for every job
+
+
+async def test_the_schedulers_ticks_are_read_once_per_request_not_per_job(
+    clock: FakeClock,
+) -> None:
+    scheduler = FakeScheduler()
+    health = WorkerHealth(specs(), clock=clock)
+    health.attach(scheduler, FakeStore())
+    await health.jobs()
+    assert scheduler.reads == 1
+
+
+async def test_one_job_with_its_longer_history_or_none(clock: FakeClock) -> None:
+    store = FakeStore()
+    health = WorkerHealth(specs(), clock=clock, recent_runs=12)
+    health.attach(FakeScheduler(), store)
+    relay_status = await health.job("relay")
+    assert relay_status is not None and relay_status.name == "relay"
+    assert relay_status.next_fire == TICK
+    assert [r.status for r in relay_status.recent_runs] == [RunStatus.SUCCEEDED]
+    assert store.batches == [["relay"]] and store.limits == [worker_module.JOB_PAGE_RUNS]
+    assert await health.job("nobody") is None
+    assert store.batches == [["relay"]]  # an unknown name asks the store nothing
 
 
 async def test_jobs_still_list_when_the_store_fails_or_hangs(
@@ -240,3 +289,61 @@ async def test_jobs_carry_their_stuck_threads(clock: FakeClock) -> None:
         "cleanup": 0,
         "relay": 3,
     }
+
+
+async def test_last_success_comes_from_the_whole_history(clock: FakeClock) -> None:
+    store = FakeStore()
+    store.last_success = {"relay": NOW - timedelta(days=3)}
+    health = WorkerHealth(specs(), clock=clock)
+    health.attach(FakeScheduler(), store)
+    relay_status, cleanup_status = await health.jobs()
+    assert relay_status.last_success_at == NOW - timedelta(days=3)
+    assert cleanup_status.last_success_at is None
+
+
+async def test_extras_override_the_registry_and_add_late_settings_and_audit(
+    clock: FakeClock,
+) -> None:
+    calls: list[tuple[list[str], bool]] = []
+
+    async def extras(names: Sequence[str], *, with_audit: bool) -> Mapping[str, JobExtras]:
+        calls.append((list(names), with_audit))
+        audit = [AuditRow(NOW, "ana@ops", "schedule", "*/5 * * * *", "*/10 * * * *")]
+        return {
+            "relay": JobExtras(
+                schedule="*/10 * * * *",
+                late=True,
+                late_since=NOW - timedelta(minutes=20),
+                settings=[SettingRow("schedule", "*/10 * * * *", "runtime")],
+                audit=audit if with_audit else (),
+            ),
+            # A runtime `--enabled true` turns the job disabled in code on: it gets its tick.
+            "cleanup": JobExtras(disabled=False),
+        }
+
+    health = WorkerHealth(specs(), clock=clock)
+    health.attach(FakeScheduler(), FakeStore())
+    health.watch_extras(extras)
+    relay_status, cleanup_status = await health.jobs()
+    assert relay_status.schedule == "*/10 * * * *"
+    assert relay_status.late and relay_status.late_since == NOW - timedelta(minutes=20)
+    assert [row.source for row in relay_status.settings] == ["runtime"]
+    assert relay_status.audit == ()
+    assert not cleanup_status.disabled and cleanup_status.next_fire is None  # no tick known yet
+    page = await health.job("relay")
+    assert page is not None and [row.by for row in page.audit] == ["ana@ops"]
+    assert calls == [(["relay", "cleanup"], False), (["relay"], True)]
+
+
+async def test_extras_that_fail_leave_the_registrys_values(clock: FakeClock) -> None:
+    async def broken(names: Sequence[str], *, with_audit: bool) -> Mapping[str, JobExtras]:
+        raise ConnectionError("postgresql://app:hunter2@db/x refused")
+
+    health = WorkerHealth(specs(), clock=clock)
+    health.attach(FakeScheduler(), FakeStore())
+    health.watch_extras(broken)
+    with capture_logs() as logs:
+        relay_status, _ = await health.jobs()
+    assert relay_status.schedule == "*/5 * * * *" and not relay_status.late
+    [event] = [e for e in logs if e["event"] == "status_extras_unavailable"]
+    assert "ConnectionError" in event["error"] and "hunter2" not in event["error"]

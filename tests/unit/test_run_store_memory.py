@@ -11,10 +11,11 @@ from financial.pkg.scheduler.store import RunStore
 from financial.pkg.scheduler.store.memory import MemoryRunStore
 from tests.contract.run_store_batch_contract import RunStoreBatchContract
 from tests.contract.run_store_contract import LEASE, Elapse, RunStoreContract
+from tests.contract.run_store_recent_contract import RunStoreRecentContract
 from tests.unit.scheduling import T0
 
 
-class TestMemoryRunStore(RunStoreContract, RunStoreBatchContract):
+class TestMemoryRunStore(RunStoreContract, RunStoreBatchContract, RunStoreRecentContract):
     @pytest.fixture
     def fake_clock(self) -> FakeClock:
         return FakeClock(T0)

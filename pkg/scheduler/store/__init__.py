@@ -214,6 +214,14 @@ class RunStore(ABC):
     ) -> list[RunRecord]:
         """Runs, newest tick first (then highest attempt first)."""
 
+    async def recent_runs(self, jobs: Sequence[str], *, limit: int) -> dict[str, list[RunRecord]]:
+        """The newest `limit` runs of each of `jobs` (ordered as `history`), in one call.
+
+        Every job asked for is a key, one with no run maps to an empty list. A shared store
+        answers in one round trip (the status page's overview of hundreds of jobs); this default
+        asks `history` job by job."""
+        return {job: await self.history(job, limit=limit) for job in dict.fromkeys(jobs)}
+
     @abstractmethod
     async def summaries(self, jobs: Sequence[str]) -> dict[str, JobSummary]:
         """A summary for each of `jobs` (those with no history have an empty one)."""

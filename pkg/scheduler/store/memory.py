@@ -247,6 +247,17 @@ class MemoryRunStore(RunStore):
         rows.sort(key=lambda r: (r.scheduled_at, r.attempt, r.created_at), reverse=True)
         return rows[:limit]
 
+    async def recent_runs(self, jobs: Sequence[str], *, limit: int) -> dict[str, list[RunRecord]]:
+        result: dict[str, list[RunRecord]] = {job: [] for job in jobs}
+        for record in self._runs.values():
+            rows = result.get(record.job)
+            if rows is not None:
+                rows.append(record)
+        for rows in result.values():
+            rows.sort(key=lambda r: (r.scheduled_at, r.attempt, r.created_at), reverse=True)
+            del rows[limit:]
+        return result
+
     async def summaries(self, jobs: Sequence[str]) -> dict[str, JobSummary]:
         result: dict[str, JobSummary] = {}
         for job in jobs:

@@ -250,6 +250,13 @@ class PostgresRunStore(RunStore):
             rows = await self._fetch("history_job", job, status_value, limit)
         return [_record(row) for row in rows]
 
+    async def recent_runs(self, jobs: Sequence[str], *, limit: int) -> dict[str, list[RunRecord]]:
+        names = list(dict.fromkeys(jobs))
+        result: dict[str, list[RunRecord]] = {job: [] for job in names}
+        for row in await self._fetch("recent_runs", names, limit):
+            result[row["job"]].append(_record(row))
+        return result
+
     async def summaries(self, jobs: Sequence[str]) -> dict[str, JobSummary]:
         rows = await self._fetch("summaries", list(jobs))
         return {

@@ -261,3 +261,21 @@ LEFT JOIN LATERAL (
     LIMIT 1
 ) AS last_success ON true
 LEFT JOIN job_state AS state ON state.job = names.job AND state.paused;
+
+-- name: recent_runs
+-- $1 job names (no name twice), $2 runs per job: the newest runs of each job in one round trip
+-- (the status page's overview), each job's walking the (job, scheduled_at) index.
+SELECT recent.run_id, recent.job, recent.scheduled_at, recent.attempt, recent.trigger,
+       recent.status, recent.worker_id, recent.created_at, recent.started_at, recent.finished_at,
+       recent.error_type, recent.error_message, recent.trace_id, recent.fence,
+       recent.lease_expires_at, recent.duration_ms
+FROM unnest($1::text[]) AS names (job)
+CROSS JOIN LATERAL (
+    SELECT run_id, job, scheduled_at, attempt, trigger, status, worker_id, created_at,
+           started_at, finished_at, error_type, error_message, trace_id, fence,
+           lease_expires_at, duration_ms
+    FROM job_runs
+    WHERE job = names.job
+    ORDER BY scheduled_at DESC, attempt DESC, created_at DESC
+    LIMIT $2
+) AS recent;
