@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from contextlib import AsyncExitStack
+from dataclasses import replace
 from datetime import timedelta
 
 import structlog
 
 from financial.cmd.wiring import Clients
 from financial.configs import Settings
+from financial.pkg.health import JobExtras, JobExtrasSource
 from financial.pkg.observability.metrics import Metrics
 from financial.pkg.scheduler.alerts.postgres import PostgresAlertStore
 from financial.pkg.scheduler.clock import Clock
@@ -52,3 +55,21 @@ def open_late_checker(
     if checker.watched:
         log.info("late_checker_started", jobs=checker.watched)
     return checker
+
+
+def with_late(checker: LateChecker, source: JobExtrasSource | None = None) -> JobExtrasSource:
+    """The status page's extras: `source`'s (runtime settings and their audit, when given) with
+    each late job's `late` and `late_since` from the checker (as of its last pass: no query).
+
+    `WorkerHealth.watch_extras(with_late(checker, runtime_extras))` shows both."""
+
+    async def extras(names: Sequence[str], *, with_audit: bool) -> Mapping[str, JobExtras]:
+        found = dict(await source(names, with_audit=with_audit)) if source is not None else {}
+        late = checker.late_jobs()
+        for name in names:
+            since = late.get(name)
+            if since is not None:
+                found[name] = replace(found.get(name) or JobExtras(), late=True, late_since=since)
+        return found
+
+    return extras

@@ -11,7 +11,7 @@ from datetime import datetime
 import asyncpg
 import structlog
 
-from financial.cmd.alerts import open_late_checker
+from financial.cmd.alerts import open_late_checker, with_late
 from financial.cmd.collector import tune_collector
 from financial.cmd.event_loop import running_loop_name
 from financial.cmd.runtime import (
@@ -111,8 +111,7 @@ async def serve(settings: Settings) -> int:
         )
         metrics.watch_next_fire_times(scheduler.next_fire_times)
         health.attach(scheduler, store)
-        # It returns the checker: its `late_jobs()` is for the status page's late badges.
-        open_late_checker(
+        late_checker = open_late_checker(
             settings,
             list(registry),
             clients=clients,
@@ -121,6 +120,8 @@ async def serve(settings: Settings) -> int:
             clock=clock,
             stack=stack,
         )
+        # The late badges and banner; runtime settings' extras go in as `with_late`'s source.
+        health.watch_extras(with_late(late_checker))
         signals.subscribe(scheduler.stop, scheduler.abort)
         tune_collector()  # what start-up built stays; see collector.py
         loop_task = asyncio.create_task(scheduler.run())

@@ -86,6 +86,12 @@ async def wait_for_event(workers: list[WorkerProcess], name: str, timeout_s: flo
     raise AssertionError(f"no replica logged {name} within {timeout_s} s")
 
 
+def status_page(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
+        text: str = response.read().decode()
+    return text
+
+
 def late_gauge(port: int) -> str | None:
     """The `financial_worker_job_late{job="flaky"}` value a replica's /metrics shows."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
@@ -132,6 +138,8 @@ async def test_a_failing_job_alerts_once_across_replicas_and_recovers_once(
     assert event["job"] == "flaky" and event["late_since"] == late["late_since"]
     assert event["alert_after_seconds"] == ALERT_AFTER_S
     await gauges_become(ports, "1")
+    for port in ports:  # every replica's status page: the red banner naming the job
+        assert '1 job late: <a href="/jobs/flaky">flaky</a>' in status_page(port)
 
     # A restart of every replica raises no second alert: the state is in the database.
     await stop(workers)
@@ -152,6 +160,7 @@ async def test_a_failing_job_alerts_once_across_replicas_and_recovers_once(
     [back] = await outbox_events(database_dsn, "job.recovered")
     assert back["job"] == "flaky"
     await gauges_become(ports, "0")
+    assert "late:" not in status_page(ports[0])
     conn = await asyncpg.connect(database_dsn)
     try:
         holders = await conn.fetch("SELECT holder FROM scheduler_leases WHERE name = 'late_jobs'")
