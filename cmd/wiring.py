@@ -91,6 +91,11 @@ def registry_defaults(settings: Settings) -> Defaults:
         executor=ExecutorKind(settings.worker_default_executor),
         calendar=settings.worker_calendar,
         closed_dates=settings.closed_dates(),
+        alert_after=(
+            None
+            if not settings.worker_alert_after_seconds
+            else timedelta(seconds=settings.worker_alert_after_seconds)
+        ),
     )
 
 

@@ -11,6 +11,7 @@ from datetime import datetime
 import asyncpg
 import structlog
 
+from financial.cmd.alerts import open_late_checker, with_late
 from financial.cmd.collector import tune_collector
 from financial.cmd.event_loop import running_loop_name
 from financial.cmd.runtime import (
@@ -96,7 +97,6 @@ async def serve(settings: Settings) -> int:
         await open_broker(settings, clients, stack)
         store = await open_store(settings, clients, stack)
         job_settings = await open_job_settings(registry, clients)
-        health.watch_extras(status_extras(registry, PostgresJobSettings(clients.db.pool)))
         metrics.watch_outbox_backlog(lambda: outbox.backlog(clients.db.pool))
         # Every job, not the enabled ones alone: `jobs set --enabled true` may start any.
         executors = await open_executors(settings, list(registry), stack)
@@ -117,12 +117,32 @@ async def serve(settings: Settings) -> int:
             on_unstarted=lambda record: metrics.count_run(record.job, record.status),
             executors=executors,
         )
-        job_settings.attach(scheduler.apply)
-        watch_job_settings(settings, job_settings, clients, clock, stack)
         metrics.watch_next_fire_times(scheduler.next_fire_times)
         health.attach(scheduler, store)
         watcher = open_request_watcher(settings, clients, scheduler, clock)
         signals.subscribe(watcher.stop, lambda: None)
+        late_checker = open_late_checker(
+            settings,
+            list(registry),
+            clients=clients,
+            store=store,
+            metrics=metrics,
+            clock=clock,
+            stack=stack,
+        )
+        # The status page: each job's values as it runs now, their sources and audit, and the
+        # late badges and banner.
+        health.watch_extras(
+            with_late(late_checker, status_extras(registry, PostgresJobSettings(clients.db.pool)))
+        )
+
+        def apply(spec: JobSpec) -> None:
+            # A runtime setting (`jobs set`): the scheduler's ticks and the late checker's view.
+            scheduler.apply(spec)
+            late_checker.update(registry)
+
+        job_settings.attach(apply)
+        watch_job_settings(settings, job_settings, clients, clock, stack)
         signals.subscribe(scheduler.stop, scheduler.abort)
         tune_collector()  # what start-up built stays; see collector.py
         loop_task = asyncio.create_task(scheduler.run())

@@ -90,6 +90,7 @@ class JobOverride(BaseModel):
     timeout_seconds: float | None = Field(default=None, gt=0)
     calendar: str | None = None
     on_holiday: HolidayPolicy | None = None
+    alert_after_seconds: float | None = Field(default=None, ge=0)  # 0: alerts off for the job
 
     @model_validator(mode="before")
     @classmethod
@@ -150,6 +151,10 @@ class Settings(BaseSettings):
     worker_closed_dates_file: Path | None = None
     # The event loop of every command: uvloop where it is installed (auto), or either one.
     worker_event_loop: EventLoop = "auto"
+    # Dead-man alerts: the default `alert_after` of every job (unset or 0: off), and how often
+    # the replica holding the checker's lease looks for late jobs.
+    worker_alert_after_seconds: float | None = Field(default=None, ge=0)
+    worker_alert_check_interval_seconds: float = Field(default=5, ge=0.1)
 
     # Logging
     log_level: LogLevel = "INFO"

@@ -136,6 +136,22 @@ COLUMNS: dict[str, dict[str, str]] = {
         "status": "text NULL",
         "finished_at": f"{_TS} NULL",
     },
+    "scheduler_leases": {
+        "name": "text",
+        "holder": "text",
+        "acquired_at": _TS,
+        "expires_at": _TS,
+    },
+    "job_alerts": {
+        "job": "text",
+        "watched_since": _TS,
+        "late_since": f"{_TS} NULL",
+        "late_tick": f"{_TS} NULL",
+        "reason": "text NULL",
+        "alerted_at": f"{_TS} NULL",
+        "recovered_at": f"{_TS} NULL",
+        "updated_at": _TS,
+    },
 }
 
 # index name -> "[UNIQUE ]table (columns)[ WHERE predicate]", as PostgreSQL spells it back.
@@ -177,6 +193,12 @@ INDEXES: dict[str, str] = {
         "UNIQUE run_requests (job, tick) "
         "WHERE ((trigger = 'backfill'::text) AND (state <> 'done'::text))"
     ),
+    "job_runs_succeeded_idx": (
+        "job_runs (job, scheduled_at DESC) WHERE (status = 'succeeded'::text)"
+    ),
+    "scheduler_leases_pkey": "UNIQUE scheduler_leases (name)",
+    "job_alerts_pkey": "UNIQUE job_alerts (job)",
+    "job_alerts_late_idx": "job_alerts (job) WHERE (late_since IS NOT NULL)",
 }
 
 _INDEX_DEF = re.compile(

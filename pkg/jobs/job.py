@@ -47,7 +47,7 @@ class Job(Protocol):
 
 
 _OPTION_NAMES = tuple(JobOptions.__dataclass_fields__)
-_DURATION_OPTIONS = ("timeout", "start_deadline", "catchup_window", "jitter")
+_DURATION_OPTIONS = ("timeout", "start_deadline", "catchup_window", "jitter", "alert_after")
 
 
 def options_of(job: Job) -> JobOptions:
@@ -230,12 +230,15 @@ def cron_job(
     executor: ExecutorKind | str | None = None,
     calendar: str | None = None,
     on_holiday: OnHoliday | str = OnHoliday.SKIP,
+    alert_after: float | timedelta | None = None,
 ) -> Callable[[JobFunction], FunctionJob]:
     """Make a function a job: `@cron_job("0 2 * * *", timeout=60)`.
 
     `calendar` (`"BR"`, `"BR-SP"`, `"NYSE"`, ...) makes weekends and its holidays non-business
     days, and `on_holiday` says what a fire time on one does: `skip`, `next` or `previous`
-    (see `financial.pkg.scheduler.schedules.calendars`).
+    (see `financial.pkg.scheduler.schedules.calendars`). `alert_after` (seconds or a timedelta;
+    0 turns off the worker-wide default) makes the job a dead-man alert: see
+    `financial.pkg.scheduler.alerts.rules`.
 
     The module that holds it is listed in `WORKER_JOB_MODULES`; the worker imports it and
     registers every `FunctionJob` it finds at module level. `executor="process"` runs it in a
@@ -257,6 +260,7 @@ def cron_job(
             executor=None if executor is None else parse_executor(executor),
             calendar=calendar,
             on_holiday=parse_on_holiday(on_holiday),
+            alert_after=seconds(alert_after),
         )
         job_name = func.__name__ if name is None else name
         return FunctionJob(func, name=job_name, schedule=schedule, options=options)

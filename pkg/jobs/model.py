@@ -90,9 +90,12 @@ class JobOptions:
     # calendar even when the worker has a default.
     calendar: str | None = None
     on_holiday: OnHoliday = OnHoliday.SKIP
+    # Dead-man alert: the job is `late` when a tick has had no success for this long (or did
+    # not start by its start deadline). None: `WORKER_ALERT_AFTER_SECONDS`; 0: off for this job.
+    alert_after: timedelta | None = None
 
     def __post_init__(self) -> None:
-        for name in ("timeout", "start_deadline", "catchup_window", "jitter"):
+        for name in ("timeout", "start_deadline", "catchup_window", "jitter", "alert_after"):
             value = getattr(self, name)
             if value is None:
                 continue

@@ -145,6 +145,7 @@ class Metrics:
         self._backlog_query: Callable[[], Awaitable[int]] | None = None
         self._backlog: int | None = None
         self._stuck_threads: Callable[[], int] | None = None
+        self._late: Callable[[], Mapping[str, int]] | None = None
         # It samples while runs are in flight (`add_in_flight`): an idle worker does not wake.
         self.loop_lag = EventLoopLagMonitor(while_busy=True)
         meter = provider.get_meter(METER_NAME)
@@ -185,6 +186,12 @@ class Metrics:
             callbacks=[self._observe_stuck_threads],
             unit="{thread}",
             description="Blocking-job threads still running a run that was abandoned.",
+        )
+        meter.create_observable_gauge(
+            PREFIX + "job_late",
+            callbacks=[self._observe_late],
+            unit="1",
+            description="1 while a job with alert_after is late (dead-man alert), else 0.",
         )
         meter.create_observable_gauge(
             PREFIX + "event_loop_lag",
@@ -247,6 +254,10 @@ class Metrics:
         """Read the pool's stuck threads at scrape time (`Executors.stuck_threads`)."""
         self._stuck_threads = source
 
+    def watch_late_jobs(self, source: Callable[[], Mapping[str, int]]) -> None:
+        """Read each watched job's late flag at scrape time (`LateChecker.late_flags`)."""
+        self._late = source
+
     # -- exposition -----------------------------------------------------------------------------
 
     async def render(self) -> bytes:
@@ -300,6 +311,11 @@ class Metrics:
 
     def _observe_stuck_threads(self, _options: CallbackOptions) -> Iterable[Observation]:
         return [] if self._stuck_threads is None else [Observation(self._stuck_threads())]
+
+    def _observe_late(self, _options: CallbackOptions) -> Iterable[Observation]:
+        if self._late is None:
+            return []
+        return [Observation(flag, {"job": job}) for job, flag in self._late().items()]
 
     def _observe_lag(self, _options: CallbackOptions) -> Iterable[Observation]:
         latest = self.loop_lag.latest_s

@@ -57,6 +57,8 @@ class JobOverride(Protocol):
     def calendar(self) -> str | None: ...
     @property
     def on_holiday(self) -> str | None: ...
+    @property
+    def alert_after_seconds(self) -> float | None: ...
 
 
 DEFAULT_TIMEOUT = timedelta(seconds=300)
@@ -75,6 +77,7 @@ class Defaults:
     executor: ExecutorKind = ExecutorKind.THREAD  # blocking jobs; async ones run on the loop
     calendar: str | None = None  # for cron jobs that name none
     closed_dates: tuple[tuple[date, str], ...] = ()  # not business days under any calendar
+    alert_after: timedelta | None = None  # dead-man alerts: off unless set
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +104,11 @@ class JobSpec:
         """The start deadline of `tick`: `start_deadline` after it, never past the next tick."""
         deadline = tick + self.start_deadline
         return min(deadline, next_tick) if next_tick is not None else deadline
+
+    @property
+    def alert_after(self) -> timedelta | None:
+        """How long a tick may go without a success before the job is `late`; None: off."""
+        return self.options.alert_after or None
 
     @property
     def zone_name(self) -> str:
@@ -238,6 +246,9 @@ class JobRegistry:
                 options = replace(options, calendar=override.calendar)
             if override.on_holiday is not None:
                 options = replace(options, on_holiday=OnHoliday(override.on_holiday))
+            if override.alert_after_seconds is not None:
+                alert_after = timedelta(seconds=override.alert_after_seconds)
+                options = replace(options, alert_after=alert_after)
         if runtime.schedule is not None:
             expression = runtime.schedule
         if runtime.enabled is not None:
@@ -250,6 +261,7 @@ class JobRegistry:
             options = replace(options, timeout=self._defaults.timeout)
         if options.start_deadline is None:
             options = replace(options, start_deadline=self._defaults.start_deadline)
+        options = replace(options, alert_after=_alert_after(options, self._defaults))
         executor = resolve_executor(job, options.executor, self._defaults.executor)
         check_executor(job, name, executor)
         options = replace(options, executor=executor)
@@ -322,6 +334,7 @@ class _NoEnv:
     timeout_seconds: float | None = None
     calendar: str | None = None
     on_holiday: str | None = None
+    alert_after_seconds: float | None = None
 
 
 _NO_ENV = _NoEnv()
@@ -335,6 +348,12 @@ def _runtime_timeout(name: str, seconds: float) -> timedelta:
             f"(at most {MAX_TIMEOUT_S:g})"
         )
     return timedelta(seconds=seconds)
+
+
+def _alert_after(options: JobOptions, defaults: Defaults) -> timedelta | None:
+    """The job's own `alert_after`, else the worker's; 0 (the job's or the worker's) is off."""
+    chosen = options.alert_after if options.alert_after is not None else defaults.alert_after
+    return chosen if chosen else None
 
 
 class JobModuleError(ImportError):

@@ -34,6 +34,7 @@ class Override:
     timeout_seconds: float | None = None
     calendar: str | None = None
     on_holiday: str | None = None
+    alert_after_seconds: float | None = None
 
 
 class MonthEndJob:

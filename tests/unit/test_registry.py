@@ -42,6 +42,7 @@ class Override:
     timeout_seconds: float | None = None
     calendar: str | None = None
     on_holiday: str | None = None
+    alert_after_seconds: float | None = None
 
 
 def test_class_style_job_options_are_read_from_attributes() -> None:
