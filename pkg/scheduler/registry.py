@@ -328,7 +328,11 @@ def _no_override(name: str) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class _NoEnv:
+class EnvOverride:
+    """A `JobOverride` as plain values: no override at all when every field is None (the
+    registry's stand-in for a job the environment leaves alone), or one built by hand in tests.
+    """
+
     schedule: str | None = None
     enabled: bool | None = None
     timeout_seconds: float | None = None
@@ -337,7 +341,7 @@ class _NoEnv:
     alert_after_seconds: float | None = None
 
 
-_NO_ENV = _NoEnv()
+_NO_ENV = EnvOverride()
 
 
 def _runtime_timeout(name: str, seconds: float) -> timedelta:

@@ -3,7 +3,6 @@ and the configuration errors that stop the worker (exit 78)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from financial.cmd.wiring import ConfigError, build_registry
 from financial.configs import Settings, SettingsError, load_settings
 from financial.pkg.jobs import JobContext, JobDefinitionError, OnHoliday, cron_job
 from financial.pkg.scheduler.registry import Defaults, JobRegistry
+from financial.pkg.scheduler.registry import EnvOverride as Override
 
 NOW = datetime(2026, 12, 20, tzinfo=UTC)
 
@@ -25,16 +25,6 @@ async def noop(ctx: JobContext) -> None:
 
 def load(**overrides: object) -> Settings:
     return load_settings(env_file=None, secrets_dirs=[], **overrides)
-
-
-@dataclass
-class Override:
-    schedule: str | None = None
-    enabled: bool | None = None
-    timeout_seconds: float | None = None
-    calendar: str | None = None
-    on_holiday: str | None = None
-    alert_after_seconds: float | None = None
 
 
 class MonthEndJob:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
@@ -15,6 +14,7 @@ from financial.pkg.scheduler.registry import (
     UnknownJobError,
     discover_jobs,
 )
+from financial.pkg.scheduler.registry import EnvOverride as Override
 
 
 async def noop(ctx: JobContext) -> None:
@@ -33,16 +33,6 @@ class CleanupJob:
 
     async def run(self, ctx: JobContext) -> None:
         return None
-
-
-@dataclass
-class Override:
-    schedule: str | None = None
-    enabled: bool | None = None
-    timeout_seconds: float | None = None
-    calendar: str | None = None
-    on_holiday: str | None = None
-    alert_after_seconds: float | None = None
 
 
 def test_class_style_job_options_are_read_from_attributes() -> None:

@@ -3,7 +3,6 @@ source of each effective value, and validation with the messages registration gi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
@@ -16,6 +15,7 @@ from financial.pkg.scheduler.registry import (
     JobRegistry,
     UnknownJobError,
 )
+from financial.pkg.scheduler.registry import EnvOverride as Override
 
 
 class ReportJob:
@@ -33,16 +33,6 @@ class PlainJob:
 
     async def run(self, ctx: JobContext) -> None:
         return None
-
-
-@dataclass
-class Override:
-    schedule: str | None = None
-    enabled: bool | None = None
-    timeout_seconds: float | None = None
-    calendar: str | None = None
-    on_holiday: str | None = None
-    alert_after_seconds: float | None = None
 
 
 def registry(**env: Override) -> JobRegistry:
