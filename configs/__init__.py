@@ -12,15 +12,16 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from financial.configs.errors import SettingsError
-    from financial.configs.settings import JobOverride, Settings, job_key, load_settings
+    from financial.configs.job_override import JobOverride, job_key
+    from financial.configs.settings import Settings, load_settings
 
 __all__ = ["JobOverride", "Settings", "SettingsError", "job_key", "load_settings"]
 
 _HOMES = {
-    "JobOverride": "financial.configs.settings",
+    "JobOverride": "financial.configs.job_override",
     "Settings": "financial.configs.settings",
     "SettingsError": "financial.configs.errors",
-    "job_key": "financial.configs.settings",
+    "job_key": "financial.configs.job_override",
     "load_settings": "financial.configs.settings",
 }
 

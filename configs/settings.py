@@ -15,13 +15,11 @@ from collections.abc import Iterable, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import pydantic_settings
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -39,14 +37,16 @@ from financial.configs.errors import (
     problem_from_source_error,
     problems_from_validation,
 )
+from financial.configs.job_override import JobOverride, job_key
 from financial.configs.quick import DEFAULT_TIMEZONE, check_timezone, default_secrets_dirs
+from financial.configs.values import check_url as _check_url
+from financial.configs.values import parse_host_port
 
 __all__ = ["JobOverride", "Settings", "SettingsError", "job_key", "load_settings"]
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 LogFormat = Literal["json", "console", "auto"]
 BlockingExecutor = Literal["thread", "process"]
-HolidayPolicy = Literal["skip", "next", "previous"]
 EventLoop = Literal["auto", "uvloop", "asyncio"]
 LOG_LEVELS: tuple[str, ...] = get_args(LogLevel)
 # NoDecode: pydantic-settings would otherwise demand JSON for a list read from the environment.
@@ -57,57 +57,6 @@ _MODULE_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
 def _default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
-
-
-def job_key(name: str) -> str:
-    """The key a job's overrides live under: lowercased, `.` and `-` as `_`.
-
-    Environment variable names cannot hold `.` or `-`, so `reports.weekly` is configured as
-    `WORKER_JOBS__REPORTS_WEEKLY__SCHEDULE`.
-    """
-    return name.strip().lower().replace(".", "_").replace("-", "_")
-
-
-def parse_host_port(value: str) -> tuple[str, int]:
-    """Split `host:port` (`[::1]:8080` for IPv6; an empty host means every interface)."""
-    host, sep, port = value.strip().rpartition(":")
-    if not sep or not port.isdigit() or int(port) > 65535:
-        raise ValueError("host:port such as 127.0.0.1:8080, or empty to turn it off")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host or any(c.isspace() for c in host):
-        raise ValueError("host:port such as 127.0.0.1:8080 ([::1]:8080 for IPv6), or empty")
-    return host, int(port)
-
-
-class JobOverride(BaseModel):
-    """What an operator changed for one job from the environment; `None` keeps the job's own."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    schedule: str | None = None
-    enabled: bool | None = None
-    timeout_seconds: float | None = Field(default=None, gt=0)
-    calendar: str | None = None
-    on_holiday: HolidayPolicy | None = None
-    alert_after_seconds: float | None = Field(default=None, ge=0)  # 0: alerts off for the job
-
-    @model_validator(mode="before")
-    @classmethod
-    def _empty_means_unset(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            return {k: v for k, v in data.items() if not (isinstance(v, str) and not v.strip())}
-        return data
-
-    @field_validator("schedule", "calendar")
-    @classmethod
-    def _strip(cls, value: str | None) -> str | None:
-        return value.strip() if value is not None else None
-
-    @field_validator("on_holiday", mode="before")
-    @classmethod
-    def _lower(cls, value: Any) -> Any:
-        return value.strip().lower() if isinstance(value, str) else value
 
 
 class Settings(BaseSettings):
@@ -419,19 +368,6 @@ class Settings(BaseSettings):
 
         for name, value in super().__repr_args__():
             yield name, mask_secrets(value) if isinstance(value, str) else value
-
-
-def _check_url(value: str, schemes: Sequence[str]) -> None:
-    try:
-        parts = urlsplit(value.strip())
-    except ValueError:
-        parts = None
-    if parts is None or parts.scheme.lower() not in schemes:
-        raise ValueError(f"a URL starting with {' or '.join(s + '://' for s in schemes)}")
-    try:
-        parts.port  # noqa: B018 - urlsplit checks the port only when asked for it
-    except ValueError:
-        raise ValueError(f"a {schemes[0]}:// URL whose port is a number from 0 to 65535") from None
 
 
 def load_settings(

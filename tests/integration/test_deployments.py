@@ -26,7 +26,8 @@ import pytest
 import yaml
 
 from financial.configs import load_settings
-from financial.configs.settings import Settings, parse_host_port
+from financial.configs.settings import Settings
+from financial.configs.values import parse_host_port
 
 pytestmark = pytest.mark.integration
 

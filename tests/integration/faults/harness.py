@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from financial.configs.settings import job_key
+from financial.configs.job_override import job_key
 from tests.integration.faults.records import remaining_s, show, utcnow
 from tests.integration.services import free_port
 from tests.integration.worker_process import WorkerProcess
