@@ -35,7 +35,8 @@ from benchmarks.common import (
 )
 from financial.cmd.collector import tune_collector
 from financial.pkg.jobs import FunctionJob, JobContext, cron_job
-from financial.pkg.observability.metrics import Metrics, setup_metrics, with_metrics
+from financial.pkg.observability.metrics import Metrics, setup_metrics
+from financial.pkg.observability.run_metrics import with_metrics
 from financial.pkg.observability.tracing import setup_tracing, with_tracing
 from financial.pkg.scheduler.clock import Clock, SystemClock
 from financial.pkg.scheduler.execution.chain import Around

@@ -34,7 +34,7 @@ from financial.configs import Settings
 from financial.pkg import outbox
 from financial.pkg.database.migrator import migrate
 from financial.pkg.jobs.model import ExecutorKind, RunStatus
-from financial.pkg.observability.metrics import with_metrics
+from financial.pkg.observability.run_metrics import with_metrics
 from financial.pkg.observability.systemd import SystemdNotifier
 from financial.pkg.observability.tracing import with_tracing
 from financial.pkg.scheduler.clock import SystemClock

@@ -23,8 +23,8 @@ from financial.pkg.observability.metrics import (
     Metrics,
     instrument_clients,
     setup_metrics,
-    with_metrics,
 )
+from financial.pkg.observability.run_metrics import with_metrics
 from financial.pkg.scheduler.clock import FakeClock
 from financial.pkg.scheduler.execution.chain import SUCCEEDED, Outcome, Step
 
