@@ -150,6 +150,7 @@ async def _trigger(
 
     async with AsyncExitStack() as stack:
         pool = await _open_pool(settings, stack)
+        spec = await _as_the_cluster_runs_it(settings, spec, pool)
         store = PostgresRequestStore(pool)
         [request] = await store.add(
             spec.name,
@@ -218,17 +219,13 @@ async def _backfill(
     start: datetime,
     end: datetime,
 ) -> int:
-    from financial.cmd.wiring import registry_for
     from financial.pkg.jobs.model import Trigger
-    from financial.pkg.scheduler.job_settings.postgres import PostgresJobSettings
-    from financial.pkg.scheduler.loop.job_settings import runtime_spec
     from financial.pkg.scheduler.store.requests_postgres import PostgresRequestStore
 
     async with AsyncExitStack() as stack:
         pool = await _open_pool(settings, stack)
-        # The ticks of the schedule the cluster runs: a runtime setting (`jobs set`) over env
-        # and code, read from the database.
-        spec = await runtime_spec(registry_for(settings), spec.name, PostgresJobSettings(pool))
+        # The ticks of the schedule the cluster runs, not the code's alone.
+        spec = await _as_the_cluster_runs_it(settings, spec, pool)
         try:
             ticks = backfill_ticks(spec, start, end)
         except BadInput as exc:
@@ -279,6 +276,16 @@ async def _backfill(
         return EX_OK
 
 
+async def _as_the_cluster_runs_it(settings: Settings, spec: JobSpec, pool: asyncpg.Pool) -> JobSpec:
+    """The job with its runtime settings (`jobs set`, read from the database) over its env and
+    code values: the schedule a backfill follows, the enabled flag the workers go by."""
+    from financial.cmd.wiring import registry_for
+    from financial.pkg.scheduler.job_settings.postgres import PostgresJobSettings
+    from financial.pkg.scheduler.loop.job_settings import runtime_spec
+
+    return await runtime_spec(registry_for(settings), spec.name, PostgresJobSettings(pool))
+
+
 async def _open_pool(settings: Settings, stack: AsyncExitStack) -> asyncpg.Pool:
     # Imported here: runtime brings the health server (aiohttp), which no other command needs.
     from financial.cmd import runtime
@@ -306,7 +313,7 @@ async def _run_error(pool: asyncpg.Pool, run_id: str | None) -> str:
 def _say_if_disabled(spec: JobSpec) -> None:
     if not spec.options.enabled:
         print(
-            f"{spec.name} is disabled here: workers run its requests only once it is enabled",
+            f"{spec.name} is disabled: workers run its requests only once it is enabled again",
             file=sys.stderr,
         )
 

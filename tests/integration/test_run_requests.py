@@ -391,7 +391,7 @@ async def test_a_request_held_by_a_replica_that_died_ends_abandoned(
             worker.kill()
 
 
-async def test_a_backfill_follows_the_schedule_set_at_runtime(
+async def test_a_backfill_and_a_trigger_go_by_the_settings_set_at_runtime(
     audited: str, open_tmp_path: Path
 ) -> None:
     changed = cli(audited, open_tmp_path, "jobs", "set", "requested", "--schedule", "0 12 * * *")
@@ -412,3 +412,8 @@ async def test_a_backfill_follows_the_schedule_set_at_runtime(
     listed = [datetime.fromisoformat(line) for line in dry.stdout.split()]
     # Noon ticks of the runtime schedule, not the code's 03:00.
     assert listed == [day(0) + timedelta(hours=9), day(1) + timedelta(hours=9)]
+    off = cli(audited, open_tmp_path, "jobs", "set", "requested", "--enabled", "false")
+    assert off.returncode == 0, off.stderr
+    queued = cli(audited, open_tmp_path, "jobs", "trigger", "requested")
+    assert queued.returncode == 0, queued.stderr
+    assert "requested is disabled: workers run its requests only once" in queued.stderr
