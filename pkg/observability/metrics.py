@@ -25,7 +25,8 @@ Series (every name starts `financial_worker_`):
   an alert can say "job X has not succeeded since ..." (`time() - max by (job) (...)` across
   replicas, since each replica only sees the runs it executed after its start plus what
   `observe_last_success` seeded from the run store).
-- `outbox_backlog`: unsent outbox events, read at scrape time by `watch_outbox_backlog`.
+- `outbox_backlog`: unsent outbox events, read at scrape time by `watch_outbox_backlog` (and
+  on the export period when the series are pushed over OTLP).
 - `executor_stuck_threads`: threads of the blocking-job pool still running a run that was
   abandoned (timed out, or shutdown), read at scrape time by `watch_stuck_threads`.
 - `event_loop_lag_seconds` (latest sample) and `event_loop_lag_max_seconds` (worst sample over the
@@ -140,6 +141,10 @@ class Metrics:
         self._next_fire: Callable[[], Mapping[str, datetime]] | None = None
         self._backlog_query: Callable[[], Awaitable[int]] | None = None
         self._backlog: int | None = None
+        # Set by `setup_metrics` when the series are also pushed (OTLP): nobody scrapes then,
+        # so the backlog is refreshed on this period instead of at each scrape only.
+        self.push_interval_s: float | None = None
+        self._backlog_task: asyncio.Task[None] | None = None
         self._stuck_threads: Callable[[], int] | None = None
         self._late: Callable[[], Mapping[str, int]] | None = None
         # It samples while runs are in flight (`add_in_flight`): an idle worker does not wake.
@@ -243,8 +248,18 @@ class Metrics:
         self._next_fire = source
 
     def watch_outbox_backlog(self, query: Callable[[], Awaitable[int]]) -> None:
-        """Count unsent outbox events at each scrape (`lambda: outbox.backlog(db.pool)`)."""
+        """Count unsent outbox events at each scrape (`lambda: outbox.backlog(db.pool)`) and,
+        when the series are pushed, every `push_interval_s` too (call it on the loop then)."""
         self._backlog_query = query
+        if self.push_interval_s is not None and self._backlog_task is None:
+            self._backlog_task = asyncio.create_task(
+                self._refresh_backlog_every(self.push_interval_s)
+            )
+
+    async def _refresh_backlog_every(self, period_s: float) -> None:
+        while True:
+            await self._refresh_backlog()
+            await asyncio.sleep(period_s)
 
     def watch_stuck_threads(self, source: Callable[[], int]) -> None:
         """Read the pool's stuck threads at scrape time (`Executors.stuck_threads`)."""
@@ -262,7 +277,11 @@ class Metrics:
         return generate_latest(self.registry)
 
     async def shutdown(self) -> None:
-        """Stop the lag monitor and the provider, and leave the registry."""
+        """Stop the backlog refresh, the lag monitor and the provider, and leave the registry."""
+        if self._backlog_task is not None:
+            self._backlog_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._backlog_task
         await self.loop_lag.stop()
         # A thread: with an OTLP reader, the last export blocks on HTTP (bounded).
         await asyncio.to_thread(self.provider.shutdown, timeout_millis=SHUTDOWN_TIMEOUT_MS)
@@ -365,4 +384,5 @@ def setup_metrics(
     metrics = Metrics(provider, registry, source)
     if bridge is not None:
         bridge.histograms = metrics.histograms
+        metrics.push_interval_s = export_interval_ms / 1000
     return metrics

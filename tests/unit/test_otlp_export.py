@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from financial.pkg.jobs.model import RunStatus
@@ -129,3 +131,42 @@ def test_traces_reach_the_receiver_at_the_url_given(receiver: Received) -> None:
     assert resource["team"] == "payments" and resource["service.name"] == "financial-worker"
     [span] = resource_spans.scope_spans[0].spans
     assert span.name == "job.run relay"
+
+
+async def test_pushed_series_carry_the_outbox_backlog_with_nobody_scraping(
+    receiver: Received,
+) -> None:
+    metrics = setup_metrics("financial-worker", otlp_url=receiver.url + "/v1/metrics")
+    backlog = [7]
+
+    async def count() -> int:
+        return backlog[0]
+
+    try:
+        metrics.watch_outbox_backlog(count)  # read at once, then every export period
+        await asyncio.sleep(0)
+        assert metrics.provider.force_flush(timeout_millis=10_000)
+    finally:
+        await metrics.shutdown()
+    receiver.metrics[1:] = []
+    gauge = metrics_by_name(receiver)["financial_worker_outbox_backlog"]
+    [point] = gauge.gauge.data_points  # type: ignore[attr-defined]
+    assert point.as_int == 7
+
+
+async def test_without_a_push_exporter_the_backlog_is_read_at_scrape_time_only() -> None:
+    metrics = setup_metrics("financial-worker")
+    reads: list[int] = []
+
+    async def count() -> int:
+        reads.append(1)
+        return 3
+
+    try:
+        metrics.watch_outbox_backlog(count)
+        await asyncio.sleep(0)
+        assert reads == []
+        assert b"financial_worker_outbox_backlog 3.0" in await metrics.render()
+        assert reads == [1]
+    finally:
+        await metrics.shutdown()
