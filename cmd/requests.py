@@ -319,7 +319,7 @@ def _say_if_disabled(spec: JobSpec) -> None:
 
 
 async def _say_if_no_worker(pool: asyncpg.Pool) -> None:
-    from financial.pkg.scheduler.loop.requests import LISTENER_PREFIX
+    from financial.pkg.database.notifications import LISTENER_PREFIX
     from financial.pkg.scheduler.store.requests_postgres import listeners
 
     if not await listeners(pool, LISTENER_PREFIX):

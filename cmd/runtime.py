@@ -20,6 +20,12 @@ from financial.configs import Settings, otel
 from financial.configs.errors import connection_problem
 from financial.pkg.database.embedded import start_embedded_async
 from financial.pkg.database.migrator import applied_migrations, load_migrations, migrate
+from financial.pkg.database.notifications import (
+    LISTENER_PREFIX,
+    NotificationHub,
+    dedicated_connection,
+    pool_connection,
+)
 from financial.pkg.database.pool import DatabaseConfigError, DatabaseUnavailable, create_pool
 from financial.pkg.health import WorkerHealth, database_ping, start_health_server
 from financial.pkg.messaging.publisher import BrokerUnavailable
@@ -29,25 +35,17 @@ from financial.pkg.observability.masking import mask_secrets
 from financial.pkg.observability.metrics import Metrics, instrument_clients, setup_metrics
 from financial.pkg.observability.tracing import Telemetry, setup_tracing
 from financial.pkg.scheduler.clock import Clock
-from financial.pkg.scheduler.job_settings.postgres import (
-    PostgresJobSettings,
-    dedicated_listener,
-    listener,
-)
+from financial.pkg.scheduler.job_settings import CHANNEL as JOB_SETTINGS_CHANNEL
+from financial.pkg.scheduler.job_settings.postgres import PostgresJobSettings
 from financial.pkg.scheduler.loop.job_settings import CALL_TIMEOUT_S as SETTINGS_CALL_TIMEOUT_S
 from financial.pkg.scheduler.loop.job_settings import JobSettingsApplier, JobSettingsWatcher
-from financial.pkg.scheduler.loop.requests import LISTENER_PREFIX, POLL_INTERVAL, RequestWatcher
+from financial.pkg.scheduler.loop.requests import POLL_INTERVAL, RequestWatcher
 from financial.pkg.scheduler.loop.scheduler import Scheduler, SchedulerConfig
 from financial.pkg.scheduler.registry import JobRegistry
 from financial.pkg.scheduler.store import RunStore
 from financial.pkg.scheduler.store.postgres import PostgresRunStore
-from financial.pkg.scheduler.store.requests_postgres import (
-    PostgresRequestStore,
-    pool_listener,
-)
-from financial.pkg.scheduler.store.requests_postgres import (
-    dedicated_listener as dedicated_request_listener,
-)
+from financial.pkg.scheduler.store.requests import REQUESTS_CHANNEL
+from financial.pkg.scheduler.store.requests_postgres import PostgresRequestStore
 
 log = structlog.get_logger("financial.worker")
 
@@ -258,33 +256,46 @@ async def open_store(settings: Settings, clients: Clients, stack: AsyncExitStack
     return store
 
 
+def open_notifications(
+    settings: Settings, clients: Clients, clock: Clock, stack: AsyncExitStack
+) -> NotificationHub:
+    """The worker's one LISTEN connection, shared by the runtime settings and run request
+    watchers (each subscribes, then `start()`). Named `LISTENER_PREFIX` + worker id
+    so `jobs trigger` can tell a worker is there; stopped after the watchers, before the pool."""
+    name = LISTENER_PREFIX + settings.worker_id
+    dsn = settings.database_dsn()
+    # Its own connection for a configured database, beside the pool (a pool of one still serves
+    # the runs); the embedded one (for trying the worker out) lends one of the pool's.
+    connect = (
+        pool_connection(clients.db.pool, name)
+        if dsn is None
+        else dedicated_connection(dsn, name, connect_timeout_s=settings.db_connect_timeout_seconds)
+    )
+    hub = NotificationHub(connect, clock, ping_interval=POLL_INTERVAL)
+    stack.push_async_callback(_closing("notifications", hub.close))
+    return hub
+
+
 def open_request_watcher(
-    settings: Settings, clients: Clients, scheduler: Scheduler, clock: Clock
+    settings: Settings,
+    clients: Clients,
+    scheduler: Scheduler,
+    clock: Clock,
+    notifications: NotificationHub,
 ) -> RequestWatcher:
-    """The watcher of run requests (`jobs trigger`, `jobs backfill`) on the worker's pool, its
-    LISTEN connection named after the worker so `jobs trigger` can tell a worker is there."""
-    pool = clients.db.pool
+    """The watcher of run requests (`jobs trigger`, `jobs backfill`) on the worker's pool, woken
+    by the notifications of `REQUESTS_CHANNEL` and each time the hub listens again."""
     # A request held by a replica that died ends `abandoned` about one run lease later, as its
     # run does; never less than three polls, so a busy worker keeps its claims.
     lease = max(timedelta(seconds=settings.worker_run_lease_seconds), 3 * POLL_INTERVAL)
-    name = LISTENER_PREFIX + settings.worker_id
-    dsn = settings.database_dsn()
-    # Its own connection for a configured database; the embedded one (for trying the worker out)
-    # lends one of the pool's.
-    listen = (
-        pool_listener(pool, name)
-        if dsn is None
-        else dedicated_request_listener(
-            dsn, name, connect_timeout_s=settings.db_connect_timeout_seconds
-        )
-    )
-    return RequestWatcher(
-        requests=PostgresRequestStore(pool, claim_lease=lease),
+    watcher = RequestWatcher(
+        requests=PostgresRequestStore(clients.db.pool, claim_lease=lease),
         scheduler=scheduler,
         clock=clock,
         worker_id=settings.worker_id,
-        listen=listen,
     )
+    notifications.subscribe(REQUESTS_CHANNEL, watcher.notified, watcher.wake)
+    return watcher
 
 
 async def open_health(
@@ -375,30 +386,19 @@ async def open_job_settings(registry: JobRegistry, clients: Clients) -> JobSetti
 def watch_job_settings(
     settings: Settings,
     applier: JobSettingsApplier,
-    clients: Clients,
+    notifications: NotificationHub,
     clock: Clock,
     stack: AsyncExitStack,
 ) -> JobSettingsWatcher:
-    """LISTEN for runtime settings changes and re-read them every
-    WORKER_JOB_SETTINGS_REREAD_SECONDS; stopped before the pool closes."""
-    # A connection of its own, not one of the pool's: a pool of one (DB_POOL_MAX_SIZE=1) would
-    # otherwise be held by the watcher alone.
-    dsn = clients.db.dsn
-    connect = (
-        listener(clients.db.pool)
-        if dsn is None
-        else dedicated_listener(
-            dsn,
-            connect_timeout_s=settings.db_connect_timeout_seconds,
-            application_name=f"{settings.service_name_worker}-settings",
-        )
-    )
+    """Apply each runtime settings change notified, and re-read them every
+    WORKER_JOB_SETTINGS_REREAD_SECONDS and each time the hub listens again; stopped before the
+    hub and the pool close."""
     watcher = JobSettingsWatcher(
         applier,
-        connect,
         clock,
         reread=timedelta(seconds=settings.worker_job_settings_reread_seconds),
     )
+    notifications.subscribe(JOB_SETTINGS_CHANNEL, watcher.notified, watcher.caught_up)
     task = asyncio.create_task(watcher.run())
 
     async def stop() -> None:

@@ -21,6 +21,7 @@ from financial.cmd.runtime import (
     open_database,
     open_health,
     open_job_settings,
+    open_notifications,
     open_request_watcher,
     open_store,
     open_telemetry,
@@ -119,7 +120,9 @@ async def serve(settings: Settings) -> int:
         )
         metrics.watch_next_fire_times(scheduler.next_fire_times)
         health.attach(scheduler, store)
-        watcher = open_request_watcher(settings, clients, scheduler, clock)
+        # One LISTEN connection for both watchers; it starts once both subscribed.
+        notifications = open_notifications(settings, clients, clock, stack)
+        watcher = open_request_watcher(settings, clients, scheduler, clock, notifications)
         signals.subscribe(watcher.stop, lambda: None)
         late_checker = open_late_checker(
             settings,
@@ -142,7 +145,8 @@ async def serve(settings: Settings) -> int:
             late_checker.update(registry)
 
         job_settings.attach(apply)
-        watch_job_settings(settings, job_settings, clients, clock, stack)
+        watch_job_settings(settings, job_settings, notifications, clock, stack)
+        notifications.start()
         signals.subscribe(scheduler.stop, scheduler.abort)
         tune_collector()  # what start-up built stays; see collector.py
         loop_task = asyncio.create_task(scheduler.run())

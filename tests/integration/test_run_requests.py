@@ -86,7 +86,7 @@ def replicas(audited: str, open_tmp_path: Path) -> Iterator[list[WorkerProcess]]
     ]
     try:
         for worker in workers:
-            worker.wait_event("request_listener_started", timeout_s=60)
+            worker.wait_event("notification_listener_started", timeout_s=60)
         yield workers
     finally:
         for worker in workers:
@@ -323,18 +323,20 @@ async def test_a_lost_listener_connection_is_reopened_and_requests_still_run(
         env={"DATABASE_URL": audited, "WORKER_JOB_MODULES": JOB_MODULES, "WORKER_ID": "solo"},
     )
     try:
-        worker.wait_event("request_listener_started", timeout_s=60)
+        worker.wait_event("notification_listener_started", timeout_s=60)
         ended = await fetch(
             audited,
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE application_name = 'financial-requests:solo'",
         )
         assert [r[0] for r in ended] == [True]
-        worker.wait_event("request_listener_lost", timeout_s=20)
+        worker.wait_event("notification_listener_lost", timeout_s=20)
         worker.wait_for(
             lambda e: (
-                e.get("event") == "request_listener_started"
-                and sum(1 for x in worker.events if x.get("event") == "request_listener_started")
+                e.get("event") == "notification_listener_started"
+                and sum(
+                    1 for x in worker.events if x.get("event") == "notification_listener_started"
+                )
                 == 2
             ),
             timeout_s=20,
@@ -366,7 +368,7 @@ async def test_a_request_held_by_a_replica_that_died_ends_abandoned(
     ]
     try:
         for worker in workers:
-            worker.wait_event("request_listener_started", timeout_s=60)
+            worker.wait_event("notification_listener_started", timeout_s=60)
         asked = cli(
             audited, open_tmp_path, "jobs", "trigger", "requested", "--args", '{"sleep": 30}'
         )

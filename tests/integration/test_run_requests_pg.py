@@ -9,17 +9,17 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
+from financial.pkg.database.notifications import (
+    LISTENER_PREFIX,
+    dedicated_connection,
+    pool_connection,
+)
 from financial.pkg.database.pool import DatabaseUnavailable
 from financial.pkg.jobs.model import Trigger
 from financial.pkg.scheduler.store import RunStore
 from financial.pkg.scheduler.store.postgres import PostgresRunStore
 from financial.pkg.scheduler.store.requests import RequestStore
-from financial.pkg.scheduler.store.requests_postgres import (
-    PostgresRequestStore,
-    dedicated_listener,
-    listeners,
-    pool_listener,
-)
+from financial.pkg.scheduler.store.requests_postgres import PostgresRequestStore, listeners
 from tests.contract.run_request_contract import CLAIM_LEASE, Elapse, RunRequestContract, day
 
 pytestmark = pytest.mark.integration
@@ -85,26 +85,23 @@ async def test_an_insert_notifies_the_channel(db_pool: asyncpg.Pool) -> None:
 
 
 async def test_a_named_listener_is_seen_until_given_back(db_pool: asyncpg.Pool) -> None:
-    assert await listeners(db_pool, "financial-requests:") == []
-    _conn, give_back = await pool_listener(db_pool, "financial-requests:replica-7")()
-    try:
-        assert await listeners(db_pool, "financial-requests:") == ["financial-requests:replica-7"]
-    finally:
-        await give_back()
-    assert await listeners(db_pool, "financial-requests:") == []
+    assert await listeners(db_pool, LISTENER_PREFIX) == []
+    async with pool_connection(db_pool, LISTENER_PREFIX + "replica-7")() as conn:
+        await conn.ping()
+        assert await listeners(db_pool, LISTENER_PREFIX) == ["financial-requests:replica-7"]
+    assert await listeners(db_pool, LISTENER_PREFIX) == []
 
 
 async def test_a_dedicated_listener_is_seen_and_a_refused_one_hides_the_password(
     db_pool: asyncpg.Pool, database_dsn: str
 ) -> None:
-    conn, close = await dedicated_listener(database_dsn, "financial-requests:own")()
-    try:
-        assert await listeners(db_pool, "financial-requests:") == ["financial-requests:own"]
-        assert await conn.fetchval("SELECT 1") == 1
-    finally:
-        await close()
-    assert await listeners(db_pool, "financial-requests:") == []
+    own = dedicated_connection(database_dsn, LISTENER_PREFIX + "own", connect_timeout_s=5)
+    async with own() as conn:
+        await conn.ping()
+        assert await listeners(db_pool, LISTENER_PREFIX) == ["financial-requests:own"]
+    assert await listeners(db_pool, LISTENER_PREFIX) == []
     wrong = "postgresql://worker:s3cret-pw@127.0.0.1:1/nowhere"
     with pytest.raises(DatabaseUnavailable) as refused:
-        await dedicated_listener(wrong, "x", connect_timeout_s=2)()
+        async with dedicated_connection(wrong, "x", connect_timeout_s=2)():
+            pass
     assert "s3cret-pw" not in str(refused.value)

@@ -59,9 +59,16 @@ async def test_worker_runs_the_three_jobs_and_drains_cleanly_on_sigterm(
     names = [e["event"] for e in worker.events]
     assert names.index("shutdown_requested") < names.index("drain_finished")
     closed = [e["client"] for e in worker.events if e["event"] == "client_closed"]
-    # Scheduler first (the drain), then the runtime settings watcher, RabbitMQ, PostgreSQL,
-    # metrics, telemetry: the reverse of their start order.
-    assert closed == ["job_settings", "rabbitmq", "postgres", "metrics", "telemetry"]
+    # Scheduler first (the drain), then the runtime settings watcher, the LISTEN connection both
+    # watchers share, RabbitMQ, PostgreSQL, metrics, telemetry: the reverse of their start order.
+    assert closed == [
+        "job_settings",
+        "notifications",
+        "rabbitmq",
+        "postgres",
+        "metrics",
+        "telemetry",
+    ]
     assert names.index("drain_finished") < names.index("client_closed")
     assert not any(e.get("level") == "error" for e in worker.events), [
         e for e in worker.events if e.get("level") == "error"

@@ -96,8 +96,15 @@ def test_blocking_job_runs_on_the_embedded_database_and_the_worker_stops_cleanly
     worker.wait_event("job_succeeded", job="blocking")
     worker.wait_event("job_succeeded", job="tick")
     assert worker.wait_event("embedded_database_started")["data_dir"].startswith(str(open_tmp_path))
+    # The LISTEN connection is one of the pool's here; given back before the pool closes.
+    assert worker.wait_event("notification_listener_started")["channels"] == [
+        "financial_job_settings",
+        "financial_run_requests",
+    ]
     worker.signal(signal.SIGTERM)
     assert worker.wait_exit() == 0
+    closed = [e["client"] for e in worker.events if e["event"] == "client_closed"]
+    assert closed.index("notifications") < closed.index("postgres")
 
 
 @pytest.mark.parametrize(

@@ -1,67 +1,46 @@
 """The applier and the watcher on a fake clock and the in-memory settings store: notifications
 applied at once, the periodic re-read for a lost one, invalid or unknown rows logged once and
-ignored, and a lost connection logged once, re-opened and caught up."""
+ignored, everything re-read when the LISTEN connection is back, and a failed read logged once,
+retried with back-off and caught up."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from structlog.testing import capture_logs
 
 from financial.pkg.scheduler.clock import FakeClock
-from financial.pkg.scheduler.job_settings import CHANNEL, RuntimeSettings
+from financial.pkg.scheduler.job_settings import RuntimeSettings
 from financial.pkg.scheduler.job_settings.memory import MemoryJobSettings
-from financial.pkg.scheduler.loop.job_settings import (
-    JobSettingsApplier,
-    JobSettingsWatcher,
-    Listening,
-)
+from financial.pkg.scheduler.loop.job_settings import JobSettingsApplier, JobSettingsWatcher
 from financial.pkg.scheduler.registry import JobRegistry, JobSpec
 from tests.unit.scheduling import Recorder, job_of
 
 
-class FakeConnection:
-    """A LISTEN connection over the memory store: `notify` delivers, `broken` fails calls."""
+class FlakyStore(MemoryJobSettings):
+    """The memory store whose reads fail while `broken` (a database that does not answer)."""
 
-    def __init__(self) -> None:
-        self.listeners: list[Callable[[str], None]] = []
-        self.broken = False
-        self.opened = 0
+    broken = False
 
-    def notify(self, job: str) -> None:
-        for listener in self.listeners:
-            listener(job)
-
-    async def listen(self, channel: str, on_notify: Callable[[str], None]) -> None:
-        assert channel == CHANNEL
+    async def get(self, job: str) -> RuntimeSettings:
         self._check()
-        self.listeners.append(on_notify)
+        return await super().get(job)
 
-    async def ping(self) -> None:
+    async def all(self) -> dict[str, RuntimeSettings]:
         self._check()
+        return await super().all()
 
     def _check(self) -> None:
         if self.broken:
             raise ConnectionResetError("connection lost")
 
-    @asynccontextmanager
-    async def connect(self) -> AsyncIterator[Listening]:
-        self._check()
-        self.opened += 1
-        try:
-            yield self
-        finally:
-            self.listeners.clear()
 
-
-def setup(clock: FakeClock) -> tuple[JobRegistry, MemoryJobSettings, list[JobSpec]]:
+def setup(clock: FakeClock) -> tuple[JobRegistry, FlakyStore, list[JobSpec]]:
     registry = JobRegistry()
     registry.add(job_of("*/10 * * * * *", Recorder(clock), name="alpha"))
     registry.add(job_of("0 3 * * *", Recorder(clock), name="beta"))
-    return registry, MemoryJobSettings(clock.now), []
+    return registry, FlakyStore(clock.now), []
 
 
 async def test_refresh_applies_what_changed_only(clock: FakeClock) -> None:
@@ -108,11 +87,8 @@ async def stop(clock: FakeClock, watcher: JobSettingsWatcher, task: asyncio.Task
 
 async def test_a_notification_is_applied_at_once(clock: FakeClock) -> None:
     registry, store, applied = setup(clock)
-    conn = FakeConnection()
-    store.on_change = conn.notify
-    watcher = JobSettingsWatcher(
-        JobSettingsApplier(registry, store, applied.append), conn.connect, clock
-    )
+    watcher = JobSettingsWatcher(JobSettingsApplier(registry, store, applied.append), clock)
+    store.on_change = watcher.notified  # what the notification hub does
     task = await run_watcher(clock, watcher)
     await store.set("alpha", RuntimeSettings(enabled=False), by="a", reason=None)
     await clock.settle()  # no time passes: the notification alone applies it
@@ -121,13 +97,9 @@ async def test_a_notification_is_applied_at_once(clock: FakeClock) -> None:
 
 
 async def test_a_lost_notification_is_caught_up_by_the_reread(clock: FakeClock) -> None:
-    registry, store, applied = setup(clock)
-    conn = FakeConnection()  # the store notifies nobody: every notification is lost
+    registry, store, applied = setup(clock)  # the store notifies nobody: every one is lost
     watcher = JobSettingsWatcher(
-        JobSettingsApplier(registry, store, applied.append),
-        conn.connect,
-        clock,
-        reread=timedelta(seconds=30),
+        JobSettingsApplier(registry, store, applied.append), clock, reread=timedelta(seconds=30)
     )
     task = await run_watcher(clock, watcher)
     await store.set("beta", RuntimeSettings(timeout_s=5), by="a", reason=None)
@@ -138,31 +110,43 @@ async def test_a_lost_notification_is_caught_up_by_the_reread(clock: FakeClock) 
     await stop(clock, watcher, task)
 
 
-async def test_a_lost_connection_is_logged_once_reopened_and_caught_up(clock: FakeClock) -> None:
+async def test_a_reconnection_rereads_everything_at_once(clock: FakeClock) -> None:
     registry, store, applied = setup(clock)
-    conn = FakeConnection()
-    store.on_change = conn.notify
     watcher = JobSettingsWatcher(
-        JobSettingsApplier(registry, store, applied.append),
-        conn.connect,
-        clock,
-        reread=timedelta(seconds=30),
+        JobSettingsApplier(registry, store, applied.append), clock, reread=timedelta(seconds=30)
     )
+    task = await run_watcher(clock, watcher)
+    # Changed while the LISTEN connection was down: no notification reached this replica.
+    await store.set("alpha", RuntimeSettings(schedule="@every 9s"), by="a", reason=None)
+    await store.set("beta", RuntimeSettings(enabled=False), by="a", reason=None)
+    watcher.caught_up()  # the hub listens again
+    await clock.settle()
+    assert sorted(s.name for s in applied) == ["alpha", "beta"]
+    await stop(clock, watcher, task)
+
+
+async def test_a_failed_read_is_logged_once_retried_and_caught_up(clock: FakeClock) -> None:
+    registry, store, applied = setup(clock)
+    watcher = JobSettingsWatcher(
+        JobSettingsApplier(registry, store, applied.append), clock, reread=timedelta(seconds=30)
+    )
+    store.on_change = watcher.notified
     with capture_logs() as logs:
         task = await run_watcher(clock, watcher)
-        conn.broken = True
-        await clock.advance(30)  # the re-read's ping finds the connection gone
-        await clock.advance(20)  # reconnects keep failing meanwhile
-        # A change made while the watcher cannot listen:
-        store.on_change = None
+        store.broken = True
         await store.set("alpha", RuntimeSettings(schedule="@every 9s"), by="a", reason=None)
-        conn.broken = False
+        await clock.settle()  # the notified read fails
+        await clock.advance(20)  # and the retries, with back-off, meanwhile
+        assert applied == []
+        store.broken = False
         await clock.advance(10)
         assert [s.schedule.expression for s in applied] == ["@every 9s"]
         await stop(clock, watcher, task)
     events = [e["event"] for e in logs if e["event"].startswith("job_settings_")]
     assert events == ["job_settings_unavailable", "job_settings_applied", "job_settings_resumed"]
-    assert conn.opened == 2
+    unavailable = next(e for e in logs if e["event"] == "job_settings_unavailable")
+    assert unavailable["error"] == "ConnectionResetError: connection lost"
+    assert unavailable["retry_in_s"] == 0.5
     assert not task.cancelled()
 
 

@@ -170,3 +170,27 @@ async def test_without_a_listener_the_poll_finds_requests(clock: FakeClock) -> N
         assert len(body.starts) == 1
         watcher.stop()
         await asyncio.wait_for(task, 1)
+
+
+async def test_a_notification_or_a_reconnection_looks_for_requests_at_once(
+    clock: FakeClock,
+) -> None:
+    body = Recorder(clock)
+    h = Harness(job_of("0 3 * * *", body), clock=clock)
+    async with h:
+        watcher, requests = watcher_for(h)
+        task = asyncio.create_task(watcher.run())
+        await clock.settle()
+        await requests.add("probe", [None], trigger=Trigger.MANUAL, requested_by="x")
+        watcher.notified("probe")  # what the notification hub does for REQUESTS_CHANNEL
+        await clock.settle()  # no time passes: the notification alone starts it
+        assert len(body.starts) == 1
+        await requests.add("probe", [T0 - DAY], trigger=Trigger.MANUAL, requested_by="x")
+        await clock.settle()
+        await clock.advance(timedelta(seconds=0.5))
+        assert len(body.starts) == 1  # not notified: it waits for the poll ...
+        watcher.wake()  # ... or for the LISTEN connection to come back
+        await clock.settle()
+        assert len(body.starts) == 2
+        watcher.stop()
+        await asyncio.wait_for(task, 1)

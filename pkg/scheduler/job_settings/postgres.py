@@ -7,12 +7,9 @@ LISTENs hears of a change only once it is committed, and a change that fails lea
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 
 import asyncpg
 
-from financial.pkg.database.dsn import scrub
 from financial.pkg.database.pool import Connection
 from financial.pkg.database.queries import load_queries
 from financial.pkg.scheduler.job_settings import (
@@ -125,71 +122,3 @@ class PostgresJobSettings(JobSettingsStore):
         )
         await conn.execute(QUERIES["notify"], self.channel, job)
         return SettingsChange(job, at, by, action, old, new, reason)
-
-
-class _Listener:
-    """A connection held for LISTEN (see `dedicated_listener` and `listener`)."""
-
-    def __init__(self, conn: Connection) -> None:
-        self._conn = conn
-        self._callbacks: list[tuple[str, Callable[[Connection, int, str, object], None]]] = []
-
-    async def listen(self, channel: str, on_notify: Callable[[str], None]) -> None:
-        def heard(_conn: Connection, _pid: int, _channel: str, payload: object) -> None:
-            on_notify(str(payload))
-
-        await self._conn.add_listener(channel, heard)
-        self._callbacks.append((channel, heard))
-
-    async def ping(self) -> None:
-        await self._conn.execute("SELECT 1")
-
-    async def close(self) -> None:
-        for channel, callback in self._callbacks:
-            if not self._conn.is_closed():
-                await self._conn.remove_listener(channel, callback)
-
-
-def listener(pool: asyncpg.Pool) -> Callable[[], AbstractAsyncContextManager[_Listener]]:
-    """What `JobSettingsWatcher` connects with: a connection of `pool`, released on exit."""
-
-    @asynccontextmanager
-    async def connect() -> AsyncIterator[_Listener]:
-        async with pool.acquire() as conn:
-            held = _Listener(conn)
-            try:
-                yield held
-            finally:
-                # A connection already lost cannot unlisten: the pool replaces it.
-                with suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                    await held.close()
-
-    return connect
-
-
-def dedicated_listener(
-    dsn: str, *, connect_timeout_s: float, application_name: str
-) -> Callable[[], AbstractAsyncContextManager[_Listener]]:
-    """What `JobSettingsWatcher` connects with in the worker: a connection of its own to `dsn`
-    (the pool's DSN), closed on exit. A failure to connect is a ConnectionError whose message
-    never shows the DSN's password."""
-
-    @asynccontextmanager
-    async def connect() -> AsyncIterator[_Listener]:
-        try:
-            conn = await asyncpg.connect(
-                dsn,
-                timeout=connect_timeout_s,
-                server_settings={"application_name": application_name},
-            )
-        except Exception as exc:
-            raise ConnectionError(scrub(f"{type(exc).__name__}: {exc}", dsn)) from None
-        held = _Listener(conn)
-        try:
-            yield held
-        finally:
-            with suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                await held.close()
-            conn.terminate()
-
-    return connect

@@ -6,46 +6,35 @@ from what each job runs with. A stored value this replica cannot apply (a calend
 data lacks, a job it does not have) is logged once and the job keeps running as it was: a bad
 row never stops a worker.
 
-`JobSettingsWatcher` keeps a connection LISTENing on the store's channel (the CLI notifies in
-the transaction of each change, so a change is applied as soon as it commits), and re-reads
-everything every `reread` so a lost notification, or a change made while this replica was down
-or cut off, still converges. A lost connection is re-opened with back-off; an outage is logged
-once when it starts (`job_settings_unavailable`) and once when it ends (`job_settings_resumed`).
+`JobSettingsWatcher` applies each job notified on the store's channel `CHANNEL` (the CLI
+notifies in the transaction of each change; the worker's one LISTEN connection,
+`pkg/database/notifications.py`, hands the job's name to `notified`), re-reads everything each
+time that connection listens again (`caught_up`) and every `reread`, so a lost notification, or
+a change made while this replica was down or cut off, still converges. A read that fails is
+tried again with back-off; an outage is logged once when it starts (`job_settings_unavailable`)
+and once when it ends (`job_settings_resumed`).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
-from typing import Protocol
 
 import structlog
 
 from financial.pkg.jobs.model import JobDefinitionError
 from financial.pkg.observability.masking import mask_secrets
 from financial.pkg.scheduler.clock import Clock
-from financial.pkg.scheduler.job_settings import CHANNEL, NOT_SET, JobSettingsStore, RuntimeSettings
+from financial.pkg.scheduler.job_settings import NOT_SET, JobSettingsStore, RuntimeSettings
 from financial.pkg.scheduler.registry import JobRegistry, JobSpec
 
 log = structlog.get_logger("financial.job_settings")
 
 DEFAULT_REREAD = timedelta(seconds=30)
-RECONNECT_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
-# A read or a LISTEN that takes longer than this is treated as a lost connection.
+RETRY_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
+# A read that takes longer than this is treated as a failed one.
 CALL_TIMEOUT_S = 10.0
-
-
-class Listening(Protocol):
-    """What a watcher needs of a connection: listen on a channel and check it is alive."""
-
-    async def listen(self, channel: str, on_notify: Callable[[str], None]) -> None: ...
-
-    async def ping(self) -> None: ...
-
-
-Connect = Callable[[], AbstractAsyncContextManager[Listening]]
 
 
 class JobSettingsApplier:
@@ -116,78 +105,73 @@ def _fields(runtime: RuntimeSettings) -> dict[str, object]:
 
 
 class JobSettingsWatcher:
-    """Keeps the applier's view current: LISTEN for changes, re-read every `reread`."""
+    """Keeps the applier's view current: each job notified at once, everything every `reread`
+    and each time the notification hub listens again (`caught_up`)."""
 
     def __init__(
         self,
         applier: JobSettingsApplier,
-        connect: Connect,
         clock: Clock,
         *,
         reread: timedelta = DEFAULT_REREAD,
-        channel: str = CHANNEL,
     ) -> None:
         self._applier = applier
-        self._connect = connect
         self._clock = clock
         self._reread = reread
-        self._channel = channel
         self._heard: set[str] = set()
+        self._everything = False
         self._poke = asyncio.Event()
         self._stop = asyncio.Event()
         self._down = False
+
+    def notified(self, job: str) -> None:
+        """A change of `job` was committed (a notification on `CHANNEL`)."""
+        self._heard.add(job)
+        self._poke.set()
+
+    def caught_up(self) -> None:
+        """Re-read everything now: the LISTEN connection is (again) up, and what changed
+        while it was not was heard by nobody."""
+        self._everything = True
+        self._poke.set()
 
     def stop(self) -> None:
         self._stop.set()
         self._poke.set()
 
     async def run(self) -> None:
-        """Listen and re-read until `stop()`; never raises for a lost database."""
-        attempt = 0
-        while not self._stop.is_set():
-            try:
-                async with self._connect() as conn:
-                    await asyncio.wait_for(
-                        conn.listen(self._channel, self._notified), CALL_TIMEOUT_S
-                    )
-                    self._heard.clear()
-                    await self._pass(None)  # what changed while not listening
-                    self._up()
-                    attempt = 0
-                    await self._follow(conn)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                delay_s = RECONNECT_BACKOFF_S[min(attempt, len(RECONNECT_BACKOFF_S) - 1)]
-                attempt += 1
-                self._went_down(exc, delay_s)
-                self._poke.clear()
-                await self._clock.sleep_until(
-                    self._clock.now() + timedelta(seconds=delay_s), self._poke
-                )
-
-    def _notified(self, job: str) -> None:
-        self._heard.add(job)
-        self._poke.set()
-
-    async def _follow(self, conn: Listening) -> None:
-        """Apply each job notified, and everything at each re-read, until `stop()`."""
+        """Apply what is notified, and everything at each re-read, until `stop()`; never
+        raises for a lost database: a failed read is logged once and tried again with
+        back-off."""
         deadline = self._clock.now() + self._reread
+        failures = 0
         while not self._stop.is_set():
             self._poke.clear()
-            if not self._heard:
+            if not (self._heard or self._everything):
                 await self._clock.sleep_until(deadline, self._poke)
             if self._stop.is_set():
                 return
-            # A connection that died silently would never deliver another notification.
-            await asyncio.wait_for(conn.ping(), CALL_TIMEOUT_S)
-            jobs, self._heard = self._heard, set()
-            if self._clock.now() >= deadline:
-                deadline = self._clock.now() + self._reread
-                await self._pass(None)
+            everything = self._everything or self._clock.now() >= deadline
+            jobs, self._heard, self._everything = self._heard, set(), False
+            try:
+                if everything:
+                    deadline = self._clock.now() + self._reread
+                    await self._pass(None)
+                else:
+                    for job in sorted(jobs):
+                        await self._pass(job)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                delay_s = RETRY_BACKOFF_S[min(failures, len(RETRY_BACKOFF_S) - 1)]
+                delay_s = min(delay_s, self._reread.total_seconds())
+                failures += 1
+                self._went_down(exc, delay_s)
+                # Everything is read again then: what failed here included.
+                deadline = self._clock.now() + timedelta(seconds=delay_s)
                 continue
-            for job in sorted(jobs):
-                await self._pass(job)
+            failures = 0
+            self._up()
 
     async def _pass(self, job: str | None) -> None:
         await asyncio.wait_for(self._applier.refresh(job), CALL_TIMEOUT_S)

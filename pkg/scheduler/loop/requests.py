@@ -6,20 +6,20 @@ slot, hooks, retries, timeout, history, leases) as a new attempt of the request'
 request's trigger (`manual`, `backfill`) and arguments (`ctx.args`). It then records the run and
 its final status on the request.
 
-It wakes on a PostgreSQL notification (LISTEN on `REQUESTS_CHANNEL`, on a connection of its own
-named `LISTENER_PREFIX` + worker id, which is how `jobs trigger` tells that a worker is there),
-and polls every `poll_interval` all the same, so a notification lost while the connection was
-down costs a few seconds, never a request. A store or a connection that fails is logged and
-tried again: the watcher never stops the worker.
+It wakes on a PostgreSQL notification on `REQUESTS_CHANNEL` (the worker's one LISTEN connection,
+`pkg/database/notifications.py`, named `LISTENER_PREFIX` + worker id, which is how `jobs trigger`
+tells that a worker is there, calls `notified` for each one and `wake` each time it listens
+again) and polls
+every `poll_interval` all the same, so a notification lost while the connection was down costs a
+few seconds, never a request. A store that fails is logged and tried again: the watcher never
+stops the worker.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
 
 import structlog
 
@@ -28,22 +28,16 @@ from financial.pkg.scheduler.clock import Clock
 from financial.pkg.scheduler.loop.scheduler import Scheduler
 from financial.pkg.scheduler.registry import JobSpec
 from financial.pkg.scheduler.store import RunRecord, describe
-from financial.pkg.scheduler.store.requests import REQUESTS_CHANNEL, RequestStore, RunRequest
+from financial.pkg.scheduler.store.requests import RequestStore, RunRequest
 
 log = structlog.get_logger("financial.scheduler")
 
-LISTENER_PREFIX = "financial-requests:"
 POLL_INTERVAL = timedelta(seconds=2)
-RECONNECT_DELAYS_S = (1.0, 2.0, 4.0, 8.0, 15.0)
-PING_TIMEOUT_S = 5.0
 # How long a request cut short by the drain's deadline may take to be recorded.
 LAST_WRITE_S = 2.0
 # A claim of a tick's attempt can lose to another run of that tick recorded in between (a
 # scheduled one, a retry): tried again with the next attempt this many times.
 ATTEMPT_TRIES = 3
-
-# A LISTEN connection of the watcher's own: returns it, and a way to give it back.
-Listen = Callable[[], Awaitable[tuple[Any, Callable[[], Awaitable[None]]]]]
 
 
 class RequestWatcher:
@@ -56,19 +50,16 @@ class RequestWatcher:
         scheduler: Scheduler,
         clock: Clock,
         worker_id: str,
-        listen: Listen | None = None,
         poll_interval: timedelta = POLL_INTERVAL,
     ) -> None:
         self._requests = requests
         self._scheduler = scheduler
         self._clock = clock
         self._worker_id = worker_id
-        self._listen = listen
         self._poll = poll_interval
         self._held: set[str] = set()  # ids of the requests this worker is running
         self._stop = asyncio.Event()
         self._wake = asyncio.Event()
-        self.listening = asyncio.Event()  # set while the LISTEN connection is up
 
     @property
     def _specs(self) -> dict[str, JobSpec]:
@@ -77,7 +68,11 @@ class RequestWatcher:
         return {spec.name: spec for spec in self._scheduler.jobs}
 
     def wake(self) -> None:
-        """Look for requests now (a notification came)."""
+        """Look for requests now (a notification came, or the LISTEN connection is back)."""
+        self._wake.set()
+
+    def notified(self, _job: str) -> None:
+        """A request for the job was recorded (a notification on `REQUESTS_CHANNEL`)."""
         self._wake.set()
 
     def stop(self) -> None:
@@ -88,16 +83,10 @@ class RequestWatcher:
     async def run(self) -> None:
         """Claim and start requests until `stop()`; then keep renewing the claims of the runs
         still under way (the scheduler's drain ends them) until none is left."""
-        listener = asyncio.ensure_future(self._listener()) if self._listen is not None else None
-        try:
-            while not self._stop.is_set() or self._held:
-                await self.run_pass()
-                self._wake.clear()
-                await self._clock.sleep_until(self._clock.now() + self._poll, self._wake)
-        finally:
-            if listener is not None:
-                listener.cancel()
-                await asyncio.gather(listener, return_exceptions=True)
+        while not self._stop.is_set() or self._held:
+            await self.run_pass()
+            self._wake.clear()
+            await self._clock.sleep_until(self._clock.now() + self._poll, self._wake)
 
     async def run_pass(self) -> list[RunRequest]:
         """Renew the claims held, then claim what the cap has room for and start each."""
@@ -180,52 +169,3 @@ class RequestWatcher:
         log.info(
             "run_request_done", job=request.job, request_id=request.request_id, status=status.value
         )
-
-    async def _listener(self) -> None:
-        """Keep a LISTEN connection up, reconnecting with back-off; wake the loop on each
-        notification and on each reconnection (to catch up with what came while away)."""
-        assert self._listen is not None
-        failures = 0
-        while not self._stop.is_set():
-            try:
-                conn, give_back = await self._listen()
-            except Exception as exc:
-                delay_s = RECONNECT_DELAYS_S[min(failures, len(RECONNECT_DELAYS_S) - 1)]
-                failures += 1
-                log.warning("request_listener_unavailable", error=describe(exc), retry_in_s=delay_s)
-                await self._clock.sleep_until(
-                    self._clock.now() + timedelta(seconds=delay_s), self._stop
-                )
-                continue
-            failures = 0
-            try:
-                await self._listened(conn)
-            except Exception as exc:
-                log.warning("request_listener_lost", error=describe(exc))
-            finally:
-                self.listening.clear()
-                try:
-                    await give_back()
-                except Exception as exc:
-                    log.debug("request_listener_close_failed", error=describe(exc))
-
-    async def _listened(self, conn: Any) -> None:
-        """Listen on `conn` until it fails a ping or the watcher stops."""
-
-        def notified(*_: object) -> None:
-            self._wake.set()
-
-        await conn.add_listener(REQUESTS_CHANNEL, notified)
-        try:
-            self.listening.set()
-            self._wake.set()
-            log.info("request_listener_started", channel=REQUESTS_CHANNEL)
-            while not self._stop.is_set():
-                await self._clock.sleep_until(self._clock.now() + self._poll, self._stop)
-                if self._stop.is_set():
-                    break
-                # A connection cut without a word shows only when used.
-                await asyncio.wait_for(conn.execute("SELECT 1"), PING_TIMEOUT_S)
-        finally:
-            if not conn.is_closed():
-                await conn.remove_listener(REQUESTS_CHANNEL, notified)

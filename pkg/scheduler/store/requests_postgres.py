@@ -16,7 +16,6 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from financial.pkg.database.pool import unavailable
 from financial.pkg.database.queries import load_queries
 from financial.pkg.database.transient import is_transient, retrying
 from financial.pkg.jobs.model import RunStatus, Trigger
@@ -164,59 +163,9 @@ def _request(row: asyncpg.Record) -> RunRequest:
     )
 
 
-def dedicated_listener(
-    dsn: str, application_name: str, *, connect_timeout_s: float = 10.0
-) -> Callable[[], Awaitable[tuple[Any, Callable[[], Awaitable[None]]]]]:
-    """A LISTEN connection of its own for the request watcher (not one of the pool's, which a
-    small pool could not spare), named `application_name` so that `listeners` sees it. A
-    failure to connect is a `DatabaseUnavailable` whose message never shows the password."""
-
-    async def listen() -> tuple[Any, Callable[[], Awaitable[None]]]:
-        try:
-            conn = await asyncpg.connect(
-                dsn,
-                timeout=connect_timeout_s,
-                server_settings={"application_name": application_name[:63]},
-            )
-        except Exception as exc:
-            raise unavailable(dsn, exc, connect_timeout_s=connect_timeout_s) from None
-
-        async def close() -> None:
-            await conn.close(timeout=connect_timeout_s)
-
-        return conn, close
-
-    return listen
-
-
-def pool_listener(
-    pool: asyncpg.Pool, application_name: str
-) -> Callable[[], Awaitable[tuple[Any, Callable[[], Awaitable[None]]]]]:
-    """A LISTEN connection for the request watcher, taken from `pool` and named
-    `application_name` (PostgreSQL keeps at most 63 bytes of it), so that `listeners` sees it;
-    given back to the pool (which resets its name) when the watcher is done with it."""
-
-    async def listen() -> tuple[Any, Callable[[], Awaitable[None]]]:
-        conn = await pool.acquire()
-        try:
-            await conn.execute(
-                "SELECT set_config('application_name', $1, false)", application_name[:63]
-            )
-        except BaseException:
-            await pool.release(conn)
-            raise
-
-        async def give_back() -> None:
-            await pool.release(conn)
-
-        return conn, give_back
-
-    return listen
-
-
 async def listeners(pool: asyncpg.Pool, prefix: str) -> list[str]:
-    """The application names starting with `prefix` connected to this database now: the
-    workers whose request watcher is listening."""
+    """The application names starting with `prefix` connected to this database now: with
+    `LISTENER_PREFIX`, the workers listening for notifications (`pkg/database/notifications.py`)."""
     rows = await pool.fetch(
         "SELECT application_name FROM pg_stat_activity "
         "WHERE datname = current_database() AND starts_with(application_name, $1) "
