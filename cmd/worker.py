@@ -43,6 +43,7 @@ from financial.pkg.scheduler.job_settings.postgres import PostgresJobSettings
 from financial.pkg.scheduler.loop.job_settings import runtime_spec
 from financial.pkg.scheduler.loop.scheduler import Scheduler
 from financial.pkg.scheduler.registry import JobRegistry, JobSpec
+from financial.pkg.scheduler.store.requests_postgres import PostgresRequestStore
 
 log = structlog.get_logger("financial.worker")
 
@@ -120,6 +121,8 @@ async def serve(settings: Settings) -> int:
         metrics.watch_next_fire_times(scheduler.next_fire_times)
         health.attach(scheduler, store)
         watcher = open_request_watcher(settings, clients, scheduler, clock)
+        # Done run requests go with the history, after WORKER_HISTORY_RETENTION_DAYS.
+        scheduler.maintenance.attach_requests(PostgresRequestStore(clients.db.pool))
         signals.subscribe(watcher.stop, lambda: None)
         late_checker = open_late_checker(
             settings,
