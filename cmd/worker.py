@@ -122,7 +122,8 @@ async def serve(settings: Settings) -> int:
         health.attach(scheduler, store)
         watcher = open_request_watcher(settings, clients, scheduler, clock)
         # Done run requests go with the history, after WORKER_HISTORY_RETENTION_DAYS.
-        scheduler.maintenance.attach_requests(PostgresRequestStore(clients.db.pool))
+        requests = PostgresRequestStore(clients.db.pool)
+        scheduler.maintenance.attach_requests(requests)
         signals.subscribe(watcher.stop, lambda: None)
         late_checker = open_late_checker(
             settings,
@@ -133,11 +134,10 @@ async def serve(settings: Settings) -> int:
             clock=clock,
             stack=stack,
         )
-        # The status page: each job's values as it runs now, their sources and audit, and the
-        # late badges and banner.
-        health.watch_extras(
-            with_late(late_checker, status_extras(registry, PostgresJobSettings(clients.db.pool)))
-        )
+        # The status page: each job's values as it runs now, their sources and audit, its open
+        # run requests, and the late badges and banner.
+        runtime_extras = status_extras(registry, PostgresJobSettings(clients.db.pool), requests)
+        health.watch_extras(with_late(late_checker, runtime_extras))
 
         def apply(spec: JobSpec) -> None:
             # A runtime setting (`jobs set`): the scheduler's ticks and the late checker's view.
