@@ -1,5 +1,5 @@
-"""A job's own page at `/jobs/<name>`: its state, the runs asked for and not done yet, its
-runtime settings and where each value comes from, their audit, its durations over time, and its
+"""A job's own page at `/jobs/<name>`: its state, its runtime settings and where each value
+comes from, their audit, its durations over time, the runs asked for and not done yet, and its
 history run by run.
 
 Read-only like every page: the settings are changed with `financial jobs set`, never here.
@@ -62,10 +62,11 @@ def render_job_page(report: JobReport) -> str:
         history = _history(runs, job.zone, report.now)
     main = (
         f'{banner}<section class="card">\n{_facts(job, report.now)}\n</section>\n'
-        f'<section class="card">\n<h2>Requested runs</h2>\n{_requests(job)}\n</section>\n'
         f'<section class="card">\n<h2>Settings</h2>\n{_settings(job.settings)}\n'
         f"<h3>Changes</h3>\n{_audit(job.audit)}\n</section>\n"
         f'<section class="card">\n<h2>Durations</h2>\n{chart}\n</section>\n'
+        # After the chart: the chart stays on a phone's first screen.
+        f'<section class="card">\n<h2>Requested runs</h2>\n{_requests(job)}\n</section>\n'
         f'<section class="card">\n<h2>History ({len(runs)} runs, newest first)</h2>\n'
         f"{history}\n</section>"
     )
