@@ -24,10 +24,13 @@ from financial.pkg.database.dsn import scrub
 from financial.pkg.database.embedded import start_embedded_async
 from financial.pkg.jobs.model import RunStatus
 from financial.pkg.observability.masking import mask_secrets
+from financial.pkg.scheduler.alerts.postgres import PostgresAlertStore
 from financial.pkg.scheduler.job_settings import RuntimeSettings
 from financial.pkg.scheduler.job_settings.postgres import PostgresJobSettings
 from financial.pkg.scheduler.store import JobSummary, RunRecord
 from financial.pkg.scheduler.store.postgres import PostgresRunStore
+from financial.pkg.scheduler.store.requests import RequestCounts
+from financial.pkg.scheduler.store.requests_postgres import PostgresRequestStore
 
 # A command line waits this long for PostgreSQL, not the worker's long retry budget.
 CLI_RETRY_FOR = timedelta(seconds=5)
@@ -72,6 +75,9 @@ class Listing:
     summaries: dict[str, JobSummary] | None = None
     runtime: dict[str, RuntimeSettings] | None = None
     note: str | None = None
+    # Each late job's `late_since`, and each job's open run requests (None: not read).
+    late: dict[str, datetime] | None = None
+    requests: dict[str, RequestCounts] | None = None
 
 
 async def listing(settings: Settings, jobs: Sequence[str]) -> Listing:
@@ -100,7 +106,21 @@ async def listing(settings: Settings, jobs: Sequence[str]) -> Listing:
         except Exception as exc:
             reason = scrub(f"{type(exc).__name__}: {exc}", dsn)
             return Listing(summaries, note=f"runtime settings unavailable ({reason})")
-        return Listing(summaries, runtime)
+        try:
+            late = await _late(pool)
+            requests = await PostgresRequestStore(pool, retry_for=timedelta(0)).counts(jobs)
+        except asyncpg.UndefinedTableError:
+            late, requests = {}, {}  # a database not migrated to 0006/0007 yet: none of either
+        except Exception as exc:
+            reason = scrub(f"{type(exc).__name__}: {exc}", dsn)
+            note = f"late state and run requests unavailable ({reason})"
+            return Listing(summaries, runtime, note=note)
+        return Listing(summaries, runtime, late=late, requests=requests)
+
+
+async def _late(pool: asyncpg.Pool) -> dict[str, datetime]:
+    states = await PostgresAlertStore(pool).late()
+    return {job: s.late_since for job, s in states.items() if s.late_since is not None}
 
 
 def history_table(runs: Sequence[RunRecord]) -> tuple[list[str], list[list[str]]]:

@@ -18,6 +18,7 @@ from financial.cmd import event_loop
 from financial.cmd.errors import EX_FAILED, EX_OK, EX_USAGE, store_errors
 
 if TYPE_CHECKING:
+    from financial.cmd.history import Listing
     from financial.cmd.wiring import Clients
     from financial.configs import Settings
     from financial.pkg.scheduler.job_settings import RuntimeSettings
@@ -51,7 +52,9 @@ def jobs_list(args: argparse.Namespace, settings: Settings) -> int:
         print(f"financial: {note}", file=sys.stderr)
     summaries = found.summaries or {}
     rows = [
-        _job_row(spec, now, summaries.get(spec.name), registry.sources(spec.name))
+        _with_state(
+            _job_row(spec, now, summaries.get(spec.name), registry.sources(spec.name)), found
+        )
         for spec in registry
     ]
     if args.json:
@@ -61,7 +64,7 @@ def jobs_list(args: argparse.Namespace, settings: Settings) -> int:
         print("no jobs registered")
         return EX_OK
     headers = ["NAME", "SCHEDULE", "ZONE", "CALENDAR", "OVERLAP", "TIMEOUT", "ENABLED", "PAUSED"]
-    headers += ["LAST RUN", "LAST SUCCESS", "NEXT RUNS"]
+    headers += ["LATE", "REQUESTS", "LAST RUN", "LAST SUCCESS", "NEXT RUNS"]
     table = [
         [
             r["name"],
@@ -73,6 +76,8 @@ def jobs_list(args: argparse.Namespace, settings: Settings) -> int:
             f"{r['timeout_s']:g}s" + _from(r, "timeout"),
             ("yes" if r["enabled"] else "no") + _from(r, "enabled"),
             _paused_cell(r),
+            _late_cell(r),
+            "-" if r["pending_requests"] is None else str(r["pending_requests"]),
             f"{r['last_status']} {r['last_run_at']}" if r["last_status"] else "-",
             r["last_success_at"] or "-",
             ", ".join(r["next"]),
@@ -104,6 +109,29 @@ class JobRow(TypedDict):
     last_success_at: str | None
     # Where schedule, timeout, enabled and calendar come from: runtime, env, code or default.
     sources: dict[str, str]
+    # The dead-man alert's verdict and since when (UTC); its queued (pending) run requests.
+    # None when the database could not be read.
+    late: bool | None
+    late_since: str | None
+    pending_requests: int | None
+
+
+def _with_state(row: JobRow, found: Listing) -> JobRow:
+    """`row` with the job's late state and queued requests from the database, when read."""
+    if found.late is not None:
+        since = found.late.get(row["name"])
+        row["late"] = since is not None
+        row["late_since"] = since.astimezone(UTC).isoformat() if since else None
+    if found.requests is not None:
+        counts = found.requests.get(row["name"])
+        row["pending_requests"] = counts.pending if counts is not None else 0
+    return row
+
+
+def _late_cell(row: JobRow) -> str:
+    if row["late"] is None:
+        return "-"
+    return f"LATE since {row['late_since']}" if row["late"] else "no"
 
 
 def _from(row: JobRow, field: str) -> str:
@@ -162,6 +190,9 @@ def _job_row(
         "last_run_at": last_run.astimezone(zone).isoformat() if last_run else None,
         "last_success_at": last_success.astimezone(zone).isoformat() if last_success else None,
         "sources": {row.field: row.source for row in sources},
+        "late": None,
+        "late_since": None,
+        "pending_requests": None,
     }
 
 

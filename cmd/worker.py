@@ -44,6 +44,7 @@ from financial.pkg.scheduler.job_settings.postgres import PostgresJobSettings
 from financial.pkg.scheduler.loop.job_settings import runtime_spec
 from financial.pkg.scheduler.loop.scheduler import Scheduler
 from financial.pkg.scheduler.registry import JobRegistry, JobSpec
+from financial.pkg.scheduler.store.requests_postgres import PostgresRequestStore
 
 log = structlog.get_logger("financial.worker")
 
@@ -123,6 +124,9 @@ async def serve(settings: Settings) -> int:
         # One LISTEN connection for both watchers; it starts once both subscribed.
         notifications = open_notifications(settings, clients, clock, stack)
         watcher = open_request_watcher(settings, clients, scheduler, clock, notifications)
+        # Done run requests go with the history, after WORKER_HISTORY_RETENTION_DAYS.
+        requests = PostgresRequestStore(clients.db.pool)
+        scheduler.maintenance.attach_requests(requests)
         signals.subscribe(watcher.stop, lambda: None)
         late_checker = open_late_checker(
             settings,
@@ -133,11 +137,10 @@ async def serve(settings: Settings) -> int:
             clock=clock,
             stack=stack,
         )
-        # The status page: each job's values as it runs now, their sources and audit, and the
-        # late badges and banner.
-        health.watch_extras(
-            with_late(late_checker, status_extras(registry, PostgresJobSettings(clients.db.pool)))
-        )
+        # The status page: each job's values as it runs now, their sources and audit, its open
+        # run requests, and the late badges and banner.
+        runtime_extras = status_extras(registry, PostgresJobSettings(clients.db.pool), requests)
+        health.watch_extras(with_late(late_checker, runtime_extras))
 
         def apply(spec: JobSpec) -> None:
             # A runtime setting (`jobs set`): the scheduler's ticks and the late checker's view.

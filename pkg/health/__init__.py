@@ -14,6 +14,7 @@ from financial.pkg.health.model import (
     JobExtrasSource,
     JobStatus,
     MetricsExposition,
+    RequestRow,
     SettingRow,
 )
 from financial.pkg.health.server import HealthServer, HealthServerError, start_health_server
@@ -29,6 +30,7 @@ __all__ = [
     "JobExtrasSource",
     "JobStatus",
     "MetricsExposition",
+    "RequestRow",
     "SettingRow",
     "WorkerHealth",
     "database_ping",

@@ -1,5 +1,6 @@
 """A job's own page at `/jobs/<name>`: its state, its runtime settings and where each value
-comes from, their audit, its durations over time, and its history run by run.
+comes from, their audit, its durations over time, the runs asked for and not done yet, and its
+history run by run.
 
 Read-only like every page: the settings are changed with `financial jobs set`, never here.
 """
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from financial.pkg.health.duration_chart import duration_chart
-from financial.pkg.health.model import AuditRow, Check, JobStatus, SettingRow
+from financial.pkg.health.model import AuditRow, Check, JobStatus, RequestRow, SettingRow
 from financial.pkg.health.overview import job_badges, last_success, next_run
 from financial.pkg.health.page_format import ERROR_LIST_CHARS, e, run_facts, utc
 from financial.pkg.health.page_shell import document, pills
@@ -64,6 +65,8 @@ def render_job_page(report: JobReport) -> str:
         f'<section class="card">\n<h2>Settings</h2>\n{_settings(job.settings)}\n'
         f"<h3>Changes</h3>\n{_audit(job.audit)}\n</section>\n"
         f'<section class="card">\n<h2>Durations</h2>\n{chart}\n</section>\n'
+        # After the chart: the chart stays on a phone's first screen.
+        f'<section class="card">\n<h2>Requested runs</h2>\n{_requests(job)}\n</section>\n'
         f'<section class="card">\n<h2>History ({len(runs)} runs, newest first)</h2>\n'
         f"{history}\n</section>"
     )
@@ -91,6 +94,31 @@ def _facts(job: JobStatus, now: datetime) -> str:
         )
     items = "\n".join(f"<dt>{term}</dt><dd>{value}</dd>" for term, value in rows)
     return f"<dl>\n{items}\n</dl>"
+
+
+def _requests(job: JobStatus) -> str:
+    if job.requests_error is not None:
+        return f'<p class="alert">Run requests unavailable: {e(job.requests_error)}</p>'
+    if not job.requests:
+        return '<p class="empty">No run requested (financial jobs trigger / backfill).</p>'
+    rows = "\n".join(_request_row(row) for row in job.requests)
+    more = job.requests_open - len(job.requests)
+    note = f'\n<p class="note">and {more} more, run after these.</p>' if more > 0 else ""
+    return (
+        '<table class="stack"><thead><tr><th>Tick</th><th>Trigger</th><th>Requested by</th>'
+        "<th>Requested at</th><th>State</th></tr></thead>\n"
+        f"<tbody>\n{rows}\n</tbody></table>{note}"
+    )
+
+
+def _request_row(row: RequestRow) -> str:
+    return (
+        f"<tr><td>{e(utc(row.tick))}</td>"
+        f'<td data-label="Trigger">{e(row.trigger)}</td>'
+        f'<td data-label="Requested by">{e(row.requested_by)}</td>'
+        f'<td data-label="Requested at">{e(utc(row.requested_at))}</td>'
+        f'<td data-label="State">{e(row.state)}</td></tr>'
+    )
 
 
 def _settings(settings: Sequence[SettingRow]) -> str:

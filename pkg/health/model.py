@@ -56,6 +56,21 @@ class AuditRow:
 
 
 @dataclass(frozen=True, slots=True)
+class RequestRow:
+    """One run an operator asked for (`financial jobs trigger` / `backfill`) and not done yet.
+
+    `trigger` is `manual` or `backfill`; `state` is `pending` (queued, waiting for the job's
+    turn and a free slot) or `claimed` (a worker is running it); `requested_by` is who asked.
+    """
+
+    tick: datetime
+    trigger: str
+    requested_by: str
+    requested_at: datetime
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
 class JobStatus:
     """One job as the status page shows it.
 
@@ -69,7 +84,9 @@ class JobStatus:
     page then looks in `recent_runs`). `late` is the dead-man alert's verdict (no success for
     `alert_after` after a tick, or a tick not started within its deadline) since `late_since`.
     `settings` are the effective values and their source, `audit` the changes, newest first:
-    both are shown on the job's own page only.
+    both are shown on the job's own page only. `requests` are the first of its open run
+    requests in the order they run, `requests_open` how many are open in all, `requests_error`
+    why they could not be read: the job's own page only as well.
     """
 
     name: str
@@ -89,6 +106,9 @@ class JobStatus:
     late_since: datetime | None = None
     settings: Sequence[SettingRow] = field(default_factory=tuple)
     audit: Sequence[AuditRow] = field(default_factory=tuple)
+    requests: Sequence[RequestRow] = field(default_factory=tuple)
+    requests_open: int = 0
+    requests_error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +117,8 @@ class JobExtras:
 
     The runtime settings give the effective `schedule` / `disabled` / `calendar` (None: keep the
     registry's), the `settings` rows and, on the job's own page, the `audit`; the dead-man
-    alert gives `late` and `late_since`.
+    alert gives `late` and `late_since`; the run request store, on the job's own page, its open
+    `requests` (the first ones), how many are open (`requests_open`) or why it could not tell.
     """
 
     schedule: str | None = None
@@ -107,6 +128,9 @@ class JobExtras:
     late_since: datetime | None = None
     settings: Sequence[SettingRow] = field(default_factory=tuple)
     audit: Sequence[AuditRow] = field(default_factory=tuple)
+    requests: Sequence[RequestRow] = field(default_factory=tuple)
+    requests_open: int = 0
+    requests_error: str | None = None
 
 
 class JobExtrasSource(Protocol):

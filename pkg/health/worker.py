@@ -216,6 +216,9 @@ class WorkerHealth:
             late_since=extras.late_since,
             settings=extras.settings,
             audit=extras.audit,
+            requests=extras.requests,
+            requests_open=extras.requests_open,
+            requests_error=extras.requests_error,
         )
 
     async def _from_store(

@@ -14,7 +14,7 @@ import pytest
 
 from financial.pkg.jobs.model import Overlap, RunStatus, Trigger
 from financial.pkg.scheduler.store import RunStore
-from financial.pkg.scheduler.store.requests import RequestState, RequestStore
+from financial.pkg.scheduler.store.requests import RequestCounts, RequestState, RequestStore
 
 CLAIM_LEASE = timedelta(seconds=1)
 PAST_LEASE_S = 1.3
@@ -187,3 +187,63 @@ class RunRequestContract:
             await requests.complete(unknown, worker_id="w", run_id=None, status=RunStatus.FAILED)
             is None
         )
+
+    async def test_counts_give_each_job_s_open_requests_by_state(
+        self, requests: RequestStore
+    ) -> None:
+        await requests.add(
+            "report", [day(0), day(1), day(2)], trigger=Trigger.BACKFILL, requested_by="a"
+        )
+        await requests.add("other", [None], trigger=Trigger.MANUAL, requested_by="b")
+        claimed = await requests.claim(["report", "other"], worker_id="w1", limit=5)
+        assert await requests.counts(["report", "other", "idle"]) == {
+            "report": RequestCounts(pending=2, claimed=1),
+            "other": RequestCounts(pending=0, claimed=1),
+        }
+        [other] = [r for r in claimed if r.job == "other"]
+        await requests.complete(
+            other.request_id, worker_id="w1", run_id=None, status=RunStatus.SUCCEEDED
+        )
+        assert await requests.counts(["other"]) == {}
+        assert await requests.counts([]) == {}
+        first_two = await requests.open_requests("report", limit=2)
+        assert [r.tick for r in first_two] == [day(0), day(1)]
+
+    async def test_prune_deletes_done_requests_finished_before_the_cutoff_only(
+        self, requests: RequestStore
+    ) -> None:
+        for job in ("done", "claimed", "pending"):
+            await requests.add(job, [day(0)], trigger=Trigger.MANUAL, requested_by="x")
+        claimed = {
+            r.job: r for r in await requests.claim(["done", "claimed"], worker_id="w", limit=2)
+        }
+        finished = await requests.complete(
+            claimed["done"].request_id, worker_id="w", run_id=None, status=RunStatus.FAILED
+        )
+        assert finished is not None and finished.finished_at is not None
+        assert await requests.prune(finished.finished_at) == 0  # not finished *before* it
+        far = finished.finished_at + timedelta(days=3650)
+        assert await requests.prune(far) == 1
+        assert await requests.get(finished.request_id) is None
+        assert await requests.prune(far) == 0
+        left = await requests.open_requests()
+        assert sorted((r.job, r.state) for r in left) == [
+            ("claimed", RequestState.CLAIMED),
+            ("pending", RequestState.PENDING),
+        ]
+
+    async def test_prune_deletes_at_most_limit_a_call(self, requests: RequestStore) -> None:
+        jobs = ["a", "b", "c"]
+        for job in jobs:
+            await requests.add(job, [day(0)], trigger=Trigger.MANUAL, requested_by="x")
+        ends = []
+        for request in await requests.claim(jobs, worker_id="w", limit=3):
+            done = await requests.complete(
+                request.request_id, worker_id="w", run_id=None, status=RunStatus.SUCCEEDED
+            )
+            assert done is not None and done.finished_at is not None
+            ends.append(done.finished_at)
+        cutoff = max(ends) + timedelta(seconds=1)
+        assert await requests.prune(cutoff, limit=2) == 2
+        assert await requests.prune(cutoff, limit=2) == 1
+        assert await requests.prune(cutoff, limit=2) == 0

@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 from datetime import timedelta
+from html import escape as html_escape
 from html.parser import HTMLParser
 
 from financial.pkg.health.duration_chart import duration_chart
-from financial.pkg.health.model import AuditRow, Check, JobStatus, SettingRow
+from financial.pkg.health.model import AuditRow, Check, JobStatus, RequestRow, SettingRow
 from financial.pkg.health.status_page import JobReport, render_job_page
 from financial.pkg.jobs.model import RunStatus
 from financial.pkg.scheduler.store import RunError
@@ -180,13 +181,45 @@ def test_hostile_text_is_escaped_on_the_job_page() -> None:
         recent_runs=[run("x", RunStatus.FAILED, 1, run_id=EVIL, error=RunError(EVIL, EVIL))],
         settings=[SettingRow(EVIL, EVIL, "runtime")],
         audit=[AuditRow(NOW, EVIL, EVIL, EVIL, EVIL, reason=EVIL)],
+        requests=[RequestRow(NOW, EVIL, EVIL, NOW, EVIL)],
+        requests_open=1,
     )
     html = page(job)
     assert "<script" not in html.lower()
-    assert html.count("&lt;script&gt;") >= 8
+    assert html.count("&lt;script&gt;") >= 11
+    errored = page(replace(relay(), requests_error=EVIL))
+    assert "<script" not in errored.lower()
+    assert f"Run requests unavailable: {html_escape(EVIL)}" in errored
 
 
 def test_history_errors_show_instead_of_the_chart_and_list() -> None:
     html = page(replace(relay(), recent_runs=(), runs_error="TimeoutError: slow"))
     assert html.count("Run history unavailable: TimeoutError: slow") == 2
     assert "No run recorded yet." in page(replace(relay(), recent_runs=()))
+
+
+def test_the_open_requests_show_in_the_order_they_run_with_who_asked() -> None:
+    rows = [
+        RequestRow(NOW - timedelta(days=2), "backfill", "alice@ops", NOW, "claimed"),
+        RequestRow(NOW - timedelta(days=1), "backfill", "alice@ops", NOW, "pending"),
+        RequestRow(NOW, "manual", "bob", NOW + timedelta(seconds=5), "pending"),
+    ]
+    html = page(replace(relay(), requests=rows, requests_open=3))
+    section = html.split("<h2>Requested runs</h2>", 1)[1].split("</section>", 1)[0]
+    cells = re.findall(
+        r"<tr><td>(.*?)</td>.*?Trigger\">(.*?)<.*?by\">(.*?)<.*?State\">(.*?)<", section
+    )
+    assert cells == [
+        ("2026-02-28 09:30:00 UTC", "backfill", "alice@ops", "claimed"),
+        ("2026-03-01 09:30:00 UTC", "backfill", "alice@ops", "pending"),
+        ("2026-03-02 09:30:00 UTC", "manual", "bob", "pending"),
+    ]
+    assert "more" not in section
+    assert "2026-03-02 09:30:05 UTC" in section  # when bob asked
+    more = page(replace(relay(), requests=rows[:1], requests_open=120))
+    assert "and 119 more, run after these." in more
+
+
+def test_a_job_without_requests_says_so() -> None:
+    html = page(relay())
+    assert "No run requested (financial jobs trigger / backfill)." in html

@@ -3,15 +3,19 @@ with each value's source on the job's page and the audit newest first."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from financial.cmd.status_extras import status_extras
+from financial.cmd.status_extras import open_request_rows, status_extras
 from financial.pkg.health import WorkerHealth
 from financial.pkg.jobs import JobContext, cron_job
+from financial.pkg.jobs.model import Trigger
 from financial.pkg.scheduler.clock import FakeClock
 from financial.pkg.scheduler.job_settings import RuntimeSettings
 from financial.pkg.scheduler.job_settings.memory import MemoryJobSettings
 from financial.pkg.scheduler.registry import JobRegistry
+from financial.pkg.scheduler.store.memory import MemoryRunStore
+from financial.pkg.scheduler.store.requests import RunRequest
+from financial.pkg.scheduler.store.requests_memory import MemoryRequestStore
 
 NOW = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 
@@ -64,3 +68,52 @@ async def test_a_store_that_fails_leaves_the_registry_values() -> None:
     assert page is not None
     assert page.schedule == "0 3 * * *"
     assert page.audit == ()
+
+
+async def test_the_job_page_shows_its_open_requests_and_how_many_more() -> None:
+    clock = FakeClock(NOW)
+    registry = JobRegistry()
+    registry.add(cron_job("0 3 * * *", name="nightly")(noop))
+    health = WorkerHealth(list(registry), clock=clock)
+    requests = MemoryRequestStore(MemoryRunStore(clock), clock)
+    health.watch_extras(status_extras(registry, MemoryJobSettings(lambda: NOW), requests))
+    ticks = [NOW - timedelta(days=n) for n in range(1, 4)]
+    await requests.add("nightly", ticks, trigger=Trigger.BACKFILL, requested_by="alice@ops")
+    await requests.add("other", [None], trigger=Trigger.MANUAL, requested_by="bob")
+    await requests.claim(["nightly"], worker_id="w1", limit=1)
+
+    page = await health.job("nightly")
+    assert page is not None
+    assert [(r.tick, r.trigger, r.requested_by, r.state) for r in page.requests] == [
+        (ticks[2], "backfill", "alice@ops", "claimed"),
+        (ticks[1], "backfill", "alice@ops", "pending"),
+        (ticks[0], "backfill", "alice@ops", "pending"),
+    ]
+    assert page.requests_open == 3 and page.requests_error is None
+    assert {s.name: s.requests for s in await health.jobs()}["nightly"] == ()  # page only
+
+    rows, total, error = await open_request_rows(requests, "nightly", limit=2)
+    assert [r.tick for r in rows] == [ticks[2], ticks[1]]
+    assert (total, error) == (3, None)
+
+
+async def test_a_request_store_that_fails_says_why_and_keeps_the_settings() -> None:
+    clock = FakeClock(NOW)
+    registry = JobRegistry()
+    registry.add(cron_job("0 3 * * *", name="nightly")(noop))
+    health = WorkerHealth(list(registry), clock=clock)
+
+    class Down(MemoryRequestStore):
+        async def open_requests(
+            self, job: str | None = None, *, limit: int | None = None
+        ) -> list[RunRequest]:
+            raise ConnectionError("password=hunter2 database down")
+
+    requests = Down(MemoryRunStore(clock), clock)
+    health.watch_extras(status_extras(registry, MemoryJobSettings(lambda: NOW), requests))
+    page = await health.job("nightly")
+    assert page is not None
+    assert page.requests == ()
+    assert page.requests_error is not None and "database down" in page.requests_error
+    assert "hunter2" not in page.requests_error
+    assert [row.field for row in page.settings][:1] == ["schedule"]

@@ -10,7 +10,9 @@
   the sweep (which would otherwise find their leases lapsed); ticks it could not take when they
   were due are recorded `missed`.
 - History older than `history_retention` is pruned (final runs only, in batches), at start and
-  then every `prune_interval`.
+  then every `prune_interval`; in the same pass, so are the run requests (`jobs trigger`,
+  `jobs backfill`) done for longer than that, once a request store is attached
+  (`attach_requests`). Pending and claimed requests are never pruned.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from financial.pkg.scheduler.clock import Clock
 from financial.pkg.scheduler.execution.runner import TickRunner
 from financial.pkg.scheduler.registry import JobSpec
 from financial.pkg.scheduler.store import RunRecord, RunStore, describe
+from financial.pkg.scheduler.store.requests import RequestStore
 
 log = structlog.get_logger("financial.scheduler")
 
@@ -50,6 +53,7 @@ class Maintenance:
         sweep_interval: timedelta,
         history_retention: timedelta | None,
         prune_interval: timedelta,
+        requests: RequestStore | None = None,
     ) -> None:
         self._store = store
         self._runner = runner
@@ -59,9 +63,15 @@ class Maintenance:
         self._sweep_interval = sweep_interval
         self._retention = history_retention
         self._prune_interval = prune_interval
+        self._requests = requests
         now = clock.now()
         self._next_sweep = now + sweep_interval
         self._next_prune = now
+
+    def attach_requests(self, requests: RequestStore) -> None:
+        """Prune `requests`' done requests with the history, from the next prune pass on (the
+        worker builds the request store after the scheduler)."""
+        self._requests = requests
 
     def next_due(self) -> datetime | None:
         """When the next pass is due; None when there is nothing to look after (no timer)."""
@@ -86,6 +96,9 @@ class Maintenance:
         if self._retention is not None and now >= self._next_prune:
             self._next_prune = now + self._prune_interval
             await self._guard("prune", self._prune(self._retention))
+            if self._requests is not None:
+                cutoff = now - self._retention
+                await self._guard("prune_requests", self._prune_requests(self._requests, cutoff))
 
     async def _guard(self, step: str, work: Awaitable[object]) -> None:
         try:
@@ -138,3 +151,13 @@ class Maintenance:
                 break
         if total:
             log.info("history_pruned", deleted=total, retention_days=retention / timedelta(days=1))
+
+    async def _prune_requests(self, requests: RequestStore, before: datetime) -> None:
+        total = 0
+        for _ in range(PRUNE_BATCHES_PER_PASS):
+            deleted = await requests.prune(before, limit=PRUNE_BATCH)
+            total += deleted
+            if deleted < PRUNE_BATCH:
+                break
+        if total:
+            log.info("run_requests_pruned", deleted=total, before=before.isoformat())

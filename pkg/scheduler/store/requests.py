@@ -18,6 +18,9 @@ Two implementations share one contract suite (`tests/contract/run_request_contra
   as a run whose replica died: the operator asks again if the job may run twice).
 - `complete` links a claimed request to the run it became and that run's final status; only the
   worker holding the claim can complete it.
+- `prune(before)` deletes `done` requests that finished before `before` (the run history's
+  retention, in the maintenance pass); pending and claimed ones are never pruned.
+- `counts` gives each job's open requests by state, one read for every job (`jobs list`).
 """
 
 from __future__ import annotations
@@ -63,6 +66,18 @@ class RunRequest:
     finished_at: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class RequestCounts:
+    """A job's open requests: `pending` (queued, waiting for a worker) and `claimed` (being run)."""
+
+    pending: int = 0
+    claimed: int = 0
+
+    @property
+    def open(self) -> int:
+        return self.pending + self.claimed
+
+
 class RequestStore(ABC):
     """Where run requests wait for a worker (see the module's semantics)."""
 
@@ -105,8 +120,20 @@ class RequestStore(ABC):
         """One request, as it now is."""
 
     @abstractmethod
-    async def open_requests(self, job: str | None = None) -> list[RunRequest]:
-        """Requests not done yet (of one job, or every one), in the order they are run."""
+    async def open_requests(
+        self, job: str | None = None, *, limit: int | None = None
+    ) -> list[RunRequest]:
+        """Requests not done yet (of one job, or every one), in the order they are run; the
+        first `limit` of them when given."""
+
+    @abstractmethod
+    async def counts(self, jobs: Sequence[str]) -> dict[str, RequestCounts]:
+        """The open requests of each of `jobs` by state; a job with none is left out."""
+
+    @abstractmethod
+    async def prune(self, before: datetime, *, limit: int = 1000) -> int:
+        """Delete up to `limit` `done` requests that finished before `before` (oldest first);
+        returns how many. Pending and claimed requests are never deleted."""
 
     @abstractmethod
     async def succeeded_ticks(self, job: str, start: datetime, end: datetime) -> set[datetime]:

@@ -80,9 +80,31 @@ RETURNING *;
 SELECT * FROM run_requests WHERE request_id = $1;
 
 -- name: open_requests
+-- $2 how many at most (null: all).
 SELECT * FROM run_requests
 WHERE state <> 'done' AND ($1::text IS NULL OR job = $1::text)
-ORDER BY requested_at, tick, request_id;
+ORDER BY requested_at, tick, request_id
+LIMIT $2::int;
+
+-- name: counts
+-- Each job's open requests by state, for `jobs list` (the open rows alone: run_requests_open_idx).
+SELECT job,
+       count(*) FILTER (WHERE state = 'pending')::int AS pending,
+       count(*) FILTER (WHERE state = 'claimed')::int AS claimed
+FROM run_requests
+WHERE state <> 'done' AND job = ANY($1::text[])
+GROUP BY job;
+
+-- name: prune
+-- $1 the cutoff, $2 the batch. Done requests only: a pending or claimed one is never deleted,
+-- however old. Oldest first, in batches, as the run history is pruned.
+DELETE FROM run_requests
+WHERE request_id IN (
+    SELECT request_id FROM run_requests
+    WHERE state = 'done' AND coalesce(finished_at, requested_at) < $1::timestamptz
+    ORDER BY coalesce(finished_at, requested_at)
+    LIMIT $2::int
+);
 
 -- name: succeeded_ticks
 SELECT DISTINCT scheduled_at FROM job_runs

@@ -17,6 +17,7 @@ from financial.pkg.scheduler.clock import Clock
 from financial.pkg.scheduler.store import RunStore
 from financial.pkg.scheduler.store.requests import (
     DEFAULT_CLAIM_LEASE,
+    RequestCounts,
     RequestState,
     RequestStore,
     RunRequest,
@@ -142,13 +143,42 @@ class MemoryRequestStore(RequestStore):
     async def get(self, request_id: str) -> RunRequest | None:
         return self._requests.get(request_id)
 
-    async def open_requests(self, job: str | None = None) -> list[RunRequest]:
+    async def open_requests(
+        self, job: str | None = None, *, limit: int | None = None
+    ) -> list[RunRequest]:
         found = [
             r
             for r in (self._requests[i] for i in self._order)
             if r.state is not RequestState.DONE and (job is None or r.job == job)
         ]
-        return sorted(found, key=lambda r: (r.requested_at, r.tick))
+        ordered = sorted(found, key=lambda r: (r.requested_at, r.tick))
+        return ordered if limit is None else ordered[:limit]
+
+    async def counts(self, jobs: Sequence[str]) -> dict[str, RequestCounts]:
+        found: dict[str, RequestCounts] = {}
+        for request in self._requests.values():
+            if request.job not in jobs or request.state is RequestState.DONE:
+                continue
+            now = found.get(request.job, RequestCounts())
+            pending = request.state is RequestState.PENDING
+            found[request.job] = RequestCounts(
+                pending=now.pending + pending, claimed=now.claimed + (not pending)
+            )
+        return found
+
+    async def prune(self, before: datetime, *, limit: int = 1000) -> int:
+        old = sorted(
+            (
+                r
+                for r in self._requests.values()
+                if r.state is RequestState.DONE and _finished(r) < before
+            ),
+            key=_finished,
+        )[:limit]
+        for request in old:
+            del self._requests[request.request_id]
+            self._order.remove(request.request_id)
+        return len(old)
 
     async def succeeded_ticks(self, job: str, start: datetime, end: datetime) -> set[datetime]:
         runs = await self._runs.history(job, status=RunStatus.SUCCEEDED, limit=_ALL)
@@ -157,3 +187,7 @@ class MemoryRequestStore(RequestStore):
     async def next_attempt(self, job: str, tick: datetime) -> int:
         runs = await self._runs.history(job, limit=_ALL)
         return 1 + max((r.attempt for r in runs if r.scheduled_at == tick), default=0)
+
+
+def _finished(request: RunRequest) -> datetime:
+    return request.finished_at or request.requested_at

@@ -22,6 +22,7 @@ from financial.pkg.jobs.model import RunStatus, Trigger
 from financial.pkg.scheduler.store import RunStoreUnavailable
 from financial.pkg.scheduler.store.requests import (
     DEFAULT_CLAIM_LEASE,
+    RequestCounts,
     RequestState,
     RequestStore,
     RunRequest,
@@ -133,8 +134,21 @@ class PostgresRequestStore(RequestStore):
         rows = await self._fetch("get", uuid.UUID(request_id))
         return _request(rows[0]) if rows else None
 
-    async def open_requests(self, job: str | None = None) -> list[RunRequest]:
-        return [_request(row) for row in await self._fetch("open_requests", job)]
+    async def open_requests(
+        self, job: str | None = None, *, limit: int | None = None
+    ) -> list[RunRequest]:
+        return [_request(row) for row in await self._fetch("open_requests", job, limit)]
+
+    async def counts(self, jobs: Sequence[str]) -> dict[str, RequestCounts]:
+        if not jobs:
+            return {}
+        rows = await self._fetch("counts", list(jobs))
+        return {row["job"]: RequestCounts(row["pending"], row["claimed"]) for row in rows}
+
+    async def prune(self, before: datetime, *, limit: int = 1000) -> int:
+        query = QUERIES["prune"]
+        status = await self._call("prune", lambda: self._pool.execute(query, before, limit))
+        return int(status.split()[-1])
 
     async def succeeded_ticks(self, job: str, start: datetime, end: datetime) -> set[datetime]:
         rows = await self._fetch("succeeded_ticks", job, start, end)
