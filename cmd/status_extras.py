@@ -103,6 +103,7 @@ def status_extras(
             if not with_audit:
                 out[name] = JobExtras(
                     schedule=spec.schedule.expression,
+                    zone=spec.zone_name,
                     disabled=not spec.options.enabled,
                     calendar=spec.calendar,
                 )
@@ -113,6 +114,7 @@ def status_extras(
             )
             out[name] = JobExtras(
                 schedule=spec.schedule.expression,
+                zone=spec.zone_name,
                 disabled=not spec.options.enabled,
                 calendar=spec.calendar,
                 settings=tuple(setting_row(s) for s in view.effective),

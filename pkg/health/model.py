@@ -115,13 +115,14 @@ class JobStatus:
 class JobExtras:
     """What other parts of the worker add to a job's status, by `WorkerHealth.watch_extras`.
 
-    The runtime settings give the effective `schedule` / `disabled` / `calendar` (None: keep the
-    registry's), the `settings` rows and, on the job's own page, the `audit`; the dead-man
+    The runtime settings give the effective `schedule` / `zone` / `disabled` / `calendar` (None:
+    keep the registry's), the `settings` rows and, on the job's own page, the `audit`; the dead-man
     alert gives `late` and `late_since`; the run request store, on the job's own page, its open
     `requests` (the first ones), how many are open (`requests_open`) or why it could not tell.
     """
 
     schedule: str | None = None
+    zone: str | None = None
     disabled: bool | None = None
     calendar: str | None = None
     late: bool = False

@@ -209,6 +209,7 @@ class WorkerHealth:
         return dataclasses.replace(
             status,
             schedule=extras.schedule or status.schedule,
+            zone=extras.zone or status.zone,
             calendar=extras.calendar or status.calendar,
             disabled=disabled,
             next_fire=None if disabled else next_fire.get(spec.name),

@@ -117,3 +117,25 @@ async def test_a_request_store_that_fails_says_why_and_keeps_the_settings() -> N
     assert page.requests_error is not None and "database down" in page.requests_error
     assert "hunter2" not in page.requests_error
     assert [row.field for row in page.settings][:1] == ["schedule"]
+
+
+async def test_a_runtime_schedule_in_another_zone_shows_its_times_in_that_zone() -> None:
+    registry = JobRegistry()
+    registry.add(cron_job("0 3 * * *", name="nightly")(noop))
+    health = WorkerHealth(list(registry), clock=FakeClock(NOW))
+    store = MemoryJobSettings(lambda: NOW)
+    health.watch_extras(status_extras(registry, store))
+    assert (await health.jobs())[0].zone == "UTC"
+
+    await store.set(
+        "nightly",
+        RuntimeSettings(schedule="CRON_TZ=America/Sao_Paulo 0 9 * * *"),
+        by="ann",
+        reason=None,
+    )
+    registry.respec("nightly", await store.get("nightly"))
+
+    [status] = await health.jobs()
+    page = await health.job("nightly")
+    assert status.zone == "America/Sao_Paulo"
+    assert page is not None and page.zone == "America/Sao_Paulo"
