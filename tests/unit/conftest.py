@@ -3,11 +3,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 
 import pytest
 import structlog
 
+from financial.pkg.observability.metrics import Metrics, setup_metrics
 from financial.pkg.scheduler.clock import FakeClock
 from tests.unit.scheduling import T0
 
@@ -52,6 +53,14 @@ def pytest_asyncio_loop_factories(
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock(T0)
+
+
+@pytest.fixture
+async def metrics() -> AsyncIterator[Metrics]:
+    """The worker's instruments on a registry of their own (see tests/unit/metrics_scrape.py)."""
+    metrics = setup_metrics("financial-worker", instance_id="worker-1")
+    yield metrics
+    await metrics.shutdown()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ bad values refused naming the thing, the value and what is expected; the gauge i
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from financial.cmd.wiring import build_registry
 from financial.configs import SettingsError, load_settings
 from financial.pkg.jobs import Job, cron_job
 from financial.pkg.jobs.model import JobDefinitionError
-from financial.pkg.observability.metrics import Metrics, setup_metrics
+from financial.pkg.observability.metrics import Metrics
 from financial.pkg.scheduler.registry import Defaults, JobRegistry
 from tests.unit.late_checking import Cluster, spec_of, tick
 
@@ -97,13 +96,6 @@ def test_bad_values_name_the_variable_the_value_and_what_is_expected(
     with pytest.raises(SettingsError) as caught:
         load_settings(env_file=None, secrets_dirs=[])
     assert str(caught.value).startswith(f"{variable}={value!r}: expected {expected}")
-
-
-@pytest.fixture
-async def metrics() -> AsyncIterator[Metrics]:
-    metrics = setup_metrics("financial-worker", instance_id="worker-1")
-    yield metrics
-    await metrics.shutdown()
 
 
 async def late_gauge(metrics: Metrics) -> dict[str, float]:

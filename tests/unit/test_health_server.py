@@ -17,7 +17,7 @@ from financial.pkg.health import (
     start_health_server,
 )
 from financial.pkg.health import server as server_module
-from financial.pkg.observability.metrics import Metrics, setup_metrics
+from financial.pkg.observability.metrics import Metrics
 from tests.unit.health_fakes import NOW, FakeSource, sample_jobs
 
 Get = Callable[[str], Awaitable[tuple[int, dict[str, str], str]]]
@@ -26,13 +26,6 @@ Get = Callable[[str], Awaitable[tuple[int, dict[str, str], str]]]
 @pytest.fixture
 def source() -> FakeSource:
     return FakeSource(job_list=sample_jobs())
-
-
-@pytest.fixture
-async def metrics() -> AsyncIterator[Metrics]:
-    metrics = setup_metrics("financial-worker")
-    yield metrics
-    await metrics.shutdown()
 
 
 @pytest.fixture

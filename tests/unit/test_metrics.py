@@ -1,9 +1,9 @@
-"""Metrics: the instruments as Prometheus sees them, the chain wrapper, the loop-lag monitor."""
+"""Metrics: the instruments as Prometheus sees them and the chain wrapper (the loop-lag monitor:
+test_loop_lag.py)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,14 +12,12 @@ from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.version import __version__ as sdk_version
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 
 from financial.pkg.jobs.context import JobContext
 from financial.pkg.jobs.model import RunStatus, Trigger
 from financial.pkg.observability.metrics import (
     DURATION_BUCKETS_S,
     LATENESS_BUCKETS_S,
-    EventLoopLagMonitor,
     Metrics,
     instrument_clients,
     setup_metrics,
@@ -27,8 +25,7 @@ from financial.pkg.observability.metrics import (
 from financial.pkg.observability.run_metrics import with_metrics
 from financial.pkg.scheduler.clock import FakeClock
 from financial.pkg.scheduler.execution.chain import SUCCEEDED, Outcome, Step
-
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+from tests.unit.metrics_scrape import scrape, value
 
 T0 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 
@@ -36,27 +33,6 @@ T0 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock(T0)
-
-
-@pytest.fixture
-async def metrics() -> AsyncIterator[Metrics]:
-    metrics = setup_metrics("financial-worker", instance_id="worker-1")
-    yield metrics
-    await metrics.shutdown()
-
-
-async def scrape(metrics: Metrics) -> Samples:
-    """Every sample of the exposition, by name and labels."""
-    text = (await metrics.render()).decode()
-    samples: Samples = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
-    return samples
-
-
-def value(samples: Samples, name: str, **labels: str) -> float | None:
-    return samples.get((name, frozenset(labels.items())))
 
 
 def context(attempt: int = 1, trigger: Trigger = Trigger.SCHEDULE) -> JobContext:
@@ -413,89 +389,6 @@ def test_buckets_cover_seconds_scale_runs_and_millisecond_lateness() -> None:
     assert DURATION_BUCKETS_S[0] <= 0.01 and DURATION_BUCKETS_S[-1] >= 3600
     assert tuple(sorted(LATENESS_BUCKETS_S)) == LATENESS_BUCKETS_S
     assert LATENESS_BUCKETS_S[0] <= 0.001 and LATENESS_BUCKETS_S[-1] >= 60
-
-
-async def test_loop_lag_monitor_samples_how_late_the_loop_wakes() -> None:
-    now = [100.0]
-    extra = [0.0, 0.002, 4.0, 0.0]
-    woke = asyncio.Event()
-
-    async def sleep(delay: float) -> None:
-        if not extra:
-            woke.set()
-            await asyncio.Event().wait()
-        now[0] += delay + extra.pop(0)
-
-    monitor = EventLoopLagMonitor(0.5, window_s=1.2, monotonic=lambda: now[0], sleep=sleep)
-    monitor.start()
-    await asyncio.wait_for(woke.wait(), 5)
-    await monitor.stop()
-    assert monitor.latest_s == pytest.approx(0.0)
-    # The 4 s stall is the worst sample of the window; the 2 ms one has aged out of it.
-    assert monitor.max_s == pytest.approx(4.0)
-    assert len(monitor._samples) == 2
-
-
-async def test_loop_lag_series(metrics: Metrics) -> None:
-    assert value(await scrape(metrics), "financial_worker_event_loop_lag_seconds") is None
-    now = asyncio.get_running_loop().time()
-    metrics.loop_lag.record(now - 0.5, 0.25)
-    metrics.loop_lag.record(now, 0.001)
-    samples = await scrape(metrics)
-    assert value(samples, "financial_worker_event_loop_lag_seconds") == 0.001
-    assert value(samples, "financial_worker_event_loop_lag_max_seconds") == 0.25
-
-
-async def test_the_workers_lag_probe_samples_only_while_runs_are_in_flight() -> None:
-    now = [100.0]
-    woke: list[float] = []
-    released = asyncio.Event()
-
-    async def sleep(delay: float) -> None:
-        now[0] += delay
-        woke.append(now[0])
-        await released.wait()
-        released.clear()
-
-    monitor = EventLoopLagMonitor(
-        0.5, window_s=60.0, monotonic=lambda: now[0], sleep=sleep, while_busy=True
-    )
-    monitor.start()
-    for _ in range(5):
-        await asyncio.sleep(0)
-    assert woke == []  # idle: no wake-up at all
-    monitor.busy(+1)
-    for _ in range(5):
-        await asyncio.sleep(0)
-    assert woke == [100.5]
-    monitor.busy(-1)
-    released.set()
-    for _ in range(5):
-        await asyncio.sleep(0)
-    assert woke == [100.5] and monitor.latest_s == 0.0  # the sample taken, then idle again
-    # Idle, the samples age out by the clock, so an old stall stops showing.
-    now[0] += 61.0
-    assert monitor.max_s is None and monitor.latest_s is None
-    await monitor.stop()
-
-
-async def test_attempts_in_flight_drive_the_lag_probe(metrics: Metrics) -> None:
-    metrics.add_in_flight("daily", 1)
-    metrics.add_in_flight("hourly", 1)
-    metrics.add_in_flight("daily", -1)
-    assert metrics.loop_lag._busy == 1
-    metrics.add_in_flight("hourly", -1)
-    assert metrics.loop_lag._busy == 0
-
-
-async def test_loop_lag_monitor_on_the_real_loop_stops_cleanly() -> None:
-    monitor = EventLoopLagMonitor(0.001)
-    monitor.start()
-    monitor.start()  # idempotent
-    await asyncio.sleep(0.02)
-    await monitor.stop()
-    await monitor.stop()
-    assert monitor.latest_s is not None and monitor.latest_s >= 0.0
 
 
 def test_instrument_clients_turns_both_instrumentations_on_and_off() -> None:
