@@ -4,10 +4,12 @@ import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from pathlib import Path
 
 import pytest
 import structlog
 
+from financial.configs import Settings
 from financial.pkg.observability.metrics import Metrics, setup_metrics
 from financial.pkg.scheduler.clock import FakeClock
 from tests.unit.scheduling import T0
@@ -53,6 +55,19 @@ def pytest_asyncio_loop_factories(
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock(T0)
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No setting leaks in from the machine running the tests, nor a stray .env: every variable
+    a setting reads (the per-job, OTel and credentials ones too) is removed and the test runs in
+    an empty folder. A module asks for it with `pytestmark = pytest.mark.usefixtures(...)`."""
+    names = {name.upper() for name in Settings.model_fields} | {"CREDENTIALS_DIRECTORY"}
+    for name in list(os.environ):
+        upper = name.upper()
+        if upper in names or upper.startswith(("WORKER_JOBS", "OTEL_")):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture

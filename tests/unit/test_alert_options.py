@@ -3,9 +3,7 @@ bad values refused naming the thing, the value and what is expected; the gauge i
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -18,13 +16,7 @@ from financial.pkg.observability.metrics import Metrics
 from financial.pkg.scheduler.registry import Defaults, JobRegistry
 from tests.unit.late_checking import Cluster, spec_of, tick
 
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in list(os.environ):
-        if name.upper().startswith(("WORKER_", "DATABASE_URL", "DB_", "RABBITMQ")):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 async def noop() -> None:

@@ -4,26 +4,17 @@ settings, `completion`'s view of the parser, and the names the parser keeps in s
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 import pytest
 
 from financial.cmd import cli
 from financial.cmd.completion import JOB, command_specs, script
-from financial.configs import Settings, SettingsError, load_settings
+from financial.configs import SettingsError, load_settings
 from financial.configs.quick import raw_setting, worker_timezone
 from financial.pkg.jobs.model import RunStatus
 
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No setting leaks in from the machine running the tests, nor a stray .env."""
-    names = {name.upper() for name in Settings.model_fields} | {"CREDENTIALS_DIRECTORY"}
-    for name in list(os.environ):
-        if name.upper() in names:
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 def test_the_timezone_comes_from_the_environment_then_dotenv_then_secret_files(

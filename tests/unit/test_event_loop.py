@@ -9,7 +9,6 @@ import os
 import sys
 from collections.abc import Iterator
 from importlib.metadata import version
-from pathlib import Path
 
 import pytest
 import structlog
@@ -17,18 +16,10 @@ import uvloop
 
 from financial.cmd import cli, event_loop
 from financial.cmd.errors import EX_CONFIG, ConfigError
-from financial.configs import Settings, SettingsError, load_settings
+from financial.configs import SettingsError, load_settings
 from tests.unit.conftest import LOOP_FACTORIES, LOOPS_VARIABLE
 
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No setting leaks in from the machine running the tests, nor a stray .env."""
-    names = {name.upper() for name in Settings.model_fields}
-    for name in list(os.environ):
-        if name.upper() in names:
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 @pytest.fixture

@@ -11,20 +11,17 @@ import pytest
 from financial.cmd.cli import main
 from financial.cmd.jobs import _job_row
 from financial.cmd.wiring import ConfigError, build_registry
-from financial.configs import Settings, SettingsError, load_settings
+from financial.configs import SettingsError
 from financial.pkg.jobs import JobContext, JobDefinitionError, OnHoliday, cron_job
 from financial.pkg.scheduler.registry import Defaults, JobRegistry
 from financial.pkg.scheduler.registry import EnvOverride as Override
+from tests.unit.settings_env import load
 
 NOW = datetime(2026, 12, 20, tzinfo=UTC)
 
 
 async def noop(ctx: JobContext) -> None:
     return None
-
-
-def load(**overrides: object) -> Settings:
-    return load_settings(env_file=None, secrets_dirs=[], **overrides)
 
 
 class MonthEndJob:

@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
-from financial.configs import Settings, SettingsError, load_settings
+from financial.configs import SettingsError
+from tests.unit.settings_env import load
 
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    names = {name.upper() for name in Settings.model_fields} | {"CREDENTIALS_DIRECTORY"}
-    for name in list(os.environ):
-        if name.upper() in names:
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-
-
-def load() -> Settings:
-    return load_settings(env_file=None, secrets_dirs=[])
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 def test_the_reread_defaults_to_30_seconds_and_reads_the_variable(

@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
-from financial.configs import Settings, SettingsError, load_settings, otel
+from financial.configs import SettingsError, otel
+from tests.unit.settings_env import load
 
-ENV_NAMES = [name.upper() for name in Settings.model_fields]
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in list(os.environ):
-        if name.upper() in ENV_NAMES or name.upper().startswith("OTEL_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-
-
-def load() -> Settings:
-    return load_settings(env_file=None, secrets_dirs=[])
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 def test_exporter_lists_are_normalised() -> None:

@@ -5,34 +5,19 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from financial.configs import JobOverride, Settings, SettingsError, job_key, load_settings
+from tests.unit.settings_env import load
 
 ENV_EXAMPLE = Path(__file__).resolve().parents[2] / ".env.example"
 ENV_NAMES = [name.upper() for name in Settings.model_fields]
 SECRET = "hunter2-s3cr3t"
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No setting leaks in from the machine running the tests, nor a stray .env."""
-    for name in list(os.environ):
-        upper = name.upper()
-        if (
-            upper in ENV_NAMES
-            or upper.startswith("WORKER_JOBS")
-            or upper == "CREDENTIALS_DIRECTORY"
-        ):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-
-
-def load(**overrides: object) -> Settings:
-    return load_settings(env_file=None, secrets_dirs=[], **overrides)
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 def test_defaults() -> None:
@@ -404,56 +389,6 @@ def test_credentials_in_a_plain_url_are_masked_in_repr(monkeypatch: pytest.Monke
     assert SECRET not in repr(settings)
     assert "https://otel:***@collector:4318" in repr(settings)
     assert settings.otel_exporter_otlp_endpoint == f"https://otel:{SECRET}@collector:4318"
-
-
-def test_database_url_wins_over_parts(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("DATABASE_URL", "postgres://app:pw@db-a:5432/fin")
-    monkeypatch.setenv("DB_HOST", "db-b")
-    settings = load()
-    assert settings.database_configured is True
-    assert settings.database_dsn() == "postgres://app:pw@db-a:5432/fin"
-
-
-def test_dsn_from_parts_quotes_user_and_password(monkeypatch: pytest.MonkeyPatch) -> None:
-    password = "p@ss:/w rd%?#"
-    monkeypatch.setenv("DB_HOST", "db.internal")
-    monkeypatch.setenv("DB_PORT", "6432")
-    monkeypatch.setenv("DB_USER", "app@tenant")
-    monkeypatch.setenv("DB_PASSWORD", password)
-    monkeypatch.setenv("DB_NAME", "fin")
-
-    settings = load()
-    dsn = settings.database_dsn()
-
-    assert settings.database_configured is True
-    assert dsn is not None
-    parts = urlsplit(dsn)
-    assert (parts.scheme, parts.hostname, parts.port, parts.path) == (
-        "postgresql",
-        "db.internal",
-        6432,
-        "/fin",
-    )
-    assert unquote(parts.username or "") == "app@tenant"
-    assert unquote(parts.password or "") == password
-
-
-@pytest.mark.parametrize(
-    ("env", "dsn"),
-    [
-        ({"DB_HOST": "db"}, "postgresql://db:5432/"),
-        ({"DB_HOST": "db", "DB_USER": "app"}, "postgresql://app@db:5432/"),
-        ({"DB_HOST": "::1", "DB_USER": "app"}, "postgresql://app@[::1]:5432/"),
-        (
-            {"DB_HOST": "/var/run/postgresql", "DB_NAME": "fin"},
-            "postgresql://:5432/fin?host=/var/run/postgresql",
-        ),
-    ],
-)
-def test_dsn_shapes(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], dsn: str) -> None:
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    assert load().database_dsn() == dsn
 
 
 def test_env_example_lists_every_setting() -> None:
