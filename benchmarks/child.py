@@ -39,6 +39,8 @@ def _scenario(name: str) -> Scenario:
         from benchmarks import cli as module  # type: ignore[no-redef]
     elif name.startswith("status_page."):
         from benchmarks import status_page as module  # type: ignore[no-redef]
+    elif name.startswith("metrics_scrape."):
+        from benchmarks import metrics_scrape as module  # type: ignore[no-redef]
     else:
         raise SystemExit(f"unknown scenario {name!r}")
     fn: Scenario = getattr(module, name.split(".", 1)[1])

@@ -263,6 +263,16 @@ def _status_page(rows: list[RowLike]) -> list[str]:
     return [title, "", *table(row.result)]
 
 
+def _metrics_scrape(rows: list[RowLike]) -> list[str]:
+    from benchmarks.metrics_scrape import table
+
+    row = rows[0]
+    title = "### A `/metrics` scrape of N jobs: its time, and how long the event loop is held"
+    if row.result is None:
+        return [title, "", f"error: {row.error}"]
+    return [title, "", *table(row.result)]
+
+
 def render(rows: Sequence[RowLike], host: str, plan: dict[str, Any], took_s: float) -> str:
     """The whole report as markdown."""
     rows = list(rows)
@@ -277,6 +287,7 @@ def render(rows: Sequence[RowLike], host: str, plan: dict[str, Any], took_s: flo
         ("firetime", _firetime),
         ("cli", _cli),
         ("status_page", _status_page),
+        ("metrics_scrape", _metrics_scrape),
     ):
         chosen = [r for r in rows if r.scenario == scenario]
         if chosen:

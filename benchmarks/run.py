@@ -27,7 +27,10 @@ from typing import Any
 from benchmarks.common import Result
 from benchmarks.report import machine, render
 
-SCENARIOS = ("lateness", "idle", "burst", "database", "firetime", "cli", "status_page")
+SCENARIOS = (
+    *("lateness", "idle", "burst", "database", "firetime", "cli", "status_page"),
+    "metrics_scrape",
+)
 LEVELS = ("INFO", "WARNING")
 REPO = Path(__file__).resolve().parent.parent
 
@@ -49,6 +52,7 @@ class Plan:
     db_s: int = 20
     cli_runs: int = 30
     page_passes: int = 20
+    scrape_passes: int = 10
     only: frozenset[str] = field(default_factory=lambda: frozenset(SCENARIOS))
 
 
@@ -58,6 +62,7 @@ QUICK: dict[str, Any] = {
     "db_s": 5,
     "cli_runs": 10,
     "page_passes": 5,
+    "scrape_passes": 3,
 }
 
 
@@ -105,6 +110,9 @@ def rows_for(plan: Plan) -> list[Row]:
     if "status_page" in plan.only:
         params = {"sizes": [100, 500, 1000], "runs": 30, "passes": plan.page_passes}
         rows.append(Row("status_page", "ours", "-", params))
+    if "metrics_scrape" in plan.only:
+        params = {"sizes": [100, 1000, 5000], "passes": plan.scrape_passes}
+        rows.append(Row("metrics_scrape", "ours", "-", params))
     return rows
 
 
@@ -117,6 +125,8 @@ def _child_call(row: Row) -> tuple[str, dict[str, Any]]:
         return "cli.startup", row.params
     if row.scenario == "status_page":
         return "status_page.scale", row.params
+    if row.scenario == "metrics_scrape":
+        return "metrics_scrape.scale", row.params
     level = row.log_level if row.log_level in LEVELS else "WARNING"
     loop = {"loop": row.loop} if row.loop != "asyncio" else {}
     return f"{row.scheduler}.{row.scenario}", {**row.params, "log_level": level, **loop}

@@ -17,6 +17,9 @@ from itertools import accumulate
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import HistogramMetricFamily, Metric
 
+Frozen = list[tuple[str, list[int], float]]
+"""Each job's bucket counts (not cumulative) and total sum, as `Histograms.freeze` took them."""
+
 
 class Buckets:
     __slots__ = ("counts", "scraped_sum", "sum")
@@ -50,17 +53,25 @@ class Histograms:
         buckets.counts[bisect_left(self.bounds, value)] += 1
         buckets.sum += value
 
-    def family(self) -> HistogramMetricFamily | None:
-        """The family at scrape time, or None before the first value (as the exporter does)."""
-        if not self.by_job:
+    def freeze(self) -> Frozen:
+        """Each job's bucket counts and total sum as of now, on the loop thread like `record`:
+        the sum since the last scrape is folded into the total here, so that a family rendered
+        from it on another thread loses no value recorded meanwhile."""
+        frozen: Frozen = []
+        for job, buckets in list(self.by_job.items()):
+            buckets.scraped_sum, buckets.sum = buckets.sum + buckets.scraped_sum, 0.0
+            frozen.append((job, list(buckets.counts), buckets.scraped_sum))
+        return frozen
+
+    def family(self, frozen: Frozen | None = None) -> HistogramMetricFamily | None:
+        """The family of `frozen` (by default, of now), or None before the first value (as the
+        exporter does)."""
+        frozen = self.freeze() if frozen is None else frozen
+        if not frozen:
             return None
         family = HistogramMetricFamily(self.name, self.description, labels=["job"], unit="seconds")
-        for job, buckets in list(self.by_job.items()):
-            # Resetting `sum` is safe because scrapes run on the loop thread, like `record`; a
-            # scrape on another thread could lose a value recorded between these two steps.
-            buckets.scraped_sum, buckets.sum = buckets.sum + buckets.scraped_sum, 0.0
-            cumulative = zip(self._le, accumulate(list(buckets.counts)), strict=True)
-            family.add_metric([job], list(cumulative), buckets.scraped_sum)
+        for job, counts, total in frozen:
+            family.add_metric([job], list(zip(self._le, accumulate(counts), strict=True)), total)
         return family
 
 
@@ -74,24 +85,31 @@ class Exposition:
         self._source = source
         self._histograms = histograms
         self._after = after
+        self._frozen: list[Frozen] | None = None
 
     def describe(self) -> list[Metric]:
         # The names are only known at collection; without this the registry would collect (and
         # run the reader's callbacks) when registering.
         return []
 
+    def freeze(self) -> None:
+        """Take the histograms' values now, on the loop thread; the next `collect`, on whatever
+        thread, renders these (without it, `collect` takes them itself)."""
+        self._frozen = [histograms.freeze() for histograms in self._histograms]
+
     def collect(self) -> Iterator[Metric]:
+        frozen, self._frozen = self._frozen, None
         pending = True
         for family in self._source.collect():
             yield family
             if family.name == self._after:
                 pending = False
-                yield from self._families()
+                yield from self._families(frozen)
         if pending:
-            yield from self._families()
+            yield from self._families(frozen)
 
-    def _families(self) -> Iterator[Metric]:
-        for histograms in self._histograms:
-            family = histograms.family()
+    def _families(self, frozen: list[Frozen] | None) -> Iterator[Metric]:
+        for i, histograms in enumerate(self._histograms):
+            family = histograms.family(frozen[i] if frozen is not None else None)
             if family is not None:
                 yield family

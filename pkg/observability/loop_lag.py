@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
@@ -14,9 +15,11 @@ LAG_WINDOW_S = 60.0
 class EventLoopLagMonitor:
     """Samples how late the event loop wakes a sleeper that asked for `interval_s`.
 
-    This measures the real loop, so it reads the loop's monotonic clock rather than the
-    scheduler's `Clock` (which may be a fake one); `monotonic` and `sleep` are parameters for
-    tests. A job that blocks the loop for 10 s shows as a 10 s sample right after it lets go.
+    This measures the real loop, so it reads the process's monotonic clock (`time.monotonic`,
+    the one asyncio's loop keeps) rather than the scheduler's `Clock` (which may be a fake one);
+    `monotonic` and `sleep` are parameters for tests. A job that blocks the loop for 10 s shows
+    as a 10 s sample right after it lets go. `latest_s` and `max_s` may be read from any thread
+    (a `/metrics` scrape's, the OTLP reader's).
 
     With `while_busy`, it samples only while `busy()` counts work in flight (the worker's runs:
     only a job's code can hold the loop for long), so an idle worker does not wake for it; its
@@ -34,7 +37,7 @@ class EventLoopLagMonitor:
     ) -> None:
         self.interval_s = interval_s
         self.window_s = window_s
-        self._monotonic = monotonic
+        self._monotonic = monotonic or time.monotonic
         self._sleep = sleep
         self._samples: deque[tuple[float, float]] = deque()
         self._task: asyncio.Task[None] | None = None
@@ -44,13 +47,13 @@ class EventLoopLagMonitor:
 
     @property
     def latest_s(self) -> float | None:
-        self._age_out()
-        return self._samples[-1][1] if self._samples else None
+        recent = self._recent()
+        return recent[-1][1] if recent else None
 
     @property
     def max_s(self) -> float | None:
-        self._age_out()
-        return max(lag for _, lag in self._samples) if self._samples else None
+        recent = self._recent()
+        return max(lag for _, lag in recent) if recent else None
 
     def busy(self, delta: int) -> None:
         """Work began (+1) or ended (-1); with `while_busy`, the probe samples while any is on."""
@@ -78,15 +81,18 @@ class EventLoopLagMonitor:
         while self._samples and self._samples[0][0] < at - self.window_s:
             self._samples.popleft()
 
-    def _age_out(self) -> None:
-        if not self._while_busy or not self._samples:
-            return
-        now = (self._monotonic or asyncio.get_running_loop().time)()
-        while self._samples and self._samples[0][0] < now - self.window_s:
-            self._samples.popleft()
+    def _recent(self) -> list[tuple[float, float]]:
+        """The samples of the window, read in one step without changing them: the readers may
+        be on another thread than `record`, which alone drops old samples. Sampling only while
+        busy, the samples of an idle worker age out by the clock."""
+        samples = list(self._samples)  # one step: the loop may append meanwhile
+        if not self._while_busy or not samples:
+            return samples
+        cutoff = self._monotonic() - self.window_s
+        return [sample for sample in samples if sample[0] >= cutoff]
 
     async def _run(self) -> None:
-        monotonic = self._monotonic or asyncio.get_running_loop().time
+        monotonic = self._monotonic
         while True:
             if self._while_busy and self._busy <= 0:
                 self._work.clear()

@@ -47,6 +47,7 @@ import contextlib
 import math
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Final
 
@@ -137,6 +138,9 @@ class Metrics:
             source, [self._lateness, self._duration], after=PREFIX + "runs"
         )
         registry.register(self._exposition)
+        # Not asyncio's default executor, which jobs may fill (`asyncio.to_thread`).
+        self._renderer = ThreadPoolExecutor(1, thread_name_prefix="metrics-render")
+        self._render_lock = asyncio.Lock()
         self._last_success: dict[str, float] = {}
         self._next_fire: Callable[[], Mapping[str, datetime]] | None = None
         self._backlog_query: Callable[[], Awaitable[int]] | None = None
@@ -272,9 +276,17 @@ class Metrics:
     # -- exposition -----------------------------------------------------------------------------
 
     async def render(self) -> bytes:
-        """The Prometheus text exposition, after refreshing what needs I/O (the backlog)."""
-        await self._refresh_backlog()
-        return generate_latest(self.registry)
+        """The Prometheus text exposition, after refreshing what needs I/O (the backlog).
+
+        The text is built on a thread of its own: at 1,000 jobs it is about 47,000 lines and
+        0.4 s of CPU, which on the loop would hold every run due meanwhile (on the thread, the
+        loop takes its turns at the interpreter's switch interval). The histograms are frozen
+        on the loop first; one scrape at a time, so each renders what it froze."""
+        async with self._render_lock:
+            await self._refresh_backlog()
+            self._exposition.freeze()
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._renderer, generate_latest, self.registry)
 
     async def shutdown(self) -> None:
         """Stop the backlog refresh, the lag monitor and the provider, and leave the registry."""
@@ -283,6 +295,7 @@ class Metrics:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._backlog_task
         await self.loop_lag.stop()
+        self._renderer.shutdown(wait=False)
         # A thread: with an OTLP reader, the last export blocks on HTTP (bounded).
         await asyncio.to_thread(self.provider.shutdown, timeout_millis=SHUTDOWN_TIMEOUT_MS)
         with contextlib.suppress(KeyError):  # shut down already
@@ -300,8 +313,9 @@ class Metrics:
             self._backlog = None
             log.debug("outbox_backlog_unavailable", error=mask_secrets(str(exc)))
 
-    # Scrapes run on the loop thread (`render`), like the recording. The callbacks copy what they
-    # read anyway (`list(...)`): a dict that grows while iterated would raise.
+    # The callbacks run on a scrape's thread (`render`) or the OTLP reader's, while the loop
+    # records: each copies what it reads in one step (`list(...)`, atomic under the GIL), since
+    # a dict that grows while iterated would raise.
 
     def _observe_in_flight(self, _options: CallbackOptions) -> Iterable[Observation]:
         return [Observation(n, {"job": job}) for job, n in list(self._in_flight.items())]
@@ -313,7 +327,7 @@ class Metrics:
         ]
 
     def _observe_last_success(self, _options: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(at, {"job": job}) for job, at in self._last_success.items()]
+        return [Observation(at, {"job": job}) for job, at in list(self._last_success.items())]
 
     def _observe_next_fire(self, _options: CallbackOptions) -> Iterable[Observation]:
         if self._next_fire is None:
