@@ -191,6 +191,8 @@ class LateChecker:
         return self._interval.total_seconds()
 
     async def _pass(self) -> None:
+        # Taken now: an `update` while this pass awaits the store is for the next pass.
+        turned_on = set(self._turned_on)
         if self._watched or self._disabled or self._silenced():
             holding = await self._alerts.take_lease(CHECKER_LEASE, self._worker_id, self._lease_ttl)
             if holding != self._holding:
@@ -199,9 +201,9 @@ class LateChecker:
             self._holding = holding
             if holding:
                 await self._clear(self._silenced())
-                await self._judge()
+                await self._judge(turned_on)
         # The holder rewatched them; on another replica the holder's own update does it.
-        self._turned_on.clear()
+        self._turned_on -= turned_on
         self._late = await self._alerts.late()
 
     def _silenced(self) -> list[str]:
@@ -219,12 +221,12 @@ class LateChecker:
                 reason="alert_after is off",
             )
 
-    async def _judge(self) -> None:
+    async def _judge(self, turned_on: set[str]) -> None:
         now = self._clock.now()
         paused = await self._runs.paused()
         specs = {name: spec for name, spec in self._watched.items() if name not in paused}
         # Paused and disabled ones, and those whose alert was just turned on.
-        resting = sorted((set(paused) & set(self._watched)) | set(self._disabled) | self._turned_on)
+        resting = sorted((set(paused) & set(self._watched)) | set(self._disabled) | turned_on)
         if resting:  # judged from when they come back, not from before they rested
             await self._alerts.rewatch(resting, now)
         if not specs:
