@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -21,11 +22,17 @@ from financial.cmd.errors import EX_FAILED, EX_OK, EX_USAGE, store_errors
 
 if TYPE_CHECKING:
     from financial.configs import Settings
-    from financial.pkg.scheduler.job_settings import RuntimeSettings, SettingsChange
+    from financial.pkg.scheduler.job_settings import (
+        JobSettingsStore,
+        RuntimeSettings,
+        SettingsChange,
+    )
     from financial.pkg.scheduler.job_settings.postgres import PostgresJobSettings
     from financial.pkg.scheduler.registry import JobRegistry
 
 ENABLED_CHOICES = ("true", "false")
+TIMEOUT_EXPECTED = "a number of seconds > 0"
+ALERT_AFTER_EXPECTED = "a number of seconds >= 0 (0 turns the job's alert off)"
 
 
 def default_by() -> str:
@@ -44,13 +51,20 @@ def default_by() -> str:
 def add_arguments(jobs: Any, job_metavar: str) -> None:
     """`jobs set`, `jobs reset` and `jobs audit` on the `jobs` subparsers."""
     change = jobs.add_parser(
-        "set", help="change a job's schedule, timeout, enabled flag or calendar on every replica"
+        "set",
+        help="change a job's schedule, timeout, enabled flag, calendar or dead-man alert "
+        "threshold on every replica",
     )
     change.add_argument("name", metavar=job_metavar)
     change.add_argument("--schedule", metavar="EXPR", help="a cron expression or descriptor")
     change.add_argument("--timeout", metavar="SECONDS", help="the run's timeout (> 0)")
     change.add_argument("--enabled", choices=ENABLED_CHOICES)
     change.add_argument("--calendar", metavar="NAME", help="a holiday calendar, or 'none'")
+    change.add_argument(
+        "--alert-after",
+        metavar="SECONDS",
+        help="the dead-man alert threshold (> 0), or 0 to turn the job's alert off",
+    )
     _who_and_why(change)
     change.set_defaults(command=jobs_set)
     reset = jobs.add_parser(
@@ -84,6 +98,8 @@ def _failure(exc: Exception) -> str:
 
     if isinstance(exc, asyncpg.UndefinedTableError):
         return f"{exc}: the database lacks migration 0005; run `financial migrate`"
+    if isinstance(exc, asyncpg.UndefinedColumnError):
+        return f"{exc}: the database lacks migration 0008; run `financial migrate`"
     return str(exc)
 
 
@@ -95,14 +111,8 @@ def parse_changes(args: argparse.Namespace) -> RuntimeSettings:
     """The settings `jobs set` was given; UsageError naming the option, value and expectation."""
     from financial.pkg.scheduler.job_settings import RuntimeSettings
 
-    timeout_s: float | None = None
-    if args.timeout is not None:
-        try:
-            timeout_s = float(args.timeout)
-        except ValueError:
-            raise UsageError(
-                f"--timeout {args.timeout!r}: expected a number of seconds > 0"
-            ) from None
+    timeout_s = _seconds("--timeout", args.timeout, TIMEOUT_EXPECTED)
+    alert_after_s = _seconds("--alert-after", args.alert_after, ALERT_AFTER_EXPECTED)
     schedule = args.schedule
     if schedule is not None and not schedule.strip():
         raise UsageError("--schedule '': expected a cron expression such as '*/5 * * * *'")
@@ -114,13 +124,28 @@ def parse_changes(args: argparse.Namespace) -> RuntimeSettings:
         timeout_s=timeout_s,
         enabled=None if args.enabled is None else args.enabled == "true",
         calendar=calendar,
+        alert_after_s=alert_after_s,
     )
     if changes.empty:
         raise UsageError(
             f"jobs set {args.name}: nothing to set; expected at least one of --schedule, "
-            "--timeout, --enabled, --calendar"
+            "--timeout, --enabled, --calendar, --alert-after"
         )
     return changes
+
+
+def _seconds(flag: str, text: str | None, expected: str) -> float | None:
+    """`text` as a number of seconds (None: not given); UsageError when it is not one. Whether
+    the number is in range is the registry's check (`validation.py`), made before storing."""
+    if text is None:
+        return None
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise UsageError(f"{flag} {text!r}: expected {expected}") from None
+    if not math.isfinite(seconds):
+        raise UsageError(f"{flag} {text!r}: expected {expected}")
+    return seconds
 
 
 async def _open(settings: Settings, stack: AsyncExitStack) -> PostgresJobSettings:
@@ -148,17 +173,30 @@ async def _set(
     by: str,
     reason: str | None,
 ) -> SettingsChange | Refused:
+    async with AsyncExitStack() as stack:
+        store = await _open(settings, stack)
+        return await set_checked(store, registry, name, changes, by, reason)
+
+
+async def set_checked(
+    store: JobSettingsStore,
+    registry: JobRegistry,
+    name: str,
+    changes: RuntimeSettings,
+    by: str,
+    reason: str | None,
+) -> SettingsChange | Refused:
+    """Store `changes` unless the job, built with them merged over what is stored, is refused
+    by the registry (with its messages: `Refused`, nothing stored)."""
     from financial.pkg.jobs.model import JobDefinitionError
 
     def check(merged: RuntimeSettings) -> None:
         registry.build(name, merged)
 
-    async with AsyncExitStack() as stack:
-        store = await _open(settings, stack)
-        try:
-            return await store.set(name, changes, by=by, reason=reason, check=check)
-        except JobDefinitionError as exc:
-            return Refused(str(exc))
+    try:
+        return await store.set(name, changes, by=by, reason=reason, check=check)
+    except JobDefinitionError as exc:
+        return Refused(str(exc))
 
 
 def _registry_and_job(settings: Settings, name: str) -> JobRegistry | None:

@@ -63,8 +63,8 @@ def jobs_list(args: argparse.Namespace, settings: Settings) -> int:
     if not rows:
         print("no jobs registered")
         return EX_OK
-    headers = ["NAME", "SCHEDULE", "ZONE", "CALENDAR", "OVERLAP", "TIMEOUT", "ENABLED", "PAUSED"]
-    headers += ["LATE", "REQUESTS", "LAST RUN", "LAST SUCCESS", "NEXT RUNS"]
+    headers = ["NAME", "SCHEDULE", "ZONE", "CALENDAR", "OVERLAP", "TIMEOUT", "ALERT AFTER"]
+    headers += ["ENABLED", "PAUSED", "LATE", "REQUESTS", "LAST RUN", "LAST SUCCESS", "NEXT RUNS"]
     table = [
         [
             r["name"],
@@ -74,6 +74,7 @@ def jobs_list(args: argparse.Namespace, settings: Settings) -> int:
             + _from(r, "calendar"),
             r["overlap"],
             f"{r['timeout_s']:g}s" + _from(r, "timeout"),
+            _alert_after_cell(r) + _from(r, "alert_after"),
             ("yes" if r["enabled"] else "no") + _from(r, "enabled"),
             _paused_cell(r),
             _late_cell(r),
@@ -98,6 +99,8 @@ class JobRow(TypedDict):
     on_holiday: str
     overlap: str
     timeout_s: float
+    # The dead-man alert threshold; None when the job's alert is off.
+    alert_after_s: float | None
     enabled: bool
     retries: int
     next: list[str]
@@ -107,7 +110,8 @@ class JobRow(TypedDict):
     last_status: str | None
     last_run_at: str | None
     last_success_at: str | None
-    # Where schedule, timeout, enabled and calendar come from: runtime, env, code or default.
+    # Where schedule, timeout, enabled, calendar and alert_after come from: runtime, env, code
+    # or default.
     sources: dict[str, str]
     # The dead-man alert's verdict and since when (UTC); its queued (pending) run requests.
     # None when the database could not be read.
@@ -126,6 +130,11 @@ def _with_state(row: JobRow, found: Listing) -> JobRow:
         counts = found.requests.get(row["name"])
         row["pending_requests"] = counts.pending if counts is not None else 0
     return row
+
+
+def _alert_after_cell(row: JobRow) -> str:
+    seconds = row["alert_after_s"]
+    return "off" if seconds is None else f"{seconds:g}s"
 
 
 def _late_cell(row: JobRow) -> str:
@@ -181,6 +190,7 @@ def _job_row(
         "on_holiday": spec.options.on_holiday.value,
         "overlap": spec.options.overlap.value,
         "timeout_s": spec.timeout.total_seconds(),
+        "alert_after_s": None if spec.alert_after is None else spec.alert_after.total_seconds(),
         "enabled": spec.options.enabled,
         "retries": spec.options.retry.max_retries,
         "next": [t.astimezone(zone).isoformat() for t in spec.schedule.next_n(now, 3)],

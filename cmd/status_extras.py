@@ -40,12 +40,14 @@ _SOURCES: Mapping[str, SettingSource] = {
 
 
 def setting_row(setting: EffectiveSetting) -> SettingRow:
-    """`timeout 900s (runtime)` as the page's row."""
+    """`timeout 900s (runtime)`, `alert_after off (runtime)` as the page's row."""
     value = setting.value
     if isinstance(value, bool):
         text = "true" if value else "false"
-    elif setting.field == "timeout" and isinstance(value, float | int):
+    elif setting.field in ("timeout", "alert_after") and isinstance(value, float | int) and value:
         text = f"{value:g}s"
+    elif setting.field == "alert_after":
+        text = "off"  # 0 at some layer, or no layer set it
     else:
         text = "none" if value is None else str(value)
     return SettingRow(setting.field, text, _SOURCES.get(setting.source, "code"))

@@ -81,7 +81,7 @@ def describe_field(field: FieldInfo) -> str:
     if origin is dict:
         return (
             "per-job settings as WORKER_JOBS__<JOB>__SCHEDULE, __ENABLED, __TIMEOUT_SECONDS, "
-            "__CALENDAR or __ON_HOLIDAY"
+            "__CALENDAR, __ON_HOLIDAY or __ALERT_AFTER_SECONDS"
         )
     if annotation is Path:
         return "a path"
@@ -115,7 +115,8 @@ def _expected(error: ErrorDetails, field: FieldInfo | None) -> str:
         return str(error.get("ctx", {}).get("error", error["msg"]))
     if kind == "extra_forbidden":
         return (
-            "one of the per-job settings SCHEDULE, ENABLED, TIMEOUT_SECONDS, CALENDAR, ON_HOLIDAY"
+            "one of the per-job settings SCHEDULE, ENABLED, TIMEOUT_SECONDS, CALENDAR, "
+            "ON_HOLIDAY, ALERT_AFTER_SECONDS"
         )
     if field is not None:
         return describe_field(field)

@@ -109,6 +109,7 @@ COLUMNS: dict[str, dict[str, str]] = {
         "calendar": "text NULL",
         "updated_at": _TS,
         "updated_by": "text",
+        "alert_after_seconds": "double precision NULL",  # 0008
     },
     "job_settings_audit": {
         "id": "bigint",

@@ -134,7 +134,8 @@ def _settings(settings: Sequence[SettingRow]) -> str:
         '<table class="stack"><thead><tr><th>Setting</th><th>Value</th><th>From</th></tr>'
         "</thead>\n"
         f"<tbody>\n{rows}\n</tbody></table>\n"
-        '<p class="note">Precedence: runtime setting, then environment, then code.</p>'
+        '<p class="note">Precedence: runtime setting, then environment, then code, then the '
+        "worker-wide default.</p>"
     )
 
 

@@ -19,7 +19,6 @@ and `sources` says, per field, which layer the effective value comes from.
 from __future__ import annotations
 
 import importlib
-import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
@@ -29,6 +28,7 @@ from typing import Protocol
 from financial.pkg.jobs.job import FunctionJob, Job, check_executor, options_of, resolve_executor
 from financial.pkg.jobs.model import ExecutorKind, JobDefinitionError, JobOptions, validate_name
 from financial.pkg.scheduler.job_settings import NOT_SET, RuntimeSettings
+from financial.pkg.scheduler.job_settings.validation import runtime_alert_after, runtime_timeout
 from financial.pkg.scheduler.schedules.calendars import (
     NO_CALENDAR,
     CalendarError,
@@ -63,8 +63,6 @@ class JobOverride(Protocol):
 
 DEFAULT_TIMEOUT = timedelta(seconds=300)
 DEFAULT_START_DEADLINE = timedelta(seconds=60)
-# A runtime timeout above a week is a typo, not a job (and timedelta overflows far above it).
-MAX_TIMEOUT_S = 7 * 24 * 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +190,9 @@ class JobRegistry:
 
     def sources(self, name: str) -> list[EffectiveSetting]:
         """Each runtime-settable field of the job's current spec: its value and where it comes
-        from (`runtime`, `env`, `code`, or `default`: the worker-wide WORKER_* default)."""
+        from (`runtime`, `env`, `code`, or `default`: the worker-wide WORKER_* default).
+        `alert_after` is in seconds, None when the job's alert is off (0 at some layer, or
+        no layer set it)."""
         job, spec = self._job(name), self.get(name)
         runtime = self._runtime.get(name, NOT_SET)
         override = self._overrides(name)
@@ -222,6 +222,11 @@ class JobRegistry:
                 "calendar",
                 spec.calendar,
                 source(runtime.calendar, env.calendar, code.calendar),
+            ),
+            EffectiveSetting(
+                "alert_after",
+                _seconds_or_off(spec.alert_after),
+                source(runtime.alert_after_s, env.alert_after_seconds, code.alert_after),
             ),
         ]
 
@@ -254,9 +259,12 @@ class JobRegistry:
         if runtime.enabled is not None:
             options = replace(options, enabled=runtime.enabled)
         if runtime.timeout_s is not None:
-            options = replace(options, timeout=_runtime_timeout(name, runtime.timeout_s))
+            options = replace(options, timeout=runtime_timeout(name, runtime.timeout_s))
         if runtime.calendar is not None:
             options = replace(options, calendar=runtime.calendar)
+        if runtime.alert_after_s is not None:
+            alert_after = runtime_alert_after(name, runtime.alert_after_s)
+            options = replace(options, alert_after=alert_after)
         if options.timeout is None:
             options = replace(options, timeout=self._defaults.timeout)
         if options.start_deadline is None:
@@ -344,14 +352,8 @@ class EnvOverride:
 _NO_ENV = EnvOverride()
 
 
-def _runtime_timeout(name: str, seconds: float) -> timedelta:
-    valid = isinstance(seconds, int | float) and not isinstance(seconds, bool)
-    if not valid or not math.isfinite(seconds) or seconds <= 0 or seconds > MAX_TIMEOUT_S:
-        raise JobDefinitionError(
-            f"job {name!r}: timeout {seconds!r}: expected a number of seconds > 0 "
-            f"(at most {MAX_TIMEOUT_S:g})"
-        )
-    return timedelta(seconds=seconds)
+def _seconds_or_off(duration: timedelta | None) -> float | None:
+    return None if duration is None else duration.total_seconds()
 
 
 def _alert_after(options: JobOptions, defaults: Defaults) -> timedelta | None:

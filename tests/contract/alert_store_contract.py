@@ -156,6 +156,32 @@ class AlertStoreContract:
         assert (await alerts.late())["job"].late_tick == tick(100)
         assert len(await written()) == 3
 
+    async def test_forget_drops_a_late_job_without_an_event(
+        self, alerts: AlertStore, written: Written
+    ) -> None:
+        await alerts.watch(["job", "other", "calm"], TICK)
+        await alerts.mark_late("job", LATENESS, at=tick(75), event=late_event())
+        other_id = "8f0c3f4e-1d7a-5b1e-9c55-6a1f0d2b7e04"
+        await alerts.mark_late("other", LATENESS, at=tick(75), event=late_event(other_id))
+
+        dropped = await alerts.forget(["job", "calm", "never_watched"])
+
+        assert [(s.job, s.late_since, s.late_tick) for s in dropped] == [
+            ("job", tick(70), tick(10))
+        ]
+        assert list(await alerts.late()) == ["other"]
+        assert len(await written()) == 2  # the two job.late events, no job.recovered
+        assert not any(key == RECOVERED_ROUTING_KEY for key, _ in await written())
+        assert await alerts.forget(["job"]) == []  # nothing left to drop
+
+    async def test_a_forgotten_job_is_watched_afresh(self, alerts: AlertStore) -> None:
+        await alerts.watch(["job"], TICK)
+        await alerts.mark_late("job", LATENESS, at=tick(75), event=late_event())
+        await alerts.forget(["job"])
+
+        state = (await alerts.watch(["job"], tick(200)))["job"]
+        assert (state.watched_since, state.late) == (tick(200), False)
+
     # -- facts ----------------------------------------------------------------------------------
 
     async def test_facts_of_a_job_without_history(self, alerts: AlertStore) -> None:

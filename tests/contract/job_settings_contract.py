@@ -127,3 +127,39 @@ class JobSettingsContract:
         assert await settings.all() == {"job": RuntimeSettings(schedule="@daily")}
         assert [e.by for e in await settings.audit("job")] == ["a"]
         assert await settings.audit("new") == []
+
+    async def test_alert_after_is_stored_merged_and_audited(
+        self, settings: JobSettingsStore
+    ) -> None:
+        await settings.set("job", RuntimeSettings(schedule="@hourly"), by="a", reason=None)
+        change = await settings.set(
+            "job", RuntimeSettings(alert_after_s=3600), by="b", reason="tune"
+        )
+        assert change.new == RuntimeSettings(schedule="@hourly", alert_after_s=3600.0)
+        assert await settings.get("job") == RuntimeSettings(
+            schedule="@hourly", alert_after_s=3600.0
+        )
+        change = await settings.set("job", RuntimeSettings(timeout_s=5), by="c", reason=None)
+        assert change.new.alert_after_s == 3600.0  # kept by a change of another field
+        [latest, tuned, _] = await settings.audit("job")
+        assert (tuned.old.alert_after_s, tuned.new.alert_after_s) == (None, 3600.0)
+        assert latest.new.alert_after_s == 3600.0
+
+    async def test_alert_after_0_is_a_value_not_unset(self, settings: JobSettingsStore) -> None:
+        await settings.set("job", RuntimeSettings(alert_after_s=600), by="a", reason=None)
+        change = await settings.set("job", RuntimeSettings(alert_after_s=0), by="b", reason="off")
+        assert change.old == RuntimeSettings(alert_after_s=600.0)
+        assert change.new == RuntimeSettings(alert_after_s=0.0)
+        assert await settings.get("job") == RuntimeSettings(alert_after_s=0.0)
+        assert await settings.all() == {"job": RuntimeSettings(alert_after_s=0.0)}
+        assert not (await settings.get("job")).empty
+        [entry, _] = await settings.audit("job")
+        assert entry.new.alert_after_s == 0.0
+
+    async def test_reset_forgets_alert_after(self, settings: JobSettingsStore) -> None:
+        await settings.set("job", RuntimeSettings(alert_after_s=0), by="a", reason=None)
+        change = await settings.reset("job", by="b", reason=None)
+        assert change is not None
+        assert change.old == RuntimeSettings(alert_after_s=0.0)
+        assert await settings.get("job") == NOT_SET
+        assert await settings.all() == {}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -49,6 +50,13 @@ async def test_an_invalid_schedule_is_refused_with_the_message_of_start(
         (["--calendar", "ATLANTIS"], "job 'probe': unknown calendar 'ATLANTIS'"),
         ([], "jobs set probe: nothing to set; expected at least one of --schedule"),
         (["--enabled", "maybe"], "argument --enabled: invalid choice: 'maybe'"),
+        (
+            ["--alert-after", "-5"],
+            "job 'probe': alert_after -5.0: expected a number of seconds >= 0 (0 turns the "
+            "job's alert off; at most 31622400, 366 days); nothing stored",
+        ),
+        (["--alert-after", "1e12"], "job 'probe': alert_after 1000000000000.0: expected"),
+        (["--alert-after", "soon"], "--alert-after 'soon': expected a number of seconds >= 0"),
     ],
 )
 async def test_bad_values_exit_2_naming_them_and_store_nothing(
@@ -101,6 +109,7 @@ async def test_set_reset_and_audit(database_dsn: str, tmp_path: Path) -> None:
         "timeout": "runtime",
         "enabled": "runtime",
         "calendar": "default",
+        "alert_after": "default",
     }
     table = financial(database_dsn, tmp_path, "jobs", "list")
     assert "*/5 * * * * [runtime]" in table.stdout
@@ -123,17 +132,57 @@ async def test_set_reset_and_audit(database_dsn: str, tmp_path: Path) -> None:
         ("set", "ann", "incident 42"),
     ]
     assert "@" in entries[1]["by"]  # the OS user@host when --by is not given
-    assert entries[2]["old"] == {
-        "schedule": None,
-        "timeout_s": None,
-        "enabled": None,
-        "calendar": None,
-    }
+    fields = ["schedule", "timeout_s", "enabled", "calendar", "alert_after_s"]
+    assert entries[2]["old"] == dict.fromkeys(fields)
     assert entries[2]["new"]["schedule"] == "*/5 * * * *"
-    assert entries[0]["new"] == dict.fromkeys(["schedule", "timeout_s", "enabled", "calendar"])
+    assert entries[0]["new"] == dict.fromkeys(fields)
     table = financial(database_dsn, tmp_path, "jobs", "audit", "probe")
     assert "enabled: unset -> false" in table.stdout
     assert await stored(database_dsn) == (0, 3)
+
+
+async def test_alert_after_set_listed_audited_and_reset(database_dsn: str, tmp_path: Path) -> None:
+    def probe_row(**env: str) -> dict[str, Any]:
+        listed = financial(database_dsn, tmp_path, "jobs", "list", "--json", **env)
+        assert listed.returncode == 0, listed.stderr
+        row: dict[str, Any] = next(r for r in json.loads(listed.stdout) if r["name"] == "probe")
+        return row
+
+    env = {"WORKER_JOBS__PROBE__ALERT_AFTER_SECONDS": "7200"}
+    before = probe_row(**env)
+    assert before["alert_after_s"] == 7200
+    assert before["sources"]["alert_after"] == "env"
+
+    tuned = financial(
+        database_dsn, tmp_path, "jobs", "set", "probe", "--alert-after", "3600", **env
+    )
+    assert tuned.returncode == 0, tuned.stderr
+    assert "probe: alert_after=3600s (runtime)" in tuned.stdout
+    row = probe_row(**env)
+    assert row["alert_after_s"] == 3600
+    assert row["sources"]["alert_after"] == "runtime"
+    assert "3600s [runtime]" in financial(database_dsn, tmp_path, "jobs", "list").stdout
+
+    off = financial(database_dsn, tmp_path, "jobs", "set", "probe", "--alert-after", "0", **env)
+    assert off.returncode == 0, off.stderr
+    assert "probe: alert_after=off (runtime)" in off.stdout
+    row = probe_row(**env)
+    assert (row["alert_after_s"], row["sources"]["alert_after"]) == (None, "runtime")
+    assert "off [runtime]" in financial(database_dsn, tmp_path, "jobs", "list").stdout
+
+    reset = financial(database_dsn, tmp_path, "jobs", "reset", "probe", **env)
+    assert reset.returncode == 0, reset.stderr
+    assert "alert_after=off" in reset.stdout
+    assert probe_row(**env)["alert_after_s"] == 7200
+
+    audit = financial(database_dsn, tmp_path, "jobs", "audit", "probe")
+    assert "alert_after: 3600s -> off" in audit.stdout
+    assert "alert_after: unset -> 3600s" in audit.stdout
+    assert "alert_after: off -> unset" in audit.stdout
+    entries = json.loads(
+        financial(database_dsn, tmp_path, "jobs", "audit", "probe", "--json").stdout
+    )
+    assert [e["new"]["alert_after_s"] for e in entries] == [None, 0, 3600]
 
 
 async def test_jobs_run_honours_the_runtime_timeout(database_dsn: str, tmp_path: Path) -> None:

@@ -46,6 +46,35 @@ async def test_a_refused_change_leaves_nothing(db_pool: asyncpg.Pool) -> None:
     assert await store.audit("job") == []
 
 
+async def test_a_negative_alert_after_is_refused_by_the_table(db_pool: asyncpg.Pool) -> None:
+    store = PostgresJobSettings(db_pool)
+    with pytest.raises(asyncpg.CheckViolationError):
+        await store.set("job", RuntimeSettings(alert_after_s=-1), by="x", reason=None)
+    assert await store.all() == {}
+    assert await store.audit("job") == []
+
+
+async def test_an_audit_row_from_before_alert_after_reads_it_as_not_set(
+    db_pool: asyncpg.Pool,
+) -> None:
+    # As written before migration 0008: four keys, no `alert_after_s`.
+    old = '{"schedule": null, "timeout_s": null, "enabled": null, "calendar": null}'
+    new = '{"schedule": "@hourly", "timeout_s": 30, "enabled": null, "calendar": null}'
+    async with db_pool.acquire() as conn:
+        await conn.execute(
+            "INSERT INTO job_settings_audit (job, changed_by, action, old_values, new_values) "
+            "VALUES ('job', 'ann', 'set', $1::jsonb, $2::jsonb)",
+            old,
+            new,
+        )
+    store = PostgresJobSettings(db_pool)
+    await store.set("job", RuntimeSettings(alert_after_s=0), by="bob", reason=None)
+    [latest, earlier] = await store.audit("job")
+    assert earlier.new == RuntimeSettings(schedule="@hourly", timeout_s=30.0)
+    assert earlier.new.alert_after_s is None
+    assert latest.new == RuntimeSettings(alert_after_s=0.0)
+
+
 async def test_concurrent_sets_each_land_once_in_the_audit(database_dsn: str) -> None:
     pools = [await asyncpg.create_pool(database_dsn, min_size=1, max_size=2) for _ in range(3)]
     try:

@@ -115,7 +115,7 @@ def test_completion_sees_every_command_and_option_of_the_parser() -> None:
     assert specs["completion"].positionals == ["bash zsh"]
     assert specs["jobs set"].positionals == ["job"]
     assert specs["jobs set"].values["--enabled"] == ["true", "false"]
-    assert {"--schedule", "--timeout", "--calendar", "--reason", "--by"} <= set(
+    assert {"--schedule", "--timeout", "--calendar", "--alert-after", "--reason", "--by"} <= set(
         specs["jobs set"].values
     )
     assert specs["jobs reset"].positionals == ["job"]

@@ -83,7 +83,7 @@ def test_settings_show_their_value_and_where_it_comes_from() -> None:
     assert '<td data-label="From">environment</td>' in html
     assert '<td>enabled</td><td data-label="Value"><code>true</code></td>' in html
     assert '<td data-label="From">code</td>' in html
-    assert "Precedence: runtime setting, then environment, then code." in html
+    assert "Precedence: runtime setting, then environment, then code, then the" in html
     assert "No settings reported." in page(relay())
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from financial.pkg.jobs import JobContext, cron_job
-from financial.pkg.scheduler.job_settings import RuntimeSettings
+from financial.pkg.scheduler.job_settings import RuntimeSettings, SettingsAction, SettingsChange
 from financial.pkg.scheduler.job_settings.memory import MemoryJobSettings
 from financial.pkg.scheduler.job_settings.view import (
     change_dict,
@@ -40,6 +40,7 @@ async def test_the_view_of_a_job() -> None:
         ("timeout", 12.0, "runtime"),
         ("enabled", True, "code"),
         ("calendar", None, "default"),
+        ("alert_after", None, "default"),
     ]
     assert [c.reason for c in view.audit] == ["2", "1"]
     assert describe_change(view.audit[0]) == "timeout_s: 11s -> 12s"
@@ -54,3 +55,25 @@ def test_describe_names_the_fields_that_are_set() -> None:
         describe(RuntimeSettings(schedule="@hourly", enabled=False, calendar="BR"))
         == "schedule='@hourly', enabled=false, calendar='BR'"
     )
+
+
+def test_alert_after_is_described_in_seconds_or_off() -> None:
+    assert describe(RuntimeSettings(alert_after_s=3600)) == "alert_after=3600s"
+    assert describe(RuntimeSettings(alert_after_s=0)) == "alert_after=off"
+
+    def change(old: RuntimeSettings, new: RuntimeSettings) -> SettingsChange:
+        return SettingsChange("nightly", NOW, "ann", SettingsAction.SET, old, new, None)
+
+    turned_on = change(RuntimeSettings(), RuntimeSettings(alert_after_s=3600))
+    assert describe_change(turned_on) == "alert_after: unset -> 3600s"
+    silenced = change(RuntimeSettings(alert_after_s=3600), RuntimeSettings(alert_after_s=0))
+    assert describe_change(silenced) == "alert_after: 3600s -> off"
+    assert change_dict(silenced)["new"]["alert_after_s"] == 0
+
+
+def test_an_audit_entry_from_before_alert_after_reads_it_as_not_set() -> None:
+    old_entry = {"schedule": "@hourly", "timeout_s": 30, "enabled": None, "calendar": None}
+    assert RuntimeSettings.from_dict(old_entry) == RuntimeSettings(
+        schedule="@hourly", timeout_s=30.0
+    )
+    assert RuntimeSettings.from_dict({**old_entry, "alert_after_s": 0}).alert_after_s == 0.0

@@ -50,6 +50,10 @@ class Flaky(AlertStore):
         self._check()
         await self.inner.rewatch(jobs, at)
 
+    async def forget(self, jobs: Sequence[str]) -> list[AlertState]:
+        self._check()
+        return await self.inner.forget(jobs)
+
     async def facts(self, ticks: Mapping[str, datetime | None]) -> dict[str, JobFacts]:
         self._check()
         return await self.inner.facts(ticks)

@@ -53,6 +53,7 @@ def test_without_runtime_settings_the_sources_are_code_env_and_default() -> None
         "timeout": (60.0, "code"),
         "enabled": (False, "env"),
         "calendar": (None, "default"),
+        "alert_after": (None, "default"),
     }
     assert by_field(reg.sources("plain"))["timeout"] == (300.0, "default")
 
@@ -69,6 +70,7 @@ def test_a_runtime_setting_wins_over_env_and_code() -> None:
         "timeout": (90.0, "env"),
         "enabled": (False, "runtime"),
         "calendar": (None, "default"),
+        "alert_after": (None, "default"),
     }
 
 
@@ -122,3 +124,81 @@ def test_a_calendar_on_an_every_schedule_is_refused() -> None:
 def test_an_unknown_job_is_refused_naming_the_known_ones() -> None:
     with pytest.raises(UnknownJobError, match="unknown job 'nope'; known jobs: plain, report"):
         registry().build("nope", RuntimeSettings(enabled=False))
+
+
+class WatchedJob:
+    name = "watched"
+    schedule = "*/5 * * * *"
+    alert_after = timedelta(minutes=20)
+
+    async def run(self, ctx: JobContext) -> None:
+        return None
+
+
+def alerting(default: timedelta | None = timedelta(hours=1), **env: Override) -> JobRegistry:
+    reg = JobRegistry(Defaults(alert_after=default), overrides=env.get)
+    reg.add(WatchedJob())
+    reg.add(PlainJob())
+    return reg
+
+
+def test_alert_after_precedence_runtime_env_code_default() -> None:
+    reg = alerting(watched=Override(alert_after_seconds=600))
+    assert by_field(reg.sources("plain"))["alert_after"] == (3600.0, "default")
+    assert by_field(reg.sources("watched"))["alert_after"] == (600.0, "env")
+    assert by_field(alerting().sources("watched"))["alert_after"] == (1200.0, "code")
+
+    spec = reg.respec("watched", RuntimeSettings(alert_after_s=90))
+    assert spec.alert_after == timedelta(seconds=90)
+    assert by_field(reg.sources("watched"))["alert_after"] == (90.0, "runtime")
+
+    spec = reg.respec("plain", RuntimeSettings(alert_after_s=45))
+    assert spec.alert_after == timedelta(seconds=45)
+    assert by_field(reg.sources("plain"))["alert_after"] == (45.0, "runtime")
+
+
+def test_a_runtime_alert_after_of_0_turns_the_alert_off_over_every_layer() -> None:
+    reg = alerting(watched=Override(alert_after_seconds=600))
+    for name in ("watched", "plain"):
+        spec = reg.respec(name, RuntimeSettings(alert_after_s=0))
+        assert spec.alert_after is None
+        assert by_field(reg.sources(name))["alert_after"] == (None, "runtime")
+
+
+def test_a_runtime_alert_after_turns_on_an_alert_the_worker_leaves_off() -> None:
+    reg = alerting(default=None)
+    assert reg.get("plain").alert_after is None
+    assert by_field(reg.sources("plain"))["alert_after"] == (None, "default")
+    assert reg.respec("plain", RuntimeSettings(alert_after_s=30)).alert_after == timedelta(
+        seconds=30
+    )
+
+
+def test_resetting_alert_after_goes_back_to_env_code_and_default() -> None:
+    reg = alerting(watched=Override(alert_after_seconds=600))
+    reg.respec("watched", RuntimeSettings(alert_after_s=0))
+    reg.respec("plain", RuntimeSettings(alert_after_s=0))
+    assert reg.respec("watched", NOT_SET).alert_after == timedelta(seconds=600)
+    assert reg.respec("plain", NOT_SET).alert_after == timedelta(hours=1)
+
+
+@pytest.mark.parametrize(
+    "seconds", [-1, -0.001, float("nan"), float("inf"), float("-inf"), 366 * 86400 + 1, 10**12]
+)
+def test_a_runtime_alert_after_must_be_finite_not_negative_and_not_absurd(
+    seconds: float,
+) -> None:
+    reg = alerting()
+    with pytest.raises(
+        JobDefinitionError,
+        match=r"job 'watched': alert_after .*: expected a number of seconds >= 0 "
+        r"\(0 turns the job's alert off; at most 31622400, 366 days\)",
+    ):
+        reg.build("watched", RuntimeSettings(alert_after_s=seconds))
+    assert reg.get("watched").alert_after == timedelta(minutes=20)  # nothing kept
+
+
+@pytest.mark.parametrize("seconds", [0, 0.5, 3600, 366 * 86400])
+def test_a_runtime_alert_after_in_range_is_taken(seconds: float) -> None:
+    spec = alerting().build("watched", RuntimeSettings(alert_after_s=seconds))
+    assert spec.alert_after == (timedelta(seconds=seconds) if seconds else None)

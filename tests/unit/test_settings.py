@@ -265,7 +265,8 @@ HEALTH_ADDR_EXPECTED = "host:port such as 127.0.0.1:8080, or empty to turn it of
         (
             "WORKER_JOBS__REPORT_GENERATOR__SCHEDUEL",
             "0 9 * * 1",
-            "one of the per-job settings SCHEDULE, ENABLED, TIMEOUT_SECONDS, CALENDAR, ON_HOLIDAY",
+            "one of the per-job settings SCHEDULE, ENABLED, TIMEOUT_SECONDS, CALENDAR, "
+            "ON_HOLIDAY, ALERT_AFTER_SECONDS",
         ),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "otel:4318", "a URL starting with http:// or https://"),
         (

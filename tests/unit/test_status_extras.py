@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from financial.cmd.status_extras import open_request_rows, status_extras
+from financial.cmd.status_extras import open_request_rows, setting_row, status_extras
 from financial.pkg.health import WorkerHealth
 from financial.pkg.jobs import JobContext, cron_job
 from financial.pkg.jobs.model import Trigger
 from financial.pkg.scheduler.clock import FakeClock
 from financial.pkg.scheduler.job_settings import RuntimeSettings
 from financial.pkg.scheduler.job_settings.memory import MemoryJobSettings
-from financial.pkg.scheduler.registry import JobRegistry
+from financial.pkg.scheduler.registry import Defaults, EffectiveSetting, JobRegistry
 from financial.pkg.scheduler.store.memory import MemoryRunStore
 from financial.pkg.scheduler.store.requests import RunRequest
 from financial.pkg.scheduler.store.requests_memory import MemoryRequestStore
@@ -49,9 +49,48 @@ async def test_a_runtime_change_shows_on_the_overview_and_the_job_page() -> None
         ("timeout", "60s", "code"),
         ("enabled", "false", "runtime"),
         ("calendar", "none", "default"),
+        ("alert_after", "off", "default"),
     ]
     assert [(row.by, row.reason) for row in page.audit] == [("bob", "INC-1"), ("ann", "later")]
     assert page.audit[0].summary == "set: enabled: unset -> false"
+
+
+async def test_a_runtime_alert_after_shows_in_seconds_or_off_with_its_source() -> None:
+    registry = JobRegistry(Defaults(alert_after=timedelta(hours=1)))
+    registry.add(cron_job("0 3 * * *", name="nightly")(noop))
+    registry.add(cron_job("*/5 * * * *", name="often", alert_after=600)(noop))
+    health = WorkerHealth(list(registry), clock=FakeClock(NOW))
+    store = MemoryJobSettings(lambda: NOW)
+    health.watch_extras(status_extras(registry, store))
+
+    async def alert_row(job: str) -> tuple[str, str, str]:
+        page = await health.job(job)
+        assert page is not None
+        [row] = [row for row in page.settings if row.field == "alert_after"]
+        return row.field, row.value, row.source
+
+    assert await alert_row("nightly") == ("alert_after", "3600s", "default")
+    assert await alert_row("often") == ("alert_after", "600s", "code")
+
+    await store.set("nightly", RuntimeSettings(alert_after_s=0), by="ann", reason="noisy")
+    registry.respec("nightly", await store.get("nightly"))
+    await store.set("often", RuntimeSettings(alert_after_s=90), by="ann", reason=None)
+    registry.respec("often", await store.get("often"))
+
+    assert await alert_row("nightly") == ("alert_after", "off", "runtime")
+    assert await alert_row("often") == ("alert_after", "90s", "runtime")
+    page = await health.job("nightly")
+    assert page is not None
+    assert page.audit[0].summary == "set: alert_after: unset -> off"
+
+
+def test_setting_rows_format_durations_and_off() -> None:
+    assert setting_row(EffectiveSetting("timeout", 900.0, "runtime")).value == "900s"
+    assert setting_row(EffectiveSetting("alert_after", 3600.0, "env")).value == "3600s"
+    assert setting_row(EffectiveSetting("alert_after", 0.5, "code")).value == "0.5s"
+    assert setting_row(EffectiveSetting("alert_after", None, "default")).value == "off"
+    assert setting_row(EffectiveSetting("alert_after", 0.0, "runtime")).value == "off"
+    assert setting_row(EffectiveSetting("calendar", None, "default")).value == "none"
 
 
 async def test_a_store_that_fails_leaves_the_registry_values() -> None:

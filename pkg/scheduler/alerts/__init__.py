@@ -15,6 +15,11 @@ Two implementations share one contract test suite (`tests/contract/alert_store_c
   only when it is late; each writes its outbox event in the same transaction as the state
   change and returns whether it changed anything. So two replicas (or a restart) that decide the
   same thing raise one alert, with one event, not two.
+- `forget` drops the alert state of each job given (its alert was turned off: `alert_after` 0,
+  or no layer sets it any more): a late one stops being late with no event (`job.recovered`
+  is for a job that succeeded again), and the job is judged afresh, watched from the instant
+  it is next watched, if its alert is turned on again. It returns the states dropped that were
+  late, so the checker can say which alerts it silenced.
 - `facts` reads the run history the checker needs: the tick of each job's latest success, and
   whether a given tick of it started (a run of it began, or the tick was skipped by the job's
   overlap policy or a pause: a decision, not a miss).
@@ -95,6 +100,10 @@ class AlertStore(ABC):
     @abstractmethod
     async def rewatch(self, jobs: Sequence[str], at: datetime) -> None:
         """Watch `jobs` from `at` on, whatever they were watched from before."""
+
+    @abstractmethod
+    async def forget(self, jobs: Sequence[str]) -> list[AlertState]:
+        """Drop the alert state of `jobs`, without an event; the dropped states that were late."""
 
     @abstractmethod
     async def facts(self, ticks: Mapping[str, datetime | None]) -> dict[str, JobFacts]:

@@ -51,6 +51,10 @@ class MemoryAlertStore(AlertStore):
                 else replace(state, watched_since=at)
             )
 
+    async def forget(self, jobs: Sequence[str]) -> list[AlertState]:
+        dropped = [self._states.pop(job) for job in sorted(set(jobs)) if job in self._states]
+        return [state for state in dropped if state.late]
+
     async def facts(self, ticks: Mapping[str, datetime | None]) -> dict[str, JobFacts]:
         result: dict[str, JobFacts] = {}
         for job, tick in ticks.items():

@@ -45,6 +45,10 @@ class PostgresAlertStore(AlertStore):
     async def rewatch(self, jobs: Sequence[str], at: datetime) -> None:
         await self._pool.execute(QUERIES["rewatch"], list(jobs), at)
 
+    async def forget(self, jobs: Sequence[str]) -> list[AlertState]:
+        rows = await self._pool.fetch(QUERIES["forget"], list(jobs))
+        return [_state(row) for row in rows]
+
     async def facts(self, ticks: Mapping[str, datetime | None]) -> dict[str, JobFacts]:
         rows = await self._pool.fetch(QUERIES["facts"], list(ticks), list(ticks.values()))
         return {row["job"]: JobFacts(row["last_success_tick"], row["tick_started"]) for row in rows}

@@ -30,6 +30,14 @@ INSERT INTO job_alerts AS alert (job, watched_since)
 SELECT names.job, $2 FROM unnest($1::text[]) AS names (job)
 ON CONFLICT (job) DO UPDATE SET watched_since = EXCLUDED.watched_since, updated_at = now();
 
+-- name: forget
+-- A job whose alert was turned off: its state goes, with no event; the late ones are returned.
+WITH dropped AS (
+    DELETE FROM job_alerts WHERE job = ANY ($1::text[])
+    RETURNING job, watched_since, late_since, late_tick, reason, alerted_at, recovered_at
+)
+SELECT * FROM dropped WHERE late_since IS NOT NULL ORDER BY job;
+
 -- name: facts
 SELECT names.job,
        success.scheduled_at AS last_success_tick,

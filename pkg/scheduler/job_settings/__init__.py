@@ -1,9 +1,10 @@
 """Runtime settings per job, kept in PostgreSQL: the port, its values and its audit entries.
 
-An operator changes a job's schedule, timeout, enabled flag or holiday calendar with `financial
-jobs set` and every replica applies it without a restart. Each field is "not set" (None) unless
-the operator set it; precedence is runtime setting > environment > code
-(`financial.pkg.scheduler.registry.JobRegistry.respec`).
+An operator changes a job's schedule, timeout, enabled flag, holiday calendar or dead-man alert
+threshold with `financial jobs set` and every replica applies it without a restart. Each field is
+"not set" (None) unless the operator set it; precedence is runtime setting > environment > code >
+worker-wide default (`financial.pkg.scheduler.registry.JobRegistry.respec`). `alert_after_s` 0 is
+a value, not "not set": the job's alert is off whatever the layers below say.
 
 Two implementations share one contract suite (`tests/contract/job_settings_contract.py`):
 `MemoryJobSettings` (`memory.py`: unit tests) and `PostgresJobSettings` (`postgres.py`). Both:
@@ -16,7 +17,8 @@ Two implementations share one contract suite (`tests/contract/job_settings_contr
 - the PostgreSQL store notifies `CHANNEL` with the job's name in that same transaction, so a
   replica that LISTENs applies the change as soon as it commits.
 
-The store stores what it is given: values are validated before (`validation.py`).
+The store stores what it is given: values are validated before, against the job as the worker
+builds it (`JobRegistry.build`, with the checks of `validation.py`).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class RuntimeSettings:
     timeout_s: float | None = None
     enabled: bool | None = None
     calendar: str | None = None
+    alert_after_s: float | None = None  # 0: the job's dead-man alert is off
 
     @property
     def empty(self) -> bool:
@@ -51,18 +54,24 @@ class RuntimeSettings:
         return replace(self, **{k: v for k, v in given.items() if v is not None})
 
     def as_dict(self) -> dict[str, Any]:
-        """The four fields by name, as the audit keeps them."""
+        """The fields by name, as the audit keeps them."""
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> RuntimeSettings:
-        timeout = values.get("timeout_s")
+        """The settings an audit entry holds; a key it lacks (an entry written before that
+        field existed, as `alert_after_s` before migration 0008) is not set."""
         return cls(
             schedule=values.get("schedule"),
-            timeout_s=None if timeout is None else float(timeout),
+            timeout_s=_seconds(values.get("timeout_s")),
             enabled=values.get("enabled"),
             calendar=values.get("calendar"),
+            alert_after_s=_seconds(values.get("alert_after_s")),
         )
+
+
+def _seconds(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 NOT_SET = RuntimeSettings()
@@ -129,7 +138,7 @@ def require_changes(job: str, changes: RuntimeSettings) -> None:
     if changes.empty:
         raise ValueError(
             f"job {job!r}: nothing to set; expected at least one of --schedule, --timeout, "
-            "--enabled, --calendar"
+            "--enabled, --calendar, --alert-after"
         )
 
 

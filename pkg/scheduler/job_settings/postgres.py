@@ -1,5 +1,7 @@
 """The PostgreSQL job settings store: `job_settings` and `job_settings_audit` (migration 0005).
 
+Migration 0008 adds `alert_after_seconds`.
+
 A change, its audit row and its notification on `CHANNEL` are one transaction: a replica that
 LISTENs hears of a change only once it is committed, and a change that fails leaves no trace.
 """
@@ -30,12 +32,13 @@ QUERIES = load_queries("financial.pkg.scheduler.job_settings", "postgres.sql")
 def _settings(row: asyncpg.Record | None) -> RuntimeSettings:
     if row is None:
         return NOT_SET
-    timeout = row["timeout_seconds"]
+    timeout, alert_after = row["timeout_seconds"], row["alert_after_seconds"]
     return RuntimeSettings(
         schedule=row["schedule"],
         timeout_s=None if timeout is None else float(timeout),
         enabled=row["enabled"],
         calendar=row["calendar"],
+        alert_after_s=None if alert_after is None else float(alert_after),
     )
 
 
@@ -73,7 +76,14 @@ class PostgresJobSettings(JobSettingsStore):
             if check is not None:
                 check(new)
             await conn.execute(
-                QUERIES["write"], job, new.schedule, new.timeout_s, new.enabled, new.calendar, by
+                QUERIES["write"],
+                job,
+                new.schedule,
+                new.timeout_s,
+                new.enabled,
+                new.calendar,
+                new.alert_after_s,
+                by,
             )
             return await self._record(conn, job, SettingsAction.SET, old, new, by, reason)
 

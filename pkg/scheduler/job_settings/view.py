@@ -15,7 +15,10 @@ from financial.pkg.scheduler.job_settings import (
 )
 from financial.pkg.scheduler.registry import EffectiveSetting, JobRegistry
 
-FIELDS = ("schedule", "timeout_s", "enabled", "calendar")
+FIELDS = ("schedule", "timeout_s", "enabled", "calendar", "alert_after_s")
+# How a summary names a field, where not by its own name: the threshold as the option is named
+# (`alert_after`), its value in seconds or `off`.
+LABELS = {"alert_after_s": "alert_after"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,20 +46,31 @@ def _value(field: str, value: object) -> str:
         return "true" if value else "false"
     if field == "timeout_s":
         return f"{value:g}s"
+    if field == "alert_after_s":
+        return f"{value:g}s" if value else "off"
     return repr(value)
+
+
+def _label(field: str) -> str:
+    return LABELS.get(field, field)
 
 
 def describe(settings: RuntimeSettings) -> str:
     """`schedule='*/5 * * * *', enabled=false`: the fields that are set."""
     values = settings.as_dict()
-    shown = [f"{f}={_value(f, values[f])}" for f in FIELDS if values[f] is not None]
+    shown = [f"{_label(f)}={_value(f, values[f])}" for f in FIELDS if values[f] is not None]
     return ", ".join(shown) or "nothing set"
 
 
 def describe_change(change: SettingsChange) -> str:
-    """`timeout_s: unset -> 30s; enabled: true -> false`: the fields the change moved."""
+    """`timeout_s: unset -> 30s; enabled: true -> false`: the fields the change moved
+    (`alert_after: unset -> 3600s`, `alert_after: 3600s -> off`)."""
     old, new = change.old.as_dict(), change.new.as_dict()
-    moved = [f"{f}: {_value(f, old[f])} -> {_value(f, new[f])}" for f in FIELDS if old[f] != new[f]]
+    moved = [
+        f"{_label(f)}: {_value(f, old[f])} -> {_value(f, new[f])}"
+        for f in FIELDS
+        if old[f] != new[f]
+    ]
     return "; ".join(moved) or "no change"
 
 

@@ -9,6 +9,14 @@ alert is raised once across replicas and restarts; the replica whose change went
 `late_jobs()` and the `financial_worker_job_late` gauge of every replica say the same thing (one
 pass behind the holder at most), so a dashboard or an alert rule may read any replica.
 
+A job's threshold may change while the worker runs (`financial jobs set --alert-after`: the
+worker calls `update` with the new specs): from the next pass on it is judged by the new
+threshold (a late job stays late until it succeeds, whatever its threshold became). A job whose
+alert is turned on is watched from the next pass on: its history from before does not count. A
+late job whose alert is turned off (0, or no layer sets it) is no longer late: the holder drops
+its alert state with no `job.recovered` event (it did not succeed again) and logs
+`job_late_cleared`; it is judged afresh if its alert is turned on again.
+
 A failing store (PostgreSQL down) is logged once (`late_check_failed`) and tried again on the
 next pass (`late_check_resumed` once it answers); the checker never stops for it, and keeps the
 last state it read.
@@ -65,7 +73,11 @@ class LateChecker:
         self._specs: dict[str, JobSpec] = {}
         self._watched: dict[str, JobSpec] = {}
         self._disabled: list[str] = []
+        self._off: set[str] = set()
+        self._turned_on: set[str] = set()
+        self._late: dict[str, AlertState] = {}
         self.update(specs)
+        self._turned_on.clear()  # at start every job is as it was: nothing was turned on
         self._alerts = alerts
         self._runs = runs
         self._clock = clock
@@ -74,7 +86,6 @@ class LateChecker:
         self._lease_ttl = lease_ttl or max(3 * interval, timedelta(seconds=3))
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._late: dict[str, AlertState] = {}
         self._holding = False
         self._failing = False
 
@@ -106,6 +117,7 @@ class LateChecker:
 
     def update(self, specs: Iterable[JobSpec]) -> None:
         """Judge these specs from the next pass on (a job's settings changed at run time)."""
+        had_alert = set(self._watched) | set(self._disabled)
         self._specs = {spec.name: spec for spec in specs}
         self._watched = {
             name: spec
@@ -118,6 +130,10 @@ class LateChecker:
             for name, spec in self._specs.items()
             if spec.alert_after is not None and not spec.options.enabled
         )
+        # Jobs without an alert: a late one is no longer late (see the module).
+        self._off = {name for name, spec in self._specs.items() if spec.alert_after is None}
+        has_alert = set(self._watched) | set(self._disabled)
+        self._turned_on = (self._turned_on | (has_alert - had_alert)) - self._off
         self._deadline_ticks.clear()
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -175,21 +191,42 @@ class LateChecker:
         return self._interval.total_seconds()
 
     async def _pass(self) -> None:
-        if self._watched or self._disabled:
+        # Taken now: an `update` while this pass awaits the store is for the next pass.
+        turned_on = set(self._turned_on)
+        if self._watched or self._disabled or self._silenced():
             holding = await self._alerts.take_lease(CHECKER_LEASE, self._worker_id, self._lease_ttl)
             if holding != self._holding:
                 event = "late_checker_lease_taken" if holding else "late_checker_lease_lost"
                 log.info(event, worker_id=self._worker_id)
             self._holding = holding
             if holding:
-                await self._judge()
+                await self._clear(self._silenced())
+                await self._judge(turned_on)
+        # The holder rewatched them; on another replica the holder's own update does it.
+        self._turned_on -= turned_on
         self._late = await self._alerts.late()
 
-    async def _judge(self) -> None:
+    def _silenced(self) -> list[str]:
+        """The jobs late at the last read whose alert is now off."""
+        return sorted(self._off & set(self._late))
+
+    async def _clear(self, jobs: list[str]) -> None:
+        if not jobs:
+            return
+        for state in await self._alerts.forget(jobs):
+            log.info(
+                "job_late_cleared",
+                job=state.job,
+                late_since=state.late_since.isoformat() if state.late_since else None,
+                reason="alert_after is off",
+            )
+
+    async def _judge(self, turned_on: set[str]) -> None:
         now = self._clock.now()
         paused = await self._runs.paused()
         specs = {name: spec for name, spec in self._watched.items() if name not in paused}
-        resting = sorted(set(paused) & set(self._watched)) + self._disabled
+        # Paused and disabled ones, and those whose alert was just turned on.
+        resting = sorted((set(paused) & set(self._watched)) | set(self._disabled) | turned_on)
         if resting:  # judged from when they come back, not from before they rested
             await self._alerts.rewatch(resting, now)
         if not specs:
