@@ -37,6 +37,7 @@ from tests.integration.services import (
     RabbitBroker,
     ServiceStartError,
 )
+from tests.integration.worker_process import WorkerProcess
 
 T = TypeVar("T")
 TEMPLATE_DB = "financial_template"
@@ -185,6 +186,15 @@ def open_tmp_path() -> Iterator[Path]:
     path.chmod(0o755)
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def spawned() -> Iterator[list[WorkerProcess]]:
+    """Worker processes a test starts (append them): killed at its end, whatever happened."""
+    workers: list[WorkerProcess] = []
+    yield workers
+    for worker in workers:
+        worker.kill()
 
 
 @pytest.fixture

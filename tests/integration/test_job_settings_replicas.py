@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,14 +23,6 @@ pytestmark = pytest.mark.integration
 
 REPLICAS = 3
 APPLY_WITHIN_S = 2.0
-
-
-@pytest.fixture
-def spawned() -> Iterator[list[WorkerProcess]]:
-    workers: list[WorkerProcess] = []
-    yield workers
-    for worker in workers:
-        worker.kill()
 
 
 def start(workers: list[WorkerProcess], dsn: str, cwd: Path, n: int, **env: str) -> WorkerProcess:

@@ -8,37 +8,21 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import socket
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 
+from tests.integration.services import free_port
 from tests.integration.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.integration
 
 REPLICAS = 3
 ALERT_AFTER_S = 3
-
-
-@pytest.fixture
-def spawned() -> Iterator[list[WorkerProcess]]:
-    workers: list[WorkerProcess] = []
-    yield workers
-    for worker in workers:
-        worker.kill()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def start_replicas(

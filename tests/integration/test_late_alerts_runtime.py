@@ -9,9 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import socket
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,26 +17,12 @@ import asyncpg
 import pytest
 
 from tests.integration.job_settings_cli import financial
+from tests.integration.services import free_port
 from tests.integration.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.integration
 
 JOBS = "tests.fixtures.late_jobs"  # `flaky`: every 2 s, failing until its flag file exists
-
-
-@pytest.fixture
-def spawned() -> Iterator[list[WorkerProcess]]:
-    workers: list[WorkerProcess] = []
-    yield workers
-    for worker in workers:
-        worker.kill()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def fetch(port: int, path: str) -> str:

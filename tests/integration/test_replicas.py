@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,14 +30,6 @@ REPLICAS = 3
 # Short, so a killed replica's run is abandoned within the test's 30 s of ticks.
 LEASE_S = 10
 FINAL = ("succeeded", "failed", "timed_out", "skipped", "missed", "interrupted", "abandoned")
-
-
-@pytest.fixture
-def spawned() -> Iterator[list[WorkerProcess]]:
-    workers: list[WorkerProcess] = []
-    yield workers
-    for worker in workers:
-        worker.kill()
 
 
 def start_replicas(
