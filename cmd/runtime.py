@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Awaitable, Callable
-from contextlib import AsyncExitStack, suppress
+from contextlib import AsyncExitStack
 from datetime import timedelta
 from typing import Any
 
@@ -20,32 +20,18 @@ from financial.configs import Settings, otel
 from financial.configs.errors import connection_problem
 from financial.pkg.database.embedded import start_embedded_async
 from financial.pkg.database.migrator import applied_migrations, load_migrations, migrate
-from financial.pkg.database.notifications import (
-    LISTENER_PREFIX,
-    NotificationHub,
-    dedicated_connection,
-    pool_connection,
-)
 from financial.pkg.database.pool import DatabaseConfigError, DatabaseUnavailable, create_pool
 from financial.pkg.health import WorkerHealth, database_ping, start_health_server
 from financial.pkg.messaging.publisher import BrokerUnavailable
 from financial.pkg.messaging.rabbit import BrokerConfigError
 from financial.pkg.observability.dependencies import DATABASE, came_back, went_away
-from financial.pkg.observability.masking import mask_secrets
 from financial.pkg.observability.metrics import Metrics, instrument_clients, setup_metrics
 from financial.pkg.observability.tracing import Telemetry, setup_tracing
 from financial.pkg.scheduler.clock import Clock
-from financial.pkg.scheduler.job_settings import CHANNEL as JOB_SETTINGS_CHANNEL
-from financial.pkg.scheduler.job_settings.postgres import PostgresJobSettings
-from financial.pkg.scheduler.loop.job_settings import CALL_TIMEOUT_S as SETTINGS_CALL_TIMEOUT_S
-from financial.pkg.scheduler.loop.job_settings import JobSettingsApplier, JobSettingsWatcher
-from financial.pkg.scheduler.loop.requests import POLL_INTERVAL, RequestWatcher
-from financial.pkg.scheduler.loop.scheduler import Scheduler, SchedulerConfig
+from financial.pkg.scheduler.loop.scheduler import SchedulerConfig
 from financial.pkg.scheduler.registry import JobRegistry
 from financial.pkg.scheduler.store import RunStore
 from financial.pkg.scheduler.store.postgres import PostgresRunStore
-from financial.pkg.scheduler.store.requests import REQUESTS_CHANNEL
-from financial.pkg.scheduler.store.requests_postgres import PostgresRequestStore
 
 log = structlog.get_logger("financial.worker")
 
@@ -108,7 +94,7 @@ class Signals:
             callback()
 
 
-def _closing(
+def closing(
     client: str, close: Callable[..., Awaitable[object]], *args: Any
 ) -> Callable[[], Awaitable[None]]:
     """A cleanup for the exit stack that logs `client_closed`, so the order is visible."""
@@ -145,7 +131,7 @@ def open_telemetry(settings: Settings, stack: AsyncExitStack) -> Telemetry:
         disabled=settings.otel_sdk_disabled,
         instance_id=settings.worker_id,
     )
-    stack.push_async_callback(_closing("telemetry", telemetry.shutdown))
+    stack.push_async_callback(closing("telemetry", telemetry.shutdown))
     return telemetry
 
 
@@ -166,7 +152,7 @@ async def open_database(
     dsn = settings.database_dsn()
     if dsn is None:
         embedded = await start_embedded_async(settings.worker_data_dir / "postgres")
-        stack.push_async_callback(_closing("embedded_postgres", asyncio.to_thread, embedded.stop))
+        stack.push_async_callback(closing("embedded_postgres", asyncio.to_thread, embedded.stop))
         log.warning(
             "embedded_database_started",
             data_dir=str(embedded.data_dir),
@@ -201,7 +187,7 @@ async def open_database(
             return False
     came_back(DATABASE)
     clients.db.attach(pool, dsn)
-    stack.push_async_callback(_closing("postgres", clients.db.close))
+    stack.push_async_callback(closing("postgres", clients.db.close))
     if settings.worker_auto_migrate:
         applied = await migrate(pool)
         log.info("migrations_applied", applied=applied)
@@ -231,7 +217,7 @@ async def open_broker(settings: Settings, clients: Clients, stack: AsyncExitStac
             reason="RABBITMQ_URL is not set: events are kept in the outbox until it is",
         )
         return
-    stack.push_async_callback(_closing("rabbitmq", clients.publisher.close))
+    stack.push_async_callback(closing("rabbitmq", clients.publisher.close))
     try:
         await clients.publisher.connect()
     except BrokerConfigError as exc:
@@ -254,48 +240,6 @@ async def open_store(settings: Settings, clients: Clients, stack: AsyncExitStack
     store = PostgresRunStore(clients.db.pool, lease=lease)
     stack.push_async_callback(store.close)
     return store
-
-
-def open_notifications(
-    settings: Settings, clients: Clients, clock: Clock, stack: AsyncExitStack
-) -> NotificationHub:
-    """The worker's one LISTEN connection, shared by the runtime settings and run request
-    watchers (each subscribes, then `start()`). Named `LISTENER_PREFIX` + worker id
-    so `jobs trigger` can tell a worker is there; stopped after the watchers, before the pool."""
-    name = LISTENER_PREFIX + settings.worker_id
-    dsn = settings.database_dsn()
-    # Its own connection for a configured database, beside the pool (a pool of one still serves
-    # the runs); the embedded one (for trying the worker out) lends one of the pool's.
-    connect = (
-        pool_connection(clients.db.pool, name)
-        if dsn is None
-        else dedicated_connection(dsn, name, connect_timeout_s=settings.db_connect_timeout_seconds)
-    )
-    hub = NotificationHub(connect, clock, ping_interval=POLL_INTERVAL)
-    stack.push_async_callback(_closing("notifications", hub.close))
-    return hub
-
-
-def open_request_watcher(
-    settings: Settings,
-    clients: Clients,
-    scheduler: Scheduler,
-    clock: Clock,
-    notifications: NotificationHub,
-) -> RequestWatcher:
-    """The watcher of run requests (`jobs trigger`, `jobs backfill`) on the worker's pool, woken
-    by the notifications of `REQUESTS_CHANNEL` and each time the hub listens again."""
-    # A request held by a replica that died ends `abandoned` about one run lease later, as its
-    # run does; never less than three polls, so a busy worker keeps its claims.
-    lease = max(timedelta(seconds=settings.worker_run_lease_seconds), 3 * POLL_INTERVAL)
-    watcher = RequestWatcher(
-        requests=PostgresRequestStore(clients.db.pool, claim_lease=lease),
-        scheduler=scheduler,
-        clock=clock,
-        worker_id=settings.worker_id,
-    )
-    notifications.subscribe(REQUESTS_CHANNEL, watcher.notified, watcher.wake)
-    return watcher
 
 
 async def open_health(
@@ -325,7 +269,7 @@ async def open_health(
         export_interval_ms=settings.otel_metric_export_interval,
         resource_attributes=otel.parse_resource_attributes(settings.otel_resource_attributes),
     )
-    stack.push_async_callback(_closing("metrics", metrics.shutdown))
+    stack.push_async_callback(closing("metrics", metrics.shutdown))
     metrics.known_jobs(spec.name for spec in registry)
     metrics.loop_lag.start()
     stack.callback(instrument_clients())
@@ -342,7 +286,7 @@ async def open_health(
             title=f"{settings.service_name_worker} · {settings.worker_id}",
         )
         # `start_health_server` logs `health_server_started` itself.
-        stack.push_async_callback(_closing("health_server", server.close))
+        stack.push_async_callback(closing("health_server", server.close))
     return metrics, health
 
 
@@ -366,45 +310,3 @@ async def wait_for_migrations(clients: Clients, stop: asyncio.Event) -> bool:
         except TimeoutError:
             continue
         return False
-
-
-async def open_job_settings(registry: JobRegistry, clients: Clients) -> JobSettingsApplier:
-    """Lay the runtime settings (`financial jobs set`) over the registry before the scheduler is
-    built; a database that cannot say leaves the env and code values, the watcher catches up."""
-    applier = JobSettingsApplier(registry, PostgresJobSettings(clients.db.pool))
-    try:
-        await asyncio.wait_for(applier.refresh(), SETTINGS_CALL_TIMEOUT_S)
-    except Exception as exc:
-        log.warning(
-            "job_settings_unavailable",
-            error=mask_secrets(f"{type(exc).__name__}: {exc}"),
-            hint="jobs start with their env and code values; runtime settings follow",
-        )
-    return applier
-
-
-def watch_job_settings(
-    settings: Settings,
-    applier: JobSettingsApplier,
-    notifications: NotificationHub,
-    clock: Clock,
-    stack: AsyncExitStack,
-) -> JobSettingsWatcher:
-    """Apply each runtime settings change notified, and re-read them every
-    WORKER_JOB_SETTINGS_REREAD_SECONDS and each time the hub listens again; stopped before the
-    hub and the pool close."""
-    watcher = JobSettingsWatcher(
-        applier,
-        clock,
-        reread=timedelta(seconds=settings.worker_job_settings_reread_seconds),
-    )
-    notifications.subscribe(JOB_SETTINGS_CHANNEL, watcher.notified, watcher.caught_up)
-    task = asyncio.create_task(watcher.run())
-
-    async def stop() -> None:
-        watcher.stop()
-        with suppress(TimeoutError):  # a watcher stuck in a call: wait_for cancels it
-            await asyncio.wait_for(task, SETTINGS_CALL_TIMEOUT_S)
-
-    stack.push_async_callback(_closing("job_settings", stop))
-    return watcher

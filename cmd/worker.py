@@ -20,16 +20,18 @@ from financial.cmd.runtime import (
     open_broker,
     open_database,
     open_health,
-    open_job_settings,
-    open_notifications,
-    open_request_watcher,
     open_store,
     open_telemetry,
     scheduler_config,
     wait_for_migrations,
-    watch_job_settings,
 )
 from financial.cmd.status_extras import status_extras
+from financial.cmd.watchers import (
+    open_job_settings,
+    open_notifications,
+    open_request_watcher,
+    watch_job_settings,
+)
 from financial.cmd.wiring import Clients, build_clients, dead_letter, registry_for
 from financial.configs import Settings
 from financial.pkg import outbox
