@@ -43,7 +43,7 @@ async def test_the_view_of_a_job() -> None:
         ("alert_after", None, "default"),
     ]
     assert [c.reason for c in view.audit] == ["2", "1"]
-    assert describe_change(view.audit[0]) == "timeout_s: 11s -> 12s"
+    assert describe_change(view.audit[0]) == "timeout: 11s -> 12s"
     assert change_dict(view.audit[0])["new"]["timeout_s"] == 12.0
     with pytest.raises(UnknownJobError):
         await settings_view(registry, store, "nope")

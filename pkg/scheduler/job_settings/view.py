@@ -18,7 +18,8 @@ from financial.pkg.scheduler.registry import EffectiveSetting, JobRegistry
 FIELDS = ("schedule", "timeout_s", "enabled", "calendar", "alert_after_s")
 # How a summary names a field, where not by its own name: the threshold as the option is named
 # (`alert_after`), its value in seconds or `off`.
-LABELS = {"alert_after_s": "alert_after"}
+LABELS = {"timeout_s": "timeout", "alert_after_s": "alert_after"}
+"""How the text names a field: as the flag of `jobs set` does, the unit in the value."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +64,7 @@ def describe(settings: RuntimeSettings) -> str:
 
 
 def describe_change(change: SettingsChange) -> str:
-    """`timeout_s: unset -> 30s; enabled: true -> false`: the fields the change moved
+    """`timeout: unset -> 30s; enabled: true -> false`: the fields the change moved
     (`alert_after: unset -> 3600s`, `alert_after: 3600s -> off`)."""
     old, new = change.old.as_dict(), change.new.as_dict()
     moved = [
