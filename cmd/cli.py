@@ -1,5 +1,5 @@
 """The `financial` command line: worker, jobs (list, names, run, pause, resume, trigger,
-backfill, history, set, reset, audit), schedule, migrate, completion.
+backfill, requests, cancel, history, set, reset, audit), schedule, migrate, completion.
 
 Each command imports what it uses, when it runs: this module imports the standard library and
 the light modules of `financial.cmd` alone, so `--help`, `schedule` and `completion` answer in
@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from financial.cmd import event_loop, fire_times, job_settings
+from financial.cmd import event_loop, fire_times, job_settings, request_queue
 from financial.cmd.completion import JOB, SHELLS, script
 from financial.cmd.errors import EX_CONFIG, EX_FAILED, EX_OK, EX_USAGE, ConfigError, store_errors
 from financial.cmd.jobs import (
@@ -88,8 +88,8 @@ def _parser() -> argparse.ArgumentParser:
 
     jobs = sub.add_parser(
         "jobs",
-        help="list the jobs, run one now, pause or resume one, ask the cluster for runs, "
-        "show the run history, change a job's settings at runtime",
+        help="list the jobs, run one now, pause or resume one, ask the cluster for runs (and "
+        "withdraw them), show the run history, change a job's settings at runtime",
     ).add_subparsers(required=True, metavar="ACTION")
     listing = jobs.add_parser("list", help="every job with its schedule and next fire times")
     listing.add_argument("--json", action="store_true", help="print JSON")
@@ -130,6 +130,7 @@ def _parser() -> argparse.ArgumentParser:
     backfill.add_argument("--max", type=int, help=f"allow up to N ticks (default {BACKFILL_LIMIT})")
     backfill.add_argument("--by", help="who asks (default: OS user@host)")
     backfill.set_defaults(command=jobs_backfill)
+    request_queue.add_arguments(jobs, JOB)
     past = jobs.add_parser("history", help="recent runs, newest first: who ran what and when")
     past.add_argument("name", metavar=JOB, nargs="?", help="one job (default: every job)")
     past.add_argument("--status", choices=RUN_STATUSES)

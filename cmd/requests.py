@@ -145,7 +145,7 @@ async def _trigger(
     tick: datetime | None,
     job_args: dict[str, Any],
 ) -> int:
-    from financial.pkg.jobs.model import RunStatus, Trigger
+    from financial.pkg.jobs.model import Trigger
     from financial.pkg.scheduler.store.requests_postgres import PostgresRequestStore
 
     async with AsyncExitStack() as stack:
@@ -172,10 +172,25 @@ async def _trigger(
         if done is None:
             print(f"{spec.name}: not finished after {timeout_s:g}s; the request stays queued")
             return EX_FAILED
-        status = done.status.value if done.status is not None else "unknown"
-        detail = await _run_error(pool, done.run_id)
-        print(f"{spec.name}: {status} (run {done.run_id or '-'}){detail}")
-        return EX_OK if done.status is RunStatus.SUCCEEDED else EX_FAILED
+        line, code = followed_outcome(spec.name, done, await _run_error(pool, done.run_id))
+        print(line)
+        return code
+
+
+def followed_outcome(name: str, request: RunRequest, detail: str = "") -> tuple[str, int]:
+    """What `trigger --wait` prints for a request it followed to its end, and the exit code: 0
+    for a run that succeeded, 1 for any other status and for a request cancelled before it ran."""
+    from financial.pkg.jobs.model import RunStatus
+    from financial.pkg.scheduler.store.requests import RequestState
+
+    if request.state is RequestState.CANCELLED:
+        return (
+            f"{name}: cancelled by {request.cancelled_by} (request {request.request_id})",
+            EX_FAILED,
+        )
+    status = request.status.value if request.status is not None else "unknown"
+    line = f"{name}: {status} (run {request.run_id or '-'}){detail}"
+    return line, EX_OK if request.status is RunStatus.SUCCEEDED else EX_FAILED
 
 
 def jobs_backfill(args: argparse.Namespace, settings: Settings) -> int:
@@ -330,15 +345,13 @@ async def _say_if_no_worker(pool: asyncpg.Pool) -> None:
 
 
 async def _follow(store: Any, request_id: str, timeout_s: float) -> RunRequest | None:
-    """The request once done, polled every `WAIT_POLL_S`; None after `timeout_s`."""
+    """The request once done or cancelled, polled every `WAIT_POLL_S`; None after `timeout_s`."""
     import asyncio
-
-    from financial.pkg.scheduler.store.requests import RequestState
 
     deadline = time.monotonic() + timeout_s
     while True:
         request: RunRequest | None = await store.get(request_id)
-        if request is not None and request.state is RequestState.DONE:
+        if request is not None and not request.state.is_open:
             return request
         if time.monotonic() >= deadline:
             return None

@@ -136,6 +136,8 @@ COLUMNS: dict[str, dict[str, str]] = {
         "run_id": "uuid NULL",
         "status": "text NULL",
         "finished_at": f"{_TS} NULL",
+        "cancelled_by": "text NULL",
+        "cancel_reason": "text NULL",
     },
     "scheduler_leases": {
         "name": "text",
@@ -189,10 +191,13 @@ INDEXES: dict[str, str] = {
     "job_settings_audit_pkey": "UNIQUE job_settings_audit (id)",
     "job_settings_audit_job_idx": "job_settings_audit (job, id DESC)",
     "run_requests_pkey": "UNIQUE run_requests (request_id)",
-    "run_requests_open_idx": "run_requests (requested_at, tick) WHERE (state <> 'done'::text)",
+    "run_requests_open_idx": (
+        "run_requests (requested_at, tick) "
+        "WHERE (state = ANY (ARRAY['pending'::text, 'claimed'::text]))"
+    ),
     "run_requests_backfill_key": (
-        "UNIQUE run_requests (job, tick) "
-        "WHERE ((trigger = 'backfill'::text) AND (state <> 'done'::text))"
+        "UNIQUE run_requests (job, tick) WHERE ((trigger = 'backfill'::text) "
+        "AND (state = ANY (ARRAY['pending'::text, 'claimed'::text])))"
     ),
     "job_runs_succeeded_idx": (
         "job_runs (job, scheduled_at DESC) WHERE (status = 'succeeded'::text)"

@@ -193,6 +193,8 @@ CASES = [
             "resume",
             "trigger",
             "backfill",
+            "requests",
+            "cancel",
             "history",
             "set",
             "reset",

@@ -19,13 +19,18 @@ from financial.pkg.jobs.model import Trigger
 from financial.pkg.scheduler.store import RunStore
 from financial.pkg.scheduler.store.postgres import PostgresRunStore
 from financial.pkg.scheduler.store.requests import RequestStore
-from financial.pkg.scheduler.store.requests_postgres import PostgresRequestStore, listeners
+from financial.pkg.scheduler.store.requests_postgres import (
+    QUERIES,
+    PostgresRequestStore,
+    listeners,
+)
+from tests.contract.run_request_cancel_contract import RunRequestCancelContract
 from tests.contract.run_request_contract import CLAIM_LEASE, Elapse, RunRequestContract, day
 
 pytestmark = pytest.mark.integration
 
 
-class TestPostgresRequestStore(RunRequestContract):
+class TestPostgresRequestStore(RunRequestContract, RunRequestCancelContract):
     @pytest.fixture
     def runs(self, db_pool: asyncpg.Pool) -> RunStore:
         return PostgresRunStore(db_pool)
@@ -105,3 +110,66 @@ async def test_a_dedicated_listener_is_seen_and_a_refused_one_hides_the_password
         async with dedicated_connection(wrong, "x", connect_timeout_s=2)():
             pass
     assert "s3cret-pw" not in str(refused.value)
+
+
+async def _until_waiting_on_a_lock(pool: asyncpg.Pool, snippet: str) -> None:
+    """Until a backend running a statement that holds `snippet` waits on a lock."""
+    for _ in range(200):
+        waiting = await pool.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND datname = current_database() AND strpos(query, $1) > 0",
+            snippet,
+        )
+        if waiting:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"no statement holding {snippet!r} waited on a lock")
+
+
+async def test_a_cancel_waiting_on_a_claim_re_checks_the_row_and_leaves_it_claimed(
+    db_pool: asyncpg.Pool,
+) -> None:
+    store = PostgresRequestStore(db_pool)
+    [request] = await store.add("report", [day(0)], trigger=Trigger.MANUAL, requested_by="x")
+    claimer = await db_pool.acquire()
+    try:
+        tx = claimer.transaction()
+        await tx.start()
+        # A claim's update, holding the row's lock until it commits.
+        await claimer.execute(
+            "UPDATE run_requests SET state = 'claimed', claimed_by = 'w1', claimed_at = now(), "
+            "claim_expires_at = now() + interval '30 seconds' WHERE request_id = $1::uuid",
+            request.request_id,
+        )
+        cancelling = asyncio.create_task(store.cancel("report", None, cancelled_by="ops"))
+        await _until_waiting_on_a_lock(db_pool, "SET state = 'cancelled'")
+        assert not cancelling.done()
+        await tx.commit()
+        result = await asyncio.wait_for(cancelling, 10)
+    finally:
+        await db_pool.release(claimer)
+    assert result.cancelled == ()
+    assert [(r.request_id, r.claimed_by) for r in result.left] == [(request.request_id, "w1")]
+    got = await store.get(request.request_id)
+    assert got is not None and got.state.value == "claimed" and got.cancelled_by is None
+
+
+async def test_a_claim_waiting_on_a_cancel_finds_nothing_to_claim(db_pool: asyncpg.Pool) -> None:
+    store = PostgresRequestStore(db_pool)
+    [request] = await store.add("report", [day(0)], trigger=Trigger.MANUAL, requested_by="x")
+    canceller = await db_pool.acquire()
+    try:
+        tx = canceller.transaction()
+        await tx.start()
+        await canceller.fetch(
+            QUERIES["cancel"], "report", None, None, "ops", None
+        )  # not committed yet
+        claiming = asyncio.create_task(store.claim(["report"], worker_id="w1", limit=1))
+        await _until_waiting_on_a_lock(db_pool, "LOCK TABLE run_requests")
+        await tx.commit()
+        claimed = await asyncio.wait_for(claiming, 10)
+    finally:
+        await db_pool.release(canceller)
+    assert claimed == []
+    got = await store.get(request.request_id)
+    assert got is not None and got.state.value == "cancelled" and got.cancelled_by == "ops"

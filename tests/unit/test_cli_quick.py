@@ -102,6 +102,8 @@ def test_completion_sees_every_command_and_option_of_the_parser() -> None:
         "resume",
         "trigger",
         "backfill",
+        "requests",
+        "cancel",
         "history",
         "set",
         "reset",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -9,7 +10,13 @@ import pytest
 from financial.cmd import requests
 from financial.cmd.requests import BadInput, backfill_ticks, parse_args_json, parse_instant
 from financial.pkg.jobs import JobContext, cron_job
+from financial.pkg.jobs.model import RunStatus, Trigger
+from financial.pkg.scheduler.clock import FakeClock
 from financial.pkg.scheduler.registry import JobRegistry, JobSpec
+from financial.pkg.scheduler.store.memory import MemoryRunStore
+from financial.pkg.scheduler.store.requests import RequestState, RunRequest
+from financial.pkg.scheduler.store.requests_memory import MemoryRequestStore
+from tests.unit.scheduling import T0
 
 
 async def _noop(ctx: JobContext) -> None:
@@ -70,3 +77,36 @@ def test_a_range_past_the_scan_limit_is_refused(monkeypatch: pytest.MonkeyPatch)
 def test_requested_by_is_by_else_user_at_host() -> None:
     assert requests.requested_by(" ops-bot ") == "ops-bot"
     assert "@" in requests.requested_by(None)
+
+
+async def test_wait_ends_on_a_cancelled_request_with_who_and_exit_1() -> None:
+    clock = FakeClock(T0)
+    store = MemoryRequestStore(MemoryRunStore(clock, shared=True), clock)
+    [request] = await store.add("daily", [None], trigger=Trigger.MANUAL, requested_by="ops")
+    await store.cancel("daily", [request.request_id], cancelled_by="alice", reason="mistake")
+    followed = await requests._follow(store, request.request_id, timeout_s=5)
+    assert followed is not None
+    assert requests.followed_outcome("daily", followed) == (
+        f"daily: cancelled by alice (request {request.request_id})",
+        1,
+    )
+
+
+def test_wait_outcome_of_a_run() -> None:
+    done = RunRequest(
+        request_id="r1",
+        job="daily",
+        tick=T0,
+        trigger=Trigger.MANUAL,
+        requested_at=T0,
+        requested_by="ops",
+        state=RequestState.DONE,
+        run_id="run-1",
+        status=RunStatus.SUCCEEDED,
+    )
+    assert requests.followed_outcome("daily", done) == ("daily: succeeded (run run-1)", 0)
+    failed = replace(done, status=RunStatus.TIMED_OUT)
+    assert requests.followed_outcome("daily", failed, ": TimeoutError: x") == (
+        "daily: timed_out (run run-1): TimeoutError: x",
+        1,
+    )

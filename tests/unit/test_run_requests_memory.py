@@ -11,11 +11,12 @@ from financial.pkg.scheduler.store import RunStore
 from financial.pkg.scheduler.store.memory import MemoryRunStore
 from financial.pkg.scheduler.store.requests import RequestStore
 from financial.pkg.scheduler.store.requests_memory import MemoryRequestStore
+from tests.contract.run_request_cancel_contract import RunRequestCancelContract
 from tests.contract.run_request_contract import CLAIM_LEASE, Elapse, RunRequestContract
 from tests.unit.scheduling import T0
 
 
-class TestMemoryRequestStore(RunRequestContract):
+class TestMemoryRequestStore(RunRequestContract, RunRequestCancelContract):
     @pytest.fixture
     def fake_clock(self) -> FakeClock:
         return FakeClock(T0)

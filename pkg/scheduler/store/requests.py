@@ -18,13 +18,19 @@ Two implementations share one contract suite (`tests/contract/run_request_contra
   as a run whose replica died: the operator asks again if the job may run twice).
 - `complete` links a claimed request to the run it became and that run's final status; only the
   worker holding the claim can complete it.
-- `prune(before)` deletes `done` requests that finished before `before` (the run history's
-  retention, in the maintenance pass); pending and claimed ones are never pruned.
+- `cancel` withdraws a job's `pending` requests (those given, or all; of one trigger if asked):
+  each ends `cancelled` with who and why, no run status, and `finished_at` set. A request is
+  cancelled only if it is still pending at that moment, so against a racing `claim` it is either
+  run or cancelled, never both; a claimed request's run goes on. A cancelled request is closed:
+  never claimed, not counted, and its backfill tick can be requested again.
+- `prune(before)` deletes `done` and `cancelled` requests that finished before `before` (the run
+  history's retention, in the maintenance pass); pending and claimed ones are never pruned.
 - `counts` gives each job's open requests by state, one read for every job (`jobs list`).
 """
 
 from __future__ import annotations
 
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,11 +47,18 @@ REQUEST_TRIGGERS = (Trigger.MANUAL, Trigger.BACKFILL)
 
 
 class RequestState(StrEnum):
-    """Where a request is: waiting for a worker, being run by one, or done."""
+    """Where a request is: waiting for a worker, being run by one, done (it became a run), or
+    cancelled (withdrawn while pending: it never became a run)."""
 
     PENDING = "pending"
     CLAIMED = "claimed"
     DONE = "done"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_open(self) -> bool:
+        """Pending or claimed: a request a worker has still to run or is running."""
+        return self in (RequestState.PENDING, RequestState.CLAIMED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +77,20 @@ class RunRequest:
     run_id: str | None = None
     status: RunStatus | None = None
     finished_at: datetime | None = None
+    cancelled_by: str | None = None
+    cancel_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Cancellation:
+    """What a `cancel` did: the requests it `cancelled` (in the order they would have run), those
+    asked for that it `left` as they now are (claimed, done, cancelled already, of another job or
+    trigger; with `all_pending`, the job's claimed requests of that trigger), and the ids given
+    that name no request (`unknown`)."""
+
+    cancelled: tuple[RunRequest, ...] = ()
+    left: tuple[RunRequest, ...] = ()
+    unknown: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,9 +158,22 @@ class RequestStore(ABC):
         """The open requests of each of `jobs` by state; a job with none is left out."""
 
     @abstractmethod
+    async def cancel(
+        self,
+        job: str,
+        request_ids: Sequence[str] | None,
+        *,
+        trigger: Trigger | None = None,
+        cancelled_by: str,
+        reason: str | None = None,
+    ) -> Cancellation:
+        """Cancel the `pending` requests of `job` among `request_ids` (None: all of the job's),
+        of `trigger` only when given. ValueError for an id that is not a UUID."""
+
+    @abstractmethod
     async def prune(self, before: datetime, *, limit: int = 1000) -> int:
-        """Delete up to `limit` `done` requests that finished before `before` (oldest first);
-        returns how many. Pending and claimed requests are never deleted."""
+        """Delete up to `limit` `done` or `cancelled` requests that finished before `before`
+        (oldest first); returns how many. Pending and claimed requests are never deleted."""
 
     @abstractmethod
     async def succeeded_ticks(self, job: str, start: datetime, end: datetime) -> set[datetime]:
@@ -145,6 +185,20 @@ class RequestStore(ABC):
 
     async def close(self) -> None:  # noqa: B027 - most stores hold nothing to release
         """Release what the store holds."""
+
+
+def request_uuids(request_ids: Sequence[str]) -> list[uuid.UUID]:
+    """The ids as UUIDs; ValueError naming the first that is not one."""
+    parsed: list[uuid.UUID] = []
+    for request_id in request_ids:
+        try:
+            parsed.append(uuid.UUID(request_id))
+        except (ValueError, AttributeError, TypeError):
+            raise ValueError(
+                f"request id {request_id!r}: expected a UUID such as "
+                "3f2b8c1e-6d4a-4b7e-9c2d-1a5e8f0b7c63"
+            ) from None
+    return parsed
 
 
 def request_trigger(value: object) -> Trigger:

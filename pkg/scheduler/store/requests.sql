@@ -1,5 +1,7 @@
--- Queries of the PostgreSQL run request store (table run_requests, migration 0006). Timestamps
--- and claim leases come from the database's now(), as the run store's do.
+-- Queries of the PostgreSQL run request store (table run_requests, migrations 0006 and 0009).
+-- Timestamps and claim leases come from the database's now(), as the run store's do. An open
+-- request is one whose state is pending or claimed, written `state IN ('pending', 'claimed')`
+-- as the partial indexes' predicates are, so the planner matches them.
 
 -- name: add
 -- $1 request ids, $2 ticks (null: now()), $3 job, $4 trigger, $5 args (a JSON object), $6 who
@@ -9,7 +11,7 @@ INSERT INTO run_requests (request_id, job, tick, trigger, args, requested_by)
 SELECT r.request_id, $3::text, coalesce(r.tick, now()), $4::text, $5::jsonb, $6::text
 FROM unnest($1::uuid[], $2::timestamptz[]) AS r (request_id, tick)
 ORDER BY r.tick
-ON CONFLICT (job, tick) WHERE trigger = 'backfill' AND state <> 'done' DO NOTHING
+ON CONFLICT (job, tick) WHERE trigger = 'backfill' AND state IN ('pending', 'claimed') DO NOTHING
 RETURNING *;
 
 -- name: notify
@@ -17,7 +19,7 @@ SELECT pg_notify('financial_run_requests', $1::text);
 
 -- name: any_open
 -- What an idle worker asks every poll (run_requests_open_idx): one cheap read, no lock.
-SELECT EXISTS (SELECT 1 FROM run_requests WHERE state <> 'done' AND job = ANY($1::text[]));
+SELECT EXISTS (SELECT 1 FROM run_requests WHERE state IN ('pending', 'claimed') AND job = ANY($1::text[]));
 
 -- name: lock
 -- Claims are decided one worker at a time (the lock conflicts with itself and lasts until the
@@ -38,7 +40,7 @@ RETURNING *;
 WITH firsts AS (
     SELECT DISTINCT ON (job) request_id, job, state, requested_at, tick
     FROM run_requests
-    WHERE state <> 'done' AND job = ANY($1::text[])
+    WHERE state IN ('pending', 'claimed') AND job = ANY($1::text[])
     ORDER BY job, requested_at, tick, request_id
 ), claimable AS (
     SELECT f.request_id
@@ -80,9 +82,9 @@ RETURNING *;
 SELECT * FROM run_requests WHERE request_id = $1;
 
 -- name: open_requests
--- $2 how many at most (null: all).
+-- $2 how many at most (null: all). Pending and claimed ones, in the order they are run.
 SELECT * FROM run_requests
-WHERE state <> 'done' AND ($1::text IS NULL OR job = $1::text)
+WHERE state IN ('pending', 'claimed') AND ($1::text IS NULL OR job = $1::text)
 ORDER BY requested_at, tick, request_id
 LIMIT $2::int;
 
@@ -92,16 +94,40 @@ SELECT job,
        count(*) FILTER (WHERE state = 'pending')::int AS pending,
        count(*) FILTER (WHERE state = 'claimed')::int AS claimed
 FROM run_requests
-WHERE state <> 'done' AND job = ANY($1::text[])
+WHERE state IN ('pending', 'claimed') AND job = ANY($1::text[])
 GROUP BY job;
 
+-- name: cancel
+-- $1 the job, $2 the request ids (null: all of the job's), $3 the trigger (null: either), $4 who,
+-- $5 why. Only rows still pending when the update reaches them: a claim that holds a row's lock
+-- makes this statement wait for it, and READ COMMITTED then re-checks this WHERE against the row
+-- as the claim left it (claimed: not cancelled). The other way round, a claim's FOR UPDATE SKIP
+-- LOCKED passes over a row being cancelled and its UPDATE re-checks `state = 'pending'`. So a
+-- request is either run or cancelled, never both. (The claim's table lock, SHARE ROW EXCLUSIVE,
+-- also conflicts with this UPDATE's ROW EXCLUSIVE: the two are never in flight together.)
+UPDATE run_requests
+SET state = 'cancelled', cancelled_by = $4::text, cancel_reason = $5::text, finished_at = now()
+WHERE job = $1::text AND state = 'pending'
+  AND ($2::uuid[] IS NULL OR request_id = ANY($2::uuid[]))
+  AND ($3::text IS NULL OR trigger = $3::text)
+RETURNING *;
+
+-- name: cancel_left
+-- After `cancel`, in its transaction: $1 null (all) and the job's claimed requests of trigger $2
+-- (null: either), or the requests $3 (whatever their job or state).
+SELECT * FROM run_requests
+WHERE CASE WHEN $3::uuid[] IS NULL
+           THEN job = $1::text AND state = 'claimed' AND ($2::text IS NULL OR trigger = $2::text)
+           ELSE request_id = ANY($3::uuid[]) END
+ORDER BY requested_at, tick, request_id;
+
 -- name: prune
--- $1 the cutoff, $2 the batch. Done requests only: a pending or claimed one is never deleted,
--- however old. Oldest first, in batches, as the run history is pruned.
+-- $1 the cutoff, $2 the batch. Done and cancelled requests only: a pending or claimed one is
+-- never deleted, however old. Oldest first, in batches, as the run history is pruned.
 DELETE FROM run_requests
 WHERE request_id IN (
     SELECT request_id FROM run_requests
-    WHERE state = 'done' AND coalesce(finished_at, requested_at) < $1::timestamptz
+    WHERE state IN ('done', 'cancelled') AND coalesce(finished_at, requested_at) < $1::timestamptz
     ORDER BY coalesce(finished_at, requested_at)
     LIMIT $2::int
 );

@@ -17,11 +17,13 @@ from financial.pkg.scheduler.clock import Clock
 from financial.pkg.scheduler.store import RunStore
 from financial.pkg.scheduler.store.requests import (
     DEFAULT_CLAIM_LEASE,
+    Cancellation,
     RequestCounts,
     RequestState,
     RequestStore,
     RunRequest,
     request_trigger,
+    request_uuids,
 )
 
 # Enough to see every run of a job in a unit test's store.
@@ -55,7 +57,7 @@ class MemoryRequestStore(RequestStore):
         open_ticks = {
             r.tick
             for r in self._requests.values()
-            if r.job == job and r.trigger is Trigger.BACKFILL and r.state is not RequestState.DONE
+            if r.job == job and r.trigger is Trigger.BACKFILL and r.state.is_open
         }
         added: list[RunRequest] = []
         for tick in sorted(ticks, key=lambda t: now if t is None else t):
@@ -149,7 +151,7 @@ class MemoryRequestStore(RequestStore):
         found = [
             r
             for r in (self._requests[i] for i in self._order)
-            if r.state is not RequestState.DONE and (job is None or r.job == job)
+            if r.state.is_open and (job is None or r.job == job)
         ]
         ordered = sorted(found, key=lambda r: (r.requested_at, r.tick))
         return ordered if limit is None else ordered[:limit]
@@ -157,7 +159,7 @@ class MemoryRequestStore(RequestStore):
     async def counts(self, jobs: Sequence[str]) -> dict[str, RequestCounts]:
         found: dict[str, RequestCounts] = {}
         for request in self._requests.values():
-            if request.job not in jobs or request.state is RequestState.DONE:
+            if request.job not in jobs or not request.state.is_open:
                 continue
             now = found.get(request.job, RequestCounts())
             pending = request.state is RequestState.PENDING
@@ -166,13 +168,50 @@ class MemoryRequestStore(RequestStore):
             )
         return found
 
+    async def cancel(
+        self,
+        job: str,
+        request_ids: Sequence[str] | None,
+        *,
+        trigger: Trigger | None = None,
+        cancelled_by: str,
+        reason: str | None = None,
+    ) -> Cancellation:
+        if request_ids is None:
+            asked = [r for r in await self.open_requests(job) if trigger in (None, r.trigger)]
+            unknown: list[str] = []
+        else:
+            ids = [str(i) for i in request_uuids(request_ids)]
+            asked = [self._requests[i] for i in dict.fromkeys(ids) if i in self._requests]
+            unknown = [i for i in dict.fromkeys(ids) if i not in self._requests]
+        cancelled: list[RunRequest] = []
+        left: list[RunRequest] = []
+        for request in asked:
+            if (
+                request.job == job
+                and request.state is RequestState.PENDING
+                and trigger in (None, request.trigger)
+            ):
+                request = replace(
+                    request,
+                    state=RequestState.CANCELLED,
+                    finished_at=self._clock.now(),
+                    cancelled_by=cancelled_by,
+                    cancel_reason=reason,
+                )
+                self._requests[request.request_id] = request
+                cancelled.append(request)
+            else:
+                left.append(request)
+        return Cancellation(
+            cancelled=tuple(sorted(cancelled, key=lambda r: (r.requested_at, r.tick))),
+            left=tuple(left),
+            unknown=tuple(unknown),
+        )
+
     async def prune(self, before: datetime, *, limit: int = 1000) -> int:
         old = sorted(
-            (
-                r
-                for r in self._requests.values()
-                if r.state is RequestState.DONE and _finished(r) < before
-            ),
+            (r for r in self._requests.values() if not r.state.is_open and _finished(r) < before),
             key=_finished,
         )[:limit]
         for request in old:

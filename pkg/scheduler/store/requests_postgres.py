@@ -22,11 +22,13 @@ from financial.pkg.jobs.model import RunStatus, Trigger
 from financial.pkg.scheduler.store import RunStoreUnavailable
 from financial.pkg.scheduler.store.requests import (
     DEFAULT_CLAIM_LEASE,
+    Cancellation,
     RequestCounts,
     RequestState,
     RequestStore,
     RunRequest,
     request_trigger,
+    request_uuids,
 )
 
 T = TypeVar("T")
@@ -145,6 +147,38 @@ class PostgresRequestStore(RequestStore):
         rows = await self._fetch("counts", list(jobs))
         return {row["job"]: RequestCounts(row["pending"], row["claimed"]) for row in rows}
 
+    async def cancel(
+        self,
+        job: str,
+        request_ids: Sequence[str] | None,
+        *,
+        trigger: Trigger | None = None,
+        cancelled_by: str,
+        reason: str | None = None,
+    ) -> Cancellation:
+        ids = None if request_ids is None else list(dict.fromkeys(request_uuids(request_ids)))
+        kind = None if trigger is None else request_trigger(trigger).value
+
+        async def cancel() -> tuple[list[asyncpg.Record], list[asyncpg.Record]]:
+            async with self._pool.acquire() as conn, conn.transaction():
+                done: list[asyncpg.Record] = await conn.fetch(
+                    QUERIES["cancel"], job, ids, kind, cancelled_by, reason
+                )
+                rest: list[asyncpg.Record] = await conn.fetch(
+                    QUERIES["cancel_left"], job, kind, ids
+                )
+                return done, rest
+
+        # Retried: a cancel repeated after a lost reply cancels nothing twice; it finds the
+        # requests of the first try cancelled already (`left`, with their `cancelled_by`).
+        done, rest = await self._call("cancel", cancel)
+        cancelled = sorted((_request(r) for r in done), key=lambda r: (r.requested_at, r.tick))
+        gone = {r.request_id for r in cancelled}
+        left = [_request(r) for r in rest if str(r["request_id"]) not in gone]
+        found = gone | {r.request_id for r in left}
+        unknown = [str(i) for i in ids or () if str(i) not in found]
+        return Cancellation(tuple(cancelled), tuple(left), tuple(unknown))
+
     async def prune(self, before: datetime, *, limit: int = 1000) -> int:
         query = QUERIES["prune"]
         status = await self._call("prune", lambda: self._pool.execute(query, before, limit))
@@ -174,6 +208,8 @@ def _request(row: asyncpg.Record) -> RunRequest:
         run_id=str(row["run_id"]) if row["run_id"] is not None else None,
         status=RunStatus(row["status"]) if row["status"] is not None else None,
         finished_at=row["finished_at"],
+        cancelled_by=row["cancelled_by"],
+        cancel_reason=row["cancel_reason"],
     )
 
 
