@@ -165,7 +165,9 @@ async def test_cancel_all_leaves_the_claimed_request_running_to_its_end(
     audited: str, open_tmp_path: Path, spawned: list[WorkerProcess]
 ) -> None:
     start_worker(spawned, audited, open_tmp_path)
-    long = cli(audited, open_tmp_path, "jobs", "trigger", "requested", "--args", '{"sleep": 3}')
+    release = open_tmp_path / "release"  # the claimed run goes on until the test says
+    args = json.dumps({"until_file": str(release)})
+    long = cli(audited, open_tmp_path, "jobs", "trigger", "requested", "--args", args)
     assert long.returncode == 0, long.stderr
     long_id = request_id_of(long.stdout)
     await until_rows(audited, "SELECT 1 FROM request_audit", 1, 15)  # it is running
@@ -186,6 +188,7 @@ async def test_cancel_all_leaves_the_claimed_request_running_to_its_end(
     assert f"request {long_id} (tick " in cancelled.stdout and "claimed by solo" in cancelled.stdout
     only_claimed = cli(audited, open_tmp_path, "jobs", "cancel", "requested", "--all")
     assert only_claimed.returncode == 1  # nothing could be cancelled: the one left is claimed
+    release.touch()
 
     [done] = await until_rows(
         audited, "SELECT status FROM run_requests WHERE state = 'done'", 1, 15
