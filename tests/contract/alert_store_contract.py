@@ -13,9 +13,11 @@ from datetime import timedelta
 
 from financial.pkg.jobs.model import RunStatus, Trigger
 from financial.pkg.scheduler.alerts import (
+    ALERT_OFF_ROUTING_KEY,
     LATE_ROUTING_KEY,
     RECOVERED_ROUTING_KEY,
     AlertEvent,
+    AlertState,
     AlertStore,
     JobFacts,
     Lateness,
@@ -28,6 +30,7 @@ PAST_TTL_S = 1.3
 Written = Callable[[], Awaitable[list[tuple[str, str]]]]
 LATE_ID = "8f0c3f4e-1d7a-5b1e-9c55-6a1f0d2b7e01"
 RECOVERED_ID = "8f0c3f4e-1d7a-5b1e-9c55-6a1f0d2b7e02"
+OFF_ID = "8f0c3f4e-1d7a-5b1e-9c55-6a1f0d2b7e05"
 
 
 def late_event(message_id: str = LATE_ID) -> AlertEvent:
@@ -156,28 +159,38 @@ class AlertStoreContract:
         assert (await alerts.late())["job"].late_tick == tick(100)
         assert len(await written()) == 3
 
-    async def test_forget_drops_a_late_job_without_an_event(
+    async def test_forget_drops_a_late_job_with_its_alert_off_event(
         self, alerts: AlertStore, written: Written
     ) -> None:
         await alerts.watch(["job", "other", "calm"], TICK)
         await alerts.mark_late("job", LATENESS, at=tick(75), event=late_event())
         other_id = "8f0c3f4e-1d7a-5b1e-9c55-6a1f0d2b7e04"
         await alerts.mark_late("other", LATENESS, at=tick(75), event=late_event(other_id))
+        given: list[str] = []
 
-        dropped = await alerts.forget(["job", "calm", "never_watched"])
+        def off(state: AlertState) -> AlertEvent:
+            given.append(state.job)
+            return AlertEvent(ALERT_OFF_ROUTING_KEY, {"job": state.job}, OFF_ID)
+
+        dropped = await alerts.forget(["job", "calm", "never_watched"], event=off)
 
         assert [(s.job, s.late_since, s.late_tick) for s in dropped] == [
             ("job", tick(70), tick(10))
         ]
+        assert given == ["job"]  # one event, for the one that was late
         assert list(await alerts.late()) == ["other"]
-        assert len(await written()) == 2  # the two job.late events, no job.recovered
-        assert not any(key == RECOVERED_ROUTING_KEY for key, _ in await written())
-        assert await alerts.forget(["job"]) == []  # nothing left to drop
+        assert await written() == [
+            (LATE_ROUTING_KEY, LATE_ID),
+            (LATE_ROUTING_KEY, other_id),
+            (ALERT_OFF_ROUTING_KEY, OFF_ID),
+        ]
+        assert await alerts.forget(["job"], event=off) == []  # nothing left to drop
+        assert len(await written()) == 3
 
     async def test_a_forgotten_job_is_watched_afresh(self, alerts: AlertStore) -> None:
         await alerts.watch(["job"], TICK)
         await alerts.mark_late("job", LATENESS, at=tick(75), event=late_event())
-        await alerts.forget(["job"])
+        await alerts.forget(["job"], event=lambda state: recovered_event())
 
         state = (await alerts.watch(["job"], tick(200)))["job"]
         assert (state.watched_since, state.late) == (tick(200), False)

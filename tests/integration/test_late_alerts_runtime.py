@@ -1,8 +1,8 @@
 """`financial jobs set --alert-after` reaching a running `financial worker` on a real PostgreSQL:
 a failing job with no alert turns late under a short runtime threshold (one `job.late` event,
 the status page shows the threshold as a runtime value), and `--alert-after 0` silences it: the
-late state is cleared with no `job_recovered` and no `job.recovered` event, while it keeps
-failing."""
+late state is cleared with a `job.alert_off` event, no `job_recovered` and no `job.recovered`,
+while it keeps failing."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ async def alert_state(dsn: str) -> tuple[list[tuple[str, dict[str, Any]]], int]:
     try:
         rows = await conn.fetch(
             "SELECT routing_key, payload FROM outbox "
-            "WHERE routing_key IN ('job.late', 'job.recovered') ORDER BY id"
+            "WHERE routing_key IN ('job.late', 'job.recovered', 'job.alert_off') ORDER BY id"
         )
         late: int = await conn.fetchval(
             "SELECT count(*) FROM job_alerts WHERE late_since IS NOT NULL"
@@ -111,7 +111,13 @@ async def test_a_runtime_alert_after_makes_a_failing_job_late_and_0_silences_it(
     )
     names = [e.get("event") for e in worker.events]
     assert names.count("job_late") == 1 and "job_recovered" not in names
-    assert await alert_state(database_dsn) == ([("job.late", event)], 0)
+    [late_event, (off_key, off)], late_count = await alert_state(database_dsn)
+    assert (late_event, late_count) == (("job.late", event), 0)
+    assert (off_key, off["job"], off["late_since"]) == (
+        "job.alert_off",
+        "flaky",
+        event["late_since"],
+    )
     row = flaky_row(database_dsn, tmp_path)
     assert (row["late"], row["alert_after_s"], row["sources"]["alert_after"]) == (
         False,

@@ -4,7 +4,7 @@ the last state kept, and the alert raised once the store answers again."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 import pytest
@@ -50,9 +50,11 @@ class Flaky(AlertStore):
         self._check()
         await self.inner.rewatch(jobs, at)
 
-    async def forget(self, jobs: Sequence[str]) -> list[AlertState]:
+    async def forget(
+        self, jobs: Sequence[str], *, event: Callable[[AlertState], AlertEvent]
+    ) -> list[AlertState]:
         self._check()
-        return await self.inner.forget(jobs)
+        return await self.inner.forget(jobs, event=event)
 
     async def facts(self, ticks: Mapping[str, datetime | None]) -> dict[str, JobFacts]:
         self._check()

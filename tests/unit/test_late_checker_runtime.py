@@ -11,7 +11,11 @@ from structlog.testing import capture_logs
 
 from financial.pkg.jobs import JobContext, cron_job
 from financial.pkg.jobs.model import RunStatus
-from financial.pkg.scheduler.alerts import LATE_ROUTING_KEY, RECOVERED_ROUTING_KEY
+from financial.pkg.scheduler.alerts import (
+    ALERT_OFF_ROUTING_KEY,
+    LATE_ROUTING_KEY,
+    RECOVERED_ROUTING_KEY,
+)
 from financial.pkg.scheduler.job_settings import NOT_SET, RuntimeSettings
 from financial.pkg.scheduler.loop.late import LateChecker
 from financial.pkg.scheduler.registry import Defaults, JobRegistry
@@ -75,7 +79,7 @@ async def test_a_tighter_threshold_makes_a_failing_job_late_at_the_next_pass() -
     assert event.payload["alert_after_seconds"] == 90
 
 
-async def test_0_clears_a_late_job_without_a_recovered_event_and_keeps_it_quiet() -> None:
+async def test_0_clears_a_late_job_with_an_alert_off_event_and_keeps_it_quiet() -> None:
     cluster, reg = Cluster.new(), registry(alert_after=90)
     checker = checker_of(cluster, reg)
     await checker.check()
@@ -93,7 +97,11 @@ async def test_0_clears_a_late_job_without_a_recovered_event_and_keeps_it_quiet(
     [cleared] = named(logs, "job_late_cleared")
     assert (cleared["job"], cleared["late_since"]) == ("minutely", tick(2.5).isoformat())
     assert named(logs, "job_recovered") == [] and named(logs, "job_late") == []
-    assert [e.routing_key for e in cluster.events()] == [LATE_ROUTING_KEY]
+    assert [e.routing_key for e in cluster.events()] == [LATE_ROUTING_KEY, ALERT_OFF_ROUTING_KEY]
+    [off] = cluster.events(ALERT_OFF_ROUTING_KEY)
+    assert off.payload["job"] == "minutely"
+    assert off.payload["late_since"] == tick(2.5).isoformat()
+    assert off.payload["reason"] == "alert_after is off"
     assert cluster.events(RECOVERED_ROUTING_KEY) == []
 
 
@@ -115,6 +123,7 @@ async def test_only_the_lease_holder_clears_and_every_replica_then_reads_it() ->
 
     assert holder.late_jobs() == {} and other.late_jobs() == {}
     assert len(named(logs, "job_late_cleared")) == 1
+    assert len(cluster.events(ALERT_OFF_ROUTING_KEY)) == 1  # by the holder alone
     assert cluster.events(RECOVERED_ROUTING_KEY) == []
 
 

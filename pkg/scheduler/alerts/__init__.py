@@ -16,10 +16,11 @@ Two implementations share one contract test suite (`tests/contract/alert_store_c
   change and returns whether it changed anything. So two replicas (or a restart) that decide the
   same thing raise one alert, with one event, not two.
 - `forget` drops the alert state of each job given (its alert was turned off: `alert_after` 0,
-  or no layer sets it any more): a late one stops being late with no event (`job.recovered`
-  is for a job that succeeded again), and the job is judged afresh, watched from the instant
-  it is next watched, if its alert is turned on again. It returns the states dropped that were
-  late, so the checker can say which alerts it silenced.
+  or no layer sets it any more), and the job is judged afresh, watched from the instant it is
+  next watched, if its alert is turned on again. A late one stops being late with the event
+  `event(state)` gives (`job.alert_off`, not `job.recovered`, which is for a job that succeeded
+  again), written in the same transaction, so a pager or chat bridge can close what `job.late`
+  opened. It returns the states dropped that were late.
 - `facts` reads the run history the checker needs: the tick of each job's latest success, and
   whether a given tick of it started (a run of it began, or the tick was skipped by the job's
   overlap policy or a pause: a decision, not a miss).
@@ -28,13 +29,14 @@ Two implementations share one contract test suite (`tests/contract/alert_store_c
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 LATE_ROUTING_KEY = "job.late"
 RECOVERED_ROUTING_KEY = "job.recovered"
+ALERT_OFF_ROUTING_KEY = "job.alert_off"
 CHECKER_LEASE = "late_jobs"
 
 
@@ -102,8 +104,11 @@ class AlertStore(ABC):
         """Watch `jobs` from `at` on, whatever they were watched from before."""
 
     @abstractmethod
-    async def forget(self, jobs: Sequence[str]) -> list[AlertState]:
-        """Drop the alert state of `jobs`, without an event; the dropped states that were late."""
+    async def forget(
+        self, jobs: Sequence[str], *, event: Callable[[AlertState], AlertEvent]
+    ) -> list[AlertState]:
+        """Drop the alert state of `jobs`, writing `event(state)` for each that was late; the
+        dropped states that were late."""
 
     @abstractmethod
     async def facts(self, ticks: Mapping[str, datetime | None]) -> dict[str, JobFacts]:
@@ -125,6 +130,7 @@ class AlertStore(ABC):
 
 
 __all__ = [
+    "ALERT_OFF_ROUTING_KEY",
     "CHECKER_LEASE",
     "LATE_ROUTING_KEY",
     "RECOVERED_ROUTING_KEY",

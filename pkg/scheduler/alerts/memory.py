@@ -6,7 +6,7 @@ the outbox in `events`, in order.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -51,9 +51,13 @@ class MemoryAlertStore(AlertStore):
                 else replace(state, watched_since=at)
             )
 
-    async def forget(self, jobs: Sequence[str]) -> list[AlertState]:
+    async def forget(
+        self, jobs: Sequence[str], *, event: Callable[[AlertState], AlertEvent]
+    ) -> list[AlertState]:
         dropped = [self._states.pop(job) for job in sorted(set(jobs)) if job in self._states]
-        return [state for state in dropped if state.late]
+        late = [state for state in dropped if state.late]
+        self.events.extend(event(state) for state in late)
+        return late
 
     async def facts(self, ticks: Mapping[str, datetime | None]) -> dict[str, JobFacts]:
         result: dict[str, JobFacts] = {}

@@ -12,7 +12,7 @@ there. Its callers never see a password (asyncpg's errors do not carry the DSN).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 import asyncpg
@@ -45,9 +45,14 @@ class PostgresAlertStore(AlertStore):
     async def rewatch(self, jobs: Sequence[str], at: datetime) -> None:
         await self._pool.execute(QUERIES["rewatch"], list(jobs), at)
 
-    async def forget(self, jobs: Sequence[str]) -> list[AlertState]:
-        rows = await self._pool.fetch(QUERIES["forget"], list(jobs))
-        return [_state(row) for row in rows]
+    async def forget(
+        self, jobs: Sequence[str], *, event: Callable[[AlertState], AlertEvent]
+    ) -> list[AlertState]:
+        async with self._pool.acquire() as conn, conn.transaction():
+            late = [_state(row) for row in await conn.fetch(QUERIES["forget"], list(jobs))]
+            for state in late:
+                await _add(conn, event(state))
+        return late
 
     async def facts(self, ticks: Mapping[str, datetime | None]) -> dict[str, JobFacts]:
         rows = await self._pool.fetch(QUERIES["facts"], list(ticks), list(ticks.values()))

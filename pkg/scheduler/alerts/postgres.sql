@@ -31,7 +31,8 @@ SELECT names.job, $2 FROM unnest($1::text[]) AS names (job)
 ON CONFLICT (job) DO UPDATE SET watched_since = EXCLUDED.watched_since, updated_at = now();
 
 -- name: forget
--- A job whose alert was turned off: its state goes, with no event; the late ones are returned.
+-- A job whose alert was turned off: its state goes; the late ones are returned (for their
+-- `job.alert_off` events, written in the same transaction).
 WITH dropped AS (
     DELETE FROM job_alerts WHERE job = ANY ($1::text[])
     RETURNING job, watched_since, late_since, late_tick, reason, alerted_at, recovered_at

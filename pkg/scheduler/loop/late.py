@@ -14,8 +14,8 @@ worker calls `update` with the new specs): from the next pass on it is judged by
 threshold (a late job stays late until it succeeds, whatever its threshold became). A job whose
 alert is turned on is watched from the next pass on: its history from before does not count. A
 late job whose alert is turned off (0, or no layer sets it) is no longer late: the holder drops
-its alert state with no `job.recovered` event (it did not succeed again) and logs
-`job_late_cleared`; it is judged afresh if its alert is turned on again.
+its alert state, writes a `job.alert_off` event (not `job.recovered`: it did not succeed again)
+and logs `job_late_cleared`; it is judged afresh if its alert is turned on again.
 
 A failing store (PostgreSQL down) is logged once (`late_check_failed`) and tried again on the
 next pass (`late_check_resumed` once it answers); the checker never stops for it, and keeps the
@@ -34,6 +34,7 @@ import structlog
 
 from financial.pkg.observability.masking import mask_secrets
 from financial.pkg.scheduler.alerts import (
+    ALERT_OFF_ROUTING_KEY,
     CHECKER_LEASE,
     LATE_ROUTING_KEY,
     RECOVERED_ROUTING_KEY,
@@ -213,13 +214,30 @@ class LateChecker:
     async def _clear(self, jobs: list[str]) -> None:
         if not jobs:
             return
-        for state in await self._alerts.forget(jobs):
+        now = self._clock.now()
+        for state in await self._alerts.forget(jobs, event=lambda s: self._alert_off(s, now)):
             log.info(
                 "job_late_cleared",
                 job=state.job,
                 late_since=state.late_since.isoformat() if state.late_since else None,
                 reason="alert_after is off",
             )
+
+    def _alert_off(self, state: AlertState, now: datetime) -> AlertEvent:
+        """`job.alert_off`: the alert of a late job was turned off; it did not succeed again."""
+        since = state.late_since or now
+        return AlertEvent(
+            ALERT_OFF_ROUTING_KEY,
+            {
+                "job": state.job,
+                "late_since": since.isoformat(),
+                "late_tick": state.late_tick.isoformat() if state.late_tick else None,
+                "cleared_at": now.isoformat(),
+                "reason": "alert_after is off",
+                "detected_by": self._worker_id,
+            },
+            _message_id(ALERT_OFF_ROUTING_KEY, state.job, since),
+        )
 
     async def _judge(self, turned_on: set[str]) -> None:
         now = self._clock.now()
