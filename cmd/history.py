@@ -18,7 +18,6 @@ from typing import Any
 
 import asyncpg
 
-from financial.cmd.wiring import Clients, build_clients
 from financial.configs import Settings
 from financial.pkg.database.dsn import scrub
 from financial.pkg.database.embedded import start_embedded_async
@@ -40,11 +39,9 @@ ERROR_WIDTH = 60
 
 async def _open_store(settings: Settings, stack: AsyncExitStack) -> PostgresRunStore:
     # Imported here: runtime brings the health server (aiohttp), which `jobs list` never needs.
-    from financial.cmd import runtime
+    from financial.cmd.runtime import open_command_pool
 
-    clients = Clients(db=build_clients(settings).db, publisher=None)
-    await runtime.open_database(settings, clients, stack, retry_until=None)
-    return PostgresRunStore(clients.db.pool, retry_for=CLI_RETRY_FOR)
+    return PostgresRunStore(await open_command_pool(settings, stack), retry_for=CLI_RETRY_FOR)
 
 
 async def pause(settings: Settings, job: str, reason: str | None) -> None:

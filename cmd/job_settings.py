@@ -149,13 +149,10 @@ def _seconds(flag: str, text: str | None, expected: str) -> float | None:
 
 
 async def _open(settings: Settings, stack: AsyncExitStack) -> PostgresJobSettings:
-    from financial.cmd import runtime
-    from financial.cmd.wiring import Clients, build_clients
+    from financial.cmd.runtime import open_command_pool
     from financial.pkg.scheduler.job_settings.postgres import PostgresJobSettings
 
-    clients = Clients(db=build_clients(settings).db, publisher=None)
-    await runtime.open_database(settings, clients, stack, retry_until=None)
-    return PostgresJobSettings(clients.db.pool)
+    return PostgresJobSettings(await open_command_pool(settings, stack))
 
 
 @dataclass(frozen=True, slots=True)

@@ -303,12 +303,9 @@ async def _as_the_cluster_runs_it(settings: Settings, spec: JobSpec, pool: async
 
 async def _open_pool(settings: Settings, stack: AsyncExitStack) -> asyncpg.Pool:
     # Imported here: runtime brings the health server (aiohttp), which no other command needs.
-    from financial.cmd import runtime
-    from financial.cmd.wiring import Clients, build_clients
+    from financial.cmd.runtime import open_command_pool
 
-    clients = Clients(db=build_clients(settings).db, publisher=None)
-    await runtime.open_database(settings, clients, stack, retry_until=None)
-    return clients.db.pool
+    return await open_command_pool(settings, stack)
 
 
 async def _run_error(pool: asyncpg.Pool, run_id: str | None) -> str:

@@ -13,9 +13,10 @@ from contextlib import AsyncExitStack
 from datetime import timedelta
 from typing import Any
 
+import asyncpg
 import structlog
 
-from financial.cmd.wiring import Clients, ConfigError
+from financial.cmd.wiring import Clients, ConfigError, build_clients
 from financial.configs import Settings, otel
 from financial.configs.errors import connection_problem
 from financial.pkg.database.embedded import start_embedded_async
@@ -141,8 +142,13 @@ async def open_database(
     stack: AsyncExitStack,
     *,
     retry_until: asyncio.Event | None,
+    embedded_warning: bool = True,
 ) -> bool:
     """Start the embedded PostgreSQL when none is configured, open the pool, migrate.
+
+    The embedded database's start is a warning (not for production), or with
+    `embedded_warning=False` an INFO line: a command-line command beside `make run` (the worker
+    warned of it already; see `open_command_pool`).
 
     With `retry_until`, an unreachable database is retried with back-off until it answers or
     the event is set (then False); without it, DatabaseUnavailable propagates. A DSN the driver
@@ -153,7 +159,7 @@ async def open_database(
     if dsn is None:
         embedded = await start_embedded_async(settings.worker_data_dir / "postgres")
         stack.push_async_callback(closing("embedded_postgres", asyncio.to_thread, embedded.stop))
-        log.warning(
+        (log.warning if embedded_warning else log.info)(
             "embedded_database_started",
             data_dir=str(embedded.data_dir),
             reason="no DATABASE_URL or DB_HOST is set; for trying the worker out, not production",
@@ -192,6 +198,14 @@ async def open_database(
         applied = await migrate(pool)
         log.info("migrations_applied", applied=applied)
     return True
+
+
+async def open_command_pool(settings: Settings, stack: AsyncExitStack) -> asyncpg.Pool:
+    """The database of a command-line command (`jobs set`, `jobs trigger`, `jobs history`, ...):
+    migrated, not retried (the command says why and exits), closed with `stack`."""
+    clients = Clients(db=build_clients(settings).db, publisher=None)
+    await open_database(settings, clients, stack, retry_until=None, embedded_warning=False)
+    return clients.db.pool
 
 
 def _database_problem(settings: Settings, exc: DatabaseConfigError) -> str:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -10,7 +13,7 @@ import asyncpg
 import pytest
 
 from financial.pkg.database import EmbeddedPostgresError, migrate, start_embedded_async
-from tests.integration.worker_process import WorkerProcess
+from tests.integration.worker_process import FINANCIAL, REPO, WorkerProcess
 
 pytestmark = pytest.mark.integration
 
@@ -60,5 +63,47 @@ async def test_a_cli_command_beside_a_running_server_leaves_it_running_and_says_
         assert os.getpid() in detached["still_used_by_pids"]
         conn = await asyncpg.connect(server.dsn, timeout=5)  # still running
         await conn.close()
+    finally:
+        server.stop()
+
+
+async def test_a_report_command_on_the_embedded_server_prints_its_report_alone(
+    open_tmp_path: Path,
+) -> None:
+    # `make run` warned that the embedded database is for trying the worker out; a command run
+    # beside it says so again only when asked for its INFO lines.
+    server = await start_embedded_async(open_tmp_path / "postgres")
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PYTHONPATH": str(REPO),
+        "HOME": str(open_tmp_path),
+        "DATABASE_URL": "",
+        "WORKER_DATA_DIR": str(open_tmp_path),
+        "LOG_FORMAT": "json",
+    }
+
+    def history(**extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [FINANCIAL, "jobs", "history", "database_cleanup"],
+            cwd=open_tmp_path,
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    try:
+        quiet = await asyncio.to_thread(history)
+        assert quiet.returncode == 0, quiet.stderr
+        assert quiet.stdout == "no runs recorded for database_cleanup\n"
+        assert "embedded_database_started" not in quiet.stderr
+        told = await asyncio.to_thread(history, LOG_LEVEL="DEBUG")
+        [started] = [
+            json.loads(line)
+            for line in told.stderr.splitlines()
+            if "embedded_database_started" in line
+        ]
+        assert started["level"] == "info"
     finally:
         server.stop()
