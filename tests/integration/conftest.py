@@ -32,6 +32,7 @@ import asyncpg
 import pytest
 
 from financial.pkg.database import migrate
+from tests.fixtures.request_jobs import AUDIT_TABLE_DDL
 from tests.integration.services import (
     PostgresService,
     RabbitBroker,
@@ -186,6 +187,17 @@ def open_tmp_path() -> Iterator[Path]:
     path.chmod(0o755)
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+async def audited(database_dsn: str) -> str:
+    """A test database with the `request_audit` table the run request test job writes to."""
+    conn = await asyncpg.connect(database_dsn)
+    try:
+        await conn.execute(AUDIT_TABLE_DDL)
+    finally:
+        await conn.close()
+    return database_dsn
 
 
 @pytest.fixture

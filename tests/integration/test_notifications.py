@@ -11,7 +11,6 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.fixtures.request_jobs import AUDIT_TABLE_DDL
 from tests.integration.job_settings_cli import financial
 from tests.integration.worker_process import WorkerProcess
 
@@ -57,13 +56,9 @@ def assert_one_listener_beside_the_pool(names: list[str]) -> None:
 
 
 async def test_one_listen_connection_beside_the_pool_survives_being_killed(
-    database_dsn: str, open_tmp_path: Path
+    audited: str, open_tmp_path: Path
 ) -> None:
-    conn = await asyncpg.connect(database_dsn)
-    try:
-        await conn.execute(AUDIT_TABLE_DDL)
-    finally:
-        await conn.close()
+    database_dsn = audited  # with the table the job writes to
     worker = WorkerProcess(
         "worker",
         cwd=open_tmp_path,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import time
 from datetime import datetime
@@ -14,21 +13,17 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.fixtures.request_jobs import AUDIT_TABLE_DDL
-from tests.integration.test_run_requests import JOB_MODULES, cli, day, fetch, request_id_of
-from tests.integration.worker_process import FINANCIAL, REPO, WorkerProcess
+from tests.integration.test_run_requests import (
+    JOB_MODULES,
+    cli,
+    cli_env,
+    day,
+    fetch,
+    request_id_of,
+)
+from tests.integration.worker_process import FINANCIAL, WorkerProcess
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def audited(database_dsn: str) -> str:
-    conn = await asyncpg.connect(database_dsn)
-    try:
-        await conn.execute(AUDIT_TABLE_DDL)
-    finally:
-        await conn.close()
-    return database_dsn
 
 
 def start_worker(spawned: list[WorkerProcess], dsn: str, cwd: Path) -> WorkerProcess:
@@ -49,17 +44,10 @@ def start_worker(spawned: list[WorkerProcess], dsn: str, cwd: Path) -> WorkerPro
 
 def cli_in_background(dsn: str, cwd: Path, *args: str) -> subprocess.Popen[str]:
     """`financial ARGS` started as `cli` runs it, not waited for."""
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "PYTHONPATH": str(REPO),
-        "HOME": str(cwd),
-        "DATABASE_URL": dsn,
-        "WORKER_JOB_MODULES": JOB_MODULES,
-    }
     return subprocess.Popen(
         [FINANCIAL, *args],
         cwd=cwd,
-        env=env,
+        env=cli_env(dsn, cwd),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

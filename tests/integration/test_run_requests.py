@@ -16,7 +16,6 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.fixtures.request_jobs import AUDIT_TABLE_DDL
 from tests.integration.worker_process import FINANCIAL, REPO, WorkerProcess
 
 pytestmark = pytest.mark.integration
@@ -31,19 +30,23 @@ def day(n: int) -> datetime:
     return DAY0 + timedelta(days=n)
 
 
-def cli(dsn: str, cwd: Path, *args: str, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
-    """`financial ARGS` as an operator runs it, on the workers' database."""
-    env = {
+def cli_env(dsn: str, cwd: Path) -> dict[str, str]:
+    """The environment of an operator's `financial` command on the workers' database."""
+    return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "PYTHONPATH": str(REPO),
         "HOME": str(cwd),
         "DATABASE_URL": dsn,
         "WORKER_JOB_MODULES": JOB_MODULES,
     }
+
+
+def cli(dsn: str, cwd: Path, *args: str, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
+    """`financial ARGS` as an operator runs it, on the workers' database."""
     return subprocess.run(
         [FINANCIAL, *args],
         cwd=cwd,
-        env=env,
+        env=cli_env(dsn, cwd),
         capture_output=True,
         text=True,
         timeout=timeout_s,
@@ -57,16 +60,6 @@ async def fetch(dsn: str, query: str, *args: Any) -> list[asyncpg.Record]:
         return await conn.fetch(query, *args)
     finally:
         await conn.close()
-
-
-@pytest.fixture
-async def audited(database_dsn: str) -> str:
-    conn = await asyncpg.connect(database_dsn)
-    try:
-        await conn.execute(AUDIT_TABLE_DDL)
-    finally:
-        await conn.close()
-    return database_dsn
 
 
 @pytest.fixture
