@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypedDict
 
 from financial.cmd import event_loop
-from financial.cmd.errors import EX_FAILED, EX_OK, EX_USAGE, store_errors
+from financial.cmd.errors import EX_FAILED, EX_OK, EX_USAGE, run_command, store_errors
 
 if TYPE_CHECKING:
     from financial.cmd.history import Listing
@@ -226,13 +226,9 @@ def jobs_run(args: argparse.Namespace, settings: Settings) -> int:
         _find_job(settings, args.name, clients)  # prints the known names
         return EX_USAGE
     spec = registry.get(args.name)
-    try:
-        return event_loop.run(
-            settings.worker_event_loop, worker.run_once(settings, spec, clients, registry)
-        )
-    except store_errors() as exc:
-        print(f"financial: {exc}", file=sys.stderr)
-        return EX_FAILED
+    return run_command(
+        settings.worker_event_loop, worker.run_once(settings, spec, clients, registry)
+    )
 
 
 def _find_job(settings: Settings, name: str, clients: Clients | None = None) -> JobSpec | None:

@@ -19,8 +19,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from financial.cmd import event_loop
-from financial.cmd.errors import EX_FAILED, EX_OK, EX_USAGE, store_errors
+from financial.cmd.errors import EX_FAILED, EX_OK, EX_USAGE, run_command
 
 if TYPE_CHECKING:
     from financial.configs import Settings
@@ -223,25 +222,18 @@ def jobs_requests(args: argparse.Namespace, settings: Settings) -> int:
     if args.limit < 1:
         print(f"financial: --limit {args.limit}: expected a positive number", file=sys.stderr)
         return EX_USAGE
-    try:
-        return event_loop.run(settings.worker_event_loop, _list(settings, args, spec))
-    except store_errors() as exc:
-        print(f"financial: {exc}", file=sys.stderr)
-        return EX_FAILED
+    return run_command(settings.worker_event_loop, _list(settings, args, spec))
 
 
 async def _list(settings: Settings, args: argparse.Namespace, spec: JobSpec) -> int:
     from financial.cmd.jobs import print_table
     from financial.cmd.requests import _open_pool
-    from financial.pkg.scheduler.store.requests import RequestCounts
+    from financial.pkg.scheduler.store.requests import first_open
     from financial.pkg.scheduler.store.requests_postgres import PostgresRequestStore
 
     async with AsyncExitStack() as stack:
         store = PostgresRequestStore(await _open_pool(settings, stack))
-        found = await store.open_requests(spec.name, limit=args.limit)
-        total = len(found)
-        if total >= args.limit:
-            total = (await store.counts([spec.name])).get(spec.name, RequestCounts()).open
+        found, total = await first_open(store, spec.name, args.limit)
     if args.json:
         print(json.dumps([request_dict(r) for r in found], indent=2))
         return EX_OK
@@ -266,13 +258,7 @@ def jobs_cancel(args: argparse.Namespace, settings: Settings) -> int:
     except BadInput as exc:
         print(f"financial: {exc}", file=sys.stderr)
         return EX_USAGE
-    try:
-        return event_loop.run(
-            settings.worker_event_loop, _cancel(settings, args, spec, request_ids)
-        )
-    except store_errors() as exc:
-        print(f"financial: {exc}", file=sys.stderr)
-        return EX_FAILED
+    return run_command(settings.worker_event_loop, _cancel(settings, args, spec, request_ids))
 
 
 async def _cancel(

@@ -15,8 +15,7 @@ from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from financial.cmd import event_loop
-from financial.cmd.errors import EX_FAILED, EX_OK, EX_USAGE, store_errors
+from financial.cmd.errors import EX_FAILED, EX_OK, EX_USAGE, run_command
 
 if TYPE_CHECKING:
     import asyncpg
@@ -129,13 +128,7 @@ def jobs_trigger(args: argparse.Namespace, settings: Settings) -> int:
     except BadInput as exc:
         print(f"financial: {exc}", file=sys.stderr)
         return EX_USAGE
-    try:
-        return event_loop.run(
-            settings.worker_event_loop, _trigger(settings, args, spec, tick, job_args)
-        )
-    except store_errors() as exc:
-        print(f"financial: {exc}", file=sys.stderr)
-        return EX_FAILED
+    return run_command(settings.worker_event_loop, _trigger(settings, args, spec, tick, job_args))
 
 
 async def _trigger(
@@ -218,13 +211,7 @@ def jobs_backfill(args: argparse.Namespace, settings: Settings) -> int:
     except BadInput as exc:
         print(f"financial: {exc}", file=sys.stderr)
         return EX_USAGE
-    try:
-        return event_loop.run(
-            settings.worker_event_loop, _backfill(settings, args, spec, start, end)
-        )
-    except store_errors() as exc:
-        print(f"financial: {exc}", file=sys.stderr)
-        return EX_FAILED
+    return run_command(settings.worker_event_loop, _backfill(settings, args, spec, start, end))
 
 
 async def _backfill(

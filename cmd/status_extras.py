@@ -23,13 +23,12 @@ from financial.pkg.observability.masking import mask_secrets
 from financial.pkg.scheduler.job_settings import JobSettingsStore, SettingsChange
 from financial.pkg.scheduler.job_settings.view import describe_change, settings_view
 from financial.pkg.scheduler.registry import EffectiveSetting, JobRegistry
-from financial.pkg.scheduler.store.requests import RequestCounts, RequestStore, RunRequest
+from financial.pkg.scheduler.store.requests import RequestStore, RunRequest, first_open
 
 AUDIT_ROWS = 50
 """Changes on a job's page, newest first (`financial jobs audit` lists them all)."""
 REQUEST_ROWS = 50
 """Open run requests on a job's page, in the order they run (the page counts the others)."""
-_NONE = RequestCounts()
 
 _SOURCES: Mapping[str, SettingSource] = {
     "runtime": "runtime",
@@ -80,13 +79,10 @@ async def open_request_rows(
     """The first `limit` open requests of `job`, how many are open, and None; or no rows, 0 and
     why they could not be read (the rest of the page still shows)."""
     try:
-        found = await requests.open_requests(job, limit=limit)
-        total = len(found)
-        if total >= limit:
-            total = (await requests.counts([job])).get(job, _NONE).open
+        found, total = await first_open(requests, job, limit)
     except Exception as exc:
         return (), 0, mask_secrets(f"{type(exc).__name__}: {exc}")
-    return tuple(request_row(r) for r in found), max(total, len(found)), None
+    return tuple(request_row(r) for r in found), total, None
 
 
 def status_extras(

@@ -187,6 +187,16 @@ class RequestStore(ABC):
         """Release what the store holds."""
 
 
+async def first_open(store: RequestStore, job: str, limit: int) -> tuple[list[RunRequest], int]:
+    """The first `limit` open requests of `job` in the order they run, and how many are open in
+    all (counted only when the first ones filled the limit)."""
+    found = await store.open_requests(job, limit=limit)
+    total = len(found)
+    if total >= limit:
+        total = (await store.counts([job])).get(job, RequestCounts()).open
+    return found, max(total, len(found))  # a request may be added between the two reads
+
+
 def request_uuids(request_ids: Sequence[str]) -> list[uuid.UUID]:
     """The ids as UUIDs; ValueError naming the first that is not one."""
     parsed: list[uuid.UUID] = []
